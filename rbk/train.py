@@ -1,0 +1,418 @@
+"""The practical training recipe, compiled once and vmapped over seeds x learning rates x weight decays.
+
+Recipe (PAPER.md, with PyTorch's SGD semantics)::
+
+    loss     = 0.5 * mean over the batch of the squared error summed over the k outputs
+    update   = optax.chain(add_decayed_weights(wd), sgd(lr_t, momentum=0.9))   # coupled L2
+    lr_t     = lr, divided by 10 from epoch ``decay_epoch`` (default E/2) on
+    batches  = 50 examples, a fresh permutation each epoch, the last partial batch dropped
+
+The reported error is that of the final epoch (no early stopping): the mean over points of
+the squared error summed over the ``k`` outputs, on the training, validation and test split.
+
+One call of :func:`train` is one compiled XLA program: ``lax.scan`` over epochs and steps,
+``vmap`` over the *members* (every (seed, learning rate, weight decay) triple). Width,
+architecture and ``N`` change shapes, so each is its own call. Each seed has its own data
+and its own training key (initialisation and batch order); members of one seed that differ
+only in hyper-parameters share both (common random numbers, a fairer selection).
+A member whose loss or parameters become NaN/inf is flagged ``diverged``; vmapped members
+are independent, so the others are unaffected.
+
+With several local devices (GPUs, TPU cores, or ``XLA_FLAGS=--xla_force_host_platform_device_count``
+on CPU) the member axis is sharded across them with ``jax.sharding`` (data replicated).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Mapping, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from rbk._checks import check_array, check_int, check_real
+from rbk.data import Dataset
+from rbk.models import FROZEN, Model
+
+SPLITS = ("train", "val", "test")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Static settings of a training run (hashable; build it with :func:`config`).
+
+    Attributes:
+      epochs: number of passes over the training set.
+      batch_size: mini-batch size (last partial batch dropped).
+      momentum: heavy-ball momentum of SGD.
+      decay_epoch: epoch from which the learning rate is multiplied by ``decay_factor``
+        (default ``epochs // 2``; ``epochs`` means never).
+      decay_factor: the multiplier (0.1 in the paper).
+      record_epochs: epochs after which train/val/test errors are recorded (the last one is
+        always ``epochs``).
+      layer_lr, layer_wd: per-label multipliers of the learning rate and weight decay, as
+        sorted ``(label, factor)`` pairs; labels are those of :meth:`rbk.models.Model.labels`
+        (``'W'``, ``'b1'``, ``'U'``, ``'b2'``, ``'A'``). Missing labels get 1.
+      eval_chunk: points per chunk when evaluating errors (bounds memory).
+    """
+
+    epochs: int = 60
+    batch_size: int = 50
+    momentum: float = 0.9
+    decay_epoch: int = 30
+    decay_factor: float = 0.1
+    record_epochs: tuple[int, ...] = (60,)
+    layer_lr: tuple[tuple[str, float], ...] = ()
+    layer_wd: tuple[tuple[str, float], ...] = ()
+    eval_chunk: int = 4096
+
+    def describe(self) -> dict:
+        out = dataclasses.asdict(self)
+        out["layer_lr"] = dict(self.layer_lr)
+        out["layer_wd"] = dict(self.layer_wd)
+        out["record_epochs"] = list(self.record_epochs)
+        return out
+
+
+def config(
+    epochs: int = 60,
+    *,
+    batch_size: int = 50,
+    momentum: float = 0.9,
+    decay_epoch: int | None = None,
+    decay_factor: float = 0.1,
+    record_epochs: Sequence[int] | None = None,
+    layer_lr: Mapping[str, float] | None = None,
+    layer_wd: Mapping[str, float] | None = None,
+    eval_chunk: int = 4096,
+) -> TrainConfig:
+    """Validated :class:`TrainConfig`. ``record_epochs`` defaults to ``(E/4, E/2, 3E/4, E)``."""
+    epochs = check_int("epochs", epochs, lo=1)
+    batch_size = check_int("batch_size", batch_size, lo=1)
+    momentum = check_real("momentum", momentum, lo=0.0, hi=1.0, hi_open=True)
+    decay_epoch = epochs // 2 if decay_epoch is None else check_int("decay_epoch", decay_epoch, lo=0, hi=epochs)
+    decay_factor = check_real("decay_factor", decay_factor, lo=0.0)
+    if record_epochs is None:
+        record_epochs = [e for e in (epochs // 4, epochs // 2, (3 * epochs) // 4) if e >= 1]
+    rec = sorted({check_int("record_epochs", e, lo=1, hi=epochs) for e in record_epochs} | {epochs})
+    pairs = []
+    for name, table in (("layer_lr", layer_lr), ("layer_wd", layer_wd)):
+        table = dict(table or {})
+        for label, factor in table.items():
+            if label not in ("W", "b1", "U", "b2", "A"):
+                raise ValueError(f"{name} keys must be among ['A', 'U', 'W', 'b1', 'b2'], got {label!r}")
+            check_real(f"{name}[{label!r}]", factor, lo=0.0)
+        pairs.append(tuple(sorted((k, float(v)) for k, v in table.items())))
+    eval_chunk = check_int("eval_chunk", eval_chunk, lo=1)
+    return TrainConfig(epochs, batch_size, momentum, decay_epoch, decay_factor, tuple(rec), pairs[0], pairs[1], eval_chunk)
+
+
+@dataclasses.dataclass
+class TrainResult:
+    """Host-side result of one compiled call; arrays are indexed ``[seed, lr, wd, ...]``.
+
+    Attributes:
+      errors: ``{'train' | 'val' | 'test': array (S, L, W, R)}`` errors after each recorded epoch.
+      epoch_loss: ``(S, L, W, E)`` mean training loss of each epoch (the 0.5-scaled batch loss).
+      diverged: ``(S, L, W)`` bool; NaN/inf loss, error or parameter at the end.
+      record_epochs, lrs, wds: the axes.
+      compile_s, run_s: compilation and execution wall time of the call.
+      params: the final parameters (leading axes S, L, W), if requested.
+    """
+
+    errors: dict
+    epoch_loss: np.ndarray
+    diverged: np.ndarray
+    record_epochs: tuple
+    lrs: np.ndarray
+    wds: np.ndarray
+    compile_s: float
+    run_s: float
+    params: dict | None = None
+
+    def final(self, split: str = "test") -> np.ndarray:
+        """Errors after the last epoch, ``(S, L, W)``."""
+        return self.errors[split][..., -1]
+
+
+# --------------------------------------------------------------------------- optimiser
+
+
+def optimizer(model: Model, params: dict, lr, wd, cfg: TrainConfig, steps_per_epoch: int):
+    """The recipe as an optax transformation; ``lr`` and ``wd`` may be traced scalars."""
+    boundary = cfg.decay_epoch * steps_per_epoch
+    lr_mult, wd_mult = dict(cfg.layer_lr), dict(cfg.layer_wd)
+    labels = model.labels(params)
+    transforms = {FROZEN: optax.set_to_zero()}
+    for label in set(labels.values()) - {FROZEN}:
+        schedule = optax.piecewise_constant_schedule(lr * lr_mult.get(label, 1.0), {boundary: cfg.decay_factor})
+        transforms[label] = optax.chain(
+            optax.add_decayed_weights(wd * wd_mult.get(label, 1.0)),
+            optax.sgd(schedule, momentum=cfg.momentum or None),
+        )
+    return optax.multi_transform(transforms, labels)
+
+
+def batch_loss(model: Model, params: dict, x, y):
+    """``0.5 * mean_batch sum_k (f(x) - y)^2``."""
+    return 0.5 * jnp.mean(jnp.sum((model.apply(params, x) - y) ** 2, axis=-1))
+
+
+def error(model: Model, params: dict, x, y, chunk: int = 4096):
+    """Mean over points of the squared error summed over outputs, evaluated in chunks."""
+    n = x.shape[0]
+    if n <= chunk:
+        return jnp.mean(jnp.sum((model.apply(params, x) - y) ** 2, axis=-1))
+    n_full = (n // chunk) * chunk
+    xs = x[:n_full].reshape(-1, chunk, x.shape[-1])
+    ys = y[:n_full].reshape(-1, chunk, y.shape[-1])
+    sums = jax.lax.map(lambda xy: jnp.sum((model.apply(params, xy[0]) - xy[1]) ** 2), (xs, ys))
+    total = jnp.sum(sums)
+    if n_full < n:
+        total = total + jnp.sum((model.apply(params, x[n_full:]) - y[n_full:]) ** 2)
+    return total / n
+
+
+# --------------------------------------------------------------------------- one member
+
+
+def _run_member(model: Model, cfg: TrainConfig, data: Dataset, key, lr, wd):
+    n = data.x_train.shape[0]
+    bs = cfg.batch_size
+    steps = n // bs
+    k_init, k_order = jax.random.split(key)
+    params = model.init(k_init)
+    opt = optimizer(model, params, lr, wd, cfg, steps)
+    opt_state = opt.init(params)
+    grad_fn = jax.value_and_grad(lambda p, x, y: batch_loss(model, p, x, y))
+
+    def step(carry, idx):
+        p, s = carry
+        loss, g = grad_fn(p, data.x_train[idx], data.y_train[idx])
+        upd, s = opt.update(g, s, p)
+        return (optax.apply_updates(p, upd), s), loss
+
+    def epoch(carry, ep):
+        perm = jax.random.permutation(jax.random.fold_in(k_order, ep), n)[: steps * bs].reshape(steps, bs)
+        carry, losses = jax.lax.scan(step, carry, perm)
+        return carry, jnp.mean(losses)
+
+    carry = (params, opt_state)
+    errs, losses, start = [], [], 0
+    for stop in cfg.record_epochs:
+        carry, ls = jax.lax.scan(epoch, carry, jnp.arange(start, stop))
+        losses.append(ls)
+        p = carry[0]
+        errs.append(
+            jnp.stack(
+                [
+                    error(model, p, data.x_train, data.y_train, cfg.eval_chunk),
+                    error(model, p, data.x_val, data.y_val, cfg.eval_chunk),
+                    error(model, p, data.x_test, data.y_test, cfg.eval_chunk),
+                ]
+            )
+        )
+        start = stop
+    params = carry[0]
+    errs = jnp.stack(errs, axis=-1)  # (3, R)
+    losses = jnp.concatenate(losses)
+    finite = jnp.all(jnp.isfinite(errs)) & jnp.all(jnp.isfinite(losses))
+    finite &= jnp.all(jnp.stack([jnp.all(jnp.isfinite(v)) for v in jax.tree_util.tree_leaves(params)]))
+    return errs, losses, ~finite, params
+
+
+# --------------------------------------------------------------------------- the compiled call
+
+
+def _validate(model: Model, data: Dataset, keys, lrs, wds, cfg: TrainConfig):
+    if not isinstance(model, Model):
+        raise ValueError(f"model must be an rbk.models.Model (use rbk.models.get_model), got {type(model).__name__}")
+    if not isinstance(cfg, TrainConfig):
+        raise ValueError("cfg must be an rbk.train.TrainConfig (use rbk.train.config)")
+    if not isinstance(data, Dataset):
+        raise ValueError("data must be an rbk.data.Dataset (use rbk.data.make_dataset / rbk.data.stack)")
+    x = check_array("data.x_train", data.x_train, ndim=3)
+    s, n, d = x.shape
+    if d != model.d:
+        raise ValueError(f"data.x_train has d={d} inputs but the model expects d={model.d}")
+    check_array("data.y_train", data.y_train, shape=(s, n, model.k))
+    for split in ("val", "test"):
+        xs = check_array(f"data.x_{split}", getattr(data, f"x_{split}"), ndim=3)
+        if xs.shape[0] != s or xs.shape[2] != d:
+            raise ValueError(f"data.x_{split} must have shape ({s}, *, {d}), got {xs.shape}")
+        check_array(f"data.y_{split}", getattr(data, f"y_{split}"), shape=(s, xs.shape[1], model.k))
+    if cfg.batch_size > n:
+        raise ValueError(f"batch_size must be in [1, N={n}] (the training-set size), got {cfg.batch_size}")
+    keys = np.asarray(jax.random.key_data(keys) if jnp.issubdtype(jnp.asarray(keys).dtype, jax.dtypes.prng_key) else keys)
+    if keys.shape != (s, 2):
+        raise ValueError(f"keys must be {s} PRNG keys (one per seed, shape ({s}, 2)), got shape {keys.shape}")
+    lrs = check_array("lrs", np.atleast_1d(np.asarray(lrs, np.float64)), ndim=1)
+    wds = check_array("wds", np.atleast_1d(np.asarray(wds, np.float64)), ndim=1)
+    if lrs.size == 0 or np.any(lrs <= 0):
+        raise ValueError(f"lrs (learning rates) must be a non-empty list of numbers > 0, got {lrs.tolist()}")
+    if wds.size == 0 or np.any(wds < 0):
+        raise ValueError(f"wds (weight decays) must be a non-empty list of numbers >= 0, got {wds.tolist()}")
+    return keys.astype(np.uint32), lrs.astype(np.float32), wds.astype(np.float32)
+
+
+def _as_batched(data: Dataset) -> Dataset:
+    if np.ndim(data.x_train) == 2:
+        return jax.tree_util.tree_map(lambda a: jnp.asarray(a)[None], data)
+    return data
+
+
+def train(
+    model: Model,
+    data: Dataset,
+    keys,
+    lrs: Sequence[float],
+    wds: Sequence[float],
+    cfg: TrainConfig | None = None,
+    *,
+    return_params: bool = False,
+    devices: Sequence | None = None,
+) -> TrainResult:
+    """Train every (seed, lr, wd) member in one compiled, vmapped call.
+
+    Args:
+      model: from :func:`rbk.models.get_model`.
+      data: an :class:`rbk.data.Dataset` with a leading seed axis ``S`` (``rbk.data.stack``),
+        or a single unbatched split (``S = 1``).
+      keys: ``S`` training keys (``(S, 2)`` uint32), e.g. ``rbk.data.seed_keys(s)[1]`` per seed.
+      lrs, wds: the learning-rate and weight-decay grids (full outer product is trained).
+      cfg: :class:`TrainConfig` (default ``config()``: 60 epochs, the paper's recipe).
+      return_params: also return the final parameters.
+      devices: devices to shard the members over (default: all local devices).
+
+    Bad arguments raise ``ValueError`` before anything is compiled.
+    """
+    cfg = config() if cfg is None else cfg
+    data = _as_batched(data)
+    keys = jnp.atleast_2d(jnp.asarray(keys)) if not jnp.issubdtype(jnp.asarray(keys).dtype, jax.dtypes.prng_key) else keys
+    keys, lrs, wds = _validate(model, data, keys, lrs, wds, cfg)
+    S, L, W = keys.shape[0], lrs.size, wds.size
+    # flatten members: seed-major, then lr, then wd
+    seed_idx = np.repeat(np.arange(S), L * W)
+    m_lr = np.tile(np.repeat(lrs, W), S)
+    m_wd = np.tile(wds, S * L)
+    M = seed_idx.size
+    devices = list(devices) if devices is not None else jax.local_devices()
+    pad = (-M) % len(devices)
+    if pad:  # pad with copies of the last member so the axis divides the devices
+        seed_idx, m_lr, m_wd = (np.concatenate([a, np.repeat(a[-1:], pad)]) for a in (seed_idx, m_lr, m_wd))
+
+    fn = _compiled_fn(model, cfg)
+    args = (data, jnp.asarray(keys), jnp.asarray(seed_idx), jnp.asarray(m_lr), jnp.asarray(m_wd))
+    if len(devices) > 1:
+        mesh = jax.sharding.Mesh(np.asarray(devices), ("members",))
+        shard = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("members"))
+        repl = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+        args = (
+            jax.device_put(args[0], repl),
+            jax.device_put(args[1], repl),
+            *(jax.device_put(a, shard) for a in args[2:]),
+        )
+    t0 = time.perf_counter()
+    compiled = fn.lower(*args).compile()
+    t1 = time.perf_counter()
+    errs, losses, diverged, params = compiled(*args)
+    errs, losses, diverged = jax.device_get((errs, losses, diverged))
+    t2 = time.perf_counter()
+
+    def shape(a):
+        a = np.asarray(a)[:M]
+        return a.reshape((S, L, W) + a.shape[1:])
+
+    errs = shape(errs)  # (S, L, W, 3, R)
+    return TrainResult(
+        errors={split: errs[..., i, :] for i, split in enumerate(SPLITS)},
+        epoch_loss=shape(losses),
+        diverged=shape(diverged).astype(bool),
+        record_epochs=cfg.record_epochs,
+        lrs=lrs,
+        wds=wds,
+        compile_s=t1 - t0,
+        run_s=t2 - t1,
+        params=jax.tree_util.tree_map(shape, jax.device_get(params)) if return_params else None,
+    )
+
+
+_CACHE: dict = {}
+
+
+def _compiled_fn(model: Model, cfg: TrainConfig):
+    """The jitted, vmapped trainer for one (model, config); cached on the host."""
+    key = (model, cfg)
+    if key not in _CACHE:
+
+        def run_all(data, keys, seed_idx, lrs, wds):
+            def member(si, lr, wd):
+                d = jax.tree_util.tree_map(lambda a: a[si], data)
+                return _run_member(model, cfg, d, keys[si], lr, wd)
+
+            return jax.vmap(member)(seed_idx, lrs, wds)
+
+        _CACHE[key] = jax.jit(run_all)
+    return _CACHE[key]
+
+
+# --------------------------------------------------------------------------- convenience
+
+
+def fit(
+    model: Model,
+    target,
+    n: int,
+    seeds: Sequence[int],
+    lrs: Sequence[float],
+    wds: Sequence[float],
+    cfg: TrainConfig | None = None,
+    *,
+    distribution: str = "cube",
+    n_val: int | None = None,
+    n_test: int = 10000,
+    noise: float = 0.0,
+    **kwargs,
+) -> TrainResult:
+    """Draw each seed's data with :func:`rbk.data.make_dataset` and :func:`train` on it."""
+    from rbk.data import make_dataset, seed_keys, stack
+
+    n = check_int("n", n, lo=1)
+    cfg = config() if cfg is None else cfg
+    if cfg.batch_size > n:
+        raise ValueError(f"batch_size must be in [1, N={n}] (the training-set size), got {cfg.batch_size}")
+    seeds = [check_int("seeds", s, lo=0) for s in seeds]
+    if not seeds:
+        raise ValueError("seeds must be a non-empty list of integers >= 0")
+    pairs = [seed_keys(s) for s in seeds]
+    data = stack(
+        [
+            make_dataset(kd, target, n, d=model.d, n_val=n_val, n_test=n_test, distribution=distribution, noise=noise)
+            for kd, _ in pairs
+        ]
+    )
+    keys = jnp.stack([kt for _, kt in pairs])
+    return train(model, data, keys, lrs, wds, cfg, **kwargs)
+
+
+def total_flops(model: Model, n: int, cfg: TrainConfig, members: int = 1) -> float:
+    """Training FLOPs of one call (excluding evaluation): ``6 x MACs`` per example seen."""
+    from rbk.models import flops_per_example
+
+    return float(flops_per_example(model)) * (n // cfg.batch_size) * cfg.batch_size * cfg.epochs * members
+
+
+__all__ = [
+    "TrainConfig",
+    "TrainResult",
+    "config",
+    "train",
+    "fit",
+    "optimizer",
+    "batch_loss",
+    "error",
+    "total_flops",
+]
