@@ -150,10 +150,12 @@ class Model:
 
     # ------------------------------------------------------------------ the third view
     def kernel_fn(self, **kwargs):
-        """The exact infinite-width ``kernel_fn`` of this architecture (see :mod:`rbk.kernels`)."""
+        """The exact infinite-width ``kernel_fn`` of this model (``ntk`` parameterization only):
+        the trained groups follow the variant and ``train_output`` (see
+        :func:`rbk.kernels.model_kernel_fn`)."""
         from rbk import kernels
 
-        return kernels.kernel_fn(self.arch, W_std=self.W_std, b_std=self.b_std, **kwargs)
+        return kernels.model_kernel_fn(self, **kwargs)
 
     def describe(self) -> dict:
         out = dataclasses.asdict(self)
