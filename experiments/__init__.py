@@ -1,0 +1,82 @@
+"""The paper's experiments as importable modules (installed with ``pip install -e .``).
+
+* :mod:`experiments.exp1_sample_complexity`: test error against the number of samples N
+  (Experiment 1), profiles ``quick`` and ``paper``;
+* :mod:`experiments.exp2_alpha_beta`: the (alpha, beta) phase diagram of the target
+  ``beta * F + alpha * G(F)`` (Experiment 2), profiles ``quick`` and ``paper``.
+
+Each has ``PROFILES``, ``main(argv)`` (the same options as ``rbk exp1`` / ``rbk exp2``) and
+``run(out_dir, profile=..., **overrides)``. :func:`finalize` writes ``summary.json``
+(:mod:`rbk.stats`), the figure (:mod:`rbk.plots`) and returns the summary of a results
+directory; ``rbk plot --out DIR`` calls it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+EXPERIMENTS = {"exp1": "experiments.exp1_sample_complexity", "exp2": "experiments.exp2_alpha_beta"}
+
+
+def module(experiment: str):
+    import importlib
+
+    if experiment not in EXPERIMENTS:
+        raise ValueError(f"experiment must be one of {list(EXPERIMENTS)}, got {experiment!r}")
+    return importlib.import_module(EXPERIMENTS[experiment])
+
+
+def profile_spec(experiment: str, profile: str, **overrides):
+    """The :class:`rbk.sweep.SweepSpec` of a profile with ``overrides`` (``make_spec`` keywords;
+    ``None`` values are ignored)."""
+    from rbk import sweep
+
+    mod = module(experiment)
+    if profile not in mod.PROFILES:
+        raise ValueError(f"profile must be one of {sorted(mod.PROFILES)}, got {profile!r}")
+    kw = dict(mod.PROFILES[profile])
+    kw.update({k: v for k, v in overrides.items() if v is not None})
+    return sweep.make_spec(experiment, **kw)
+
+
+def finalize(out_dir, *, plot: bool = True, quiet: bool = False) -> dict | None:
+    """Summarise a results directory: ``summary.json`` and (``plot``) ``<exp>.png/.pdf``.
+
+    Returns the summary (``None`` when there are no rows, or exp1 with ``alpha = 0``, which
+    has no threshold ``k alpha^2``).
+    """
+    import sys
+
+    from rbk import stats, sweep
+
+    out_dir = Path(out_dir)
+    meta = sweep.read_meta(out_dir)
+    spec = sweep.spec_from_meta(meta)
+    rows = sweep.load_rows(out_dir)
+    if not rows:
+        if not quiet:
+            print(f"[rbk] {out_dir}: no finished cells yet, nothing to summarise", file=sys.stderr)
+        return None
+    inst = {"d": spec.d, "k": spec.k, "g_degree": spec.g_degree, "experiment": spec.experiment}
+    if spec.experiment == "exp1":
+        alpha, beta = spec.instances[0]
+        threshold = spec.k * alpha**2
+        if not threshold > 0:
+            if not quiet:
+                print("[rbk] alpha = 0: no threshold k*alpha^2, summary and figure skipped", file=sys.stderr)
+            return None
+        inst.update(alpha=alpha, beta=beta)
+        summary = stats.summarize_exp1(rows, threshold=threshold, instance=inst)
+    else:
+        summary = stats.summarize_exp2(rows)
+    summary["complete"] = len(sweep.Store(out_dir, spec, sweep.plan(spec)).done()) == meta.get("cells")
+    stats.write_json(summary, out_dir / "summary.json")
+    if plot:
+        from rbk import plots
+
+        fn = plots.plot_exp1 if spec.experiment == "exp1" else plots.plot_exp2
+        fn(summary, out_dir, name=spec.experiment)
+    return summary
+
+
+__all__ = ["EXPERIMENTS", "module", "profile_spec", "finalize"]

@@ -1,0 +1,240 @@
+"""The ``rbk`` command: ``rbk exp1``, ``rbk exp2``, ``rbk plot``.
+
+::
+
+    rbk exp1 --profile quick --out results/exp1-quick          # Experiment 1 (test error vs N)
+    rbk exp1 --profile paper --dry-run                          # the plan, calls, memory, FLOPs
+    rbk exp2 --profile quick --out results/exp2-quick          # Experiment 2 (alpha-beta diagram)
+    rbk plot --out results/exp1-quick                           # summary + figure again
+
+A profile sets every value; any option given overrides it. Lists take spaces or commas
+(``--n 1000 3000`` or ``--n 1000,3000``). Every value is checked before anything is
+computed; a bad one exits with status 2 and a message naming the option and its range.
+Results land in ``--out`` (see :mod:`rbk.sweep`); a re-run of the same command resumes,
+another config in the same directory is refused. Progress goes to stderr; the summary table
+(learner x N: mean test error and 95% CI, with the threshold) to stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+
+def _list_of(conv, what: str):
+    def parse(text: str):
+        out = []
+        for part in text.split(","):
+            part = part.strip()
+            if not part:
+                continue
+            try:
+                out.append(conv(part))
+            except ValueError:
+                raise argparse.ArgumentTypeError(f"expected {what}, got {part!r}") from None
+        if not out:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
+        return out
+
+    return parse
+
+
+def _int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        f = float(text)  # accept 1e4
+        if f != int(f):
+            raise ValueError(text) from None
+        return int(f)
+
+
+def _flat(v):
+    if v is None:
+        return None
+    return [x for part in v for x in part]
+
+
+def _add_sweep_arguments(p: argparse.ArgumentParser, experiment: str) -> None:
+    from experiments import module
+    from rbk.sweep import LEARNERS
+
+    mod = module(experiment)
+    g = p.add_argument_group("what to run")
+    g.add_argument("--profile", default="quick", choices=sorted(mod.PROFILES),
+                   help="preset of every value below (default: quick)")
+    g.add_argument("--out", type=Path, default=None,
+                   help=f"results directory (default: results/{experiment}-<profile>); re-running resumes")
+    g.add_argument("--dry-run", action="store_true",
+                   help="print the plan (cells, compiled calls, memory and FLOP estimates) and exit")
+    g.add_argument("--quiet", action="store_true", help="no progress bar or per-cell lines on stderr")
+    g.add_argument("--no-plot", action="store_true", help="skip the figure at the end (summary.json is written)")
+
+    t = p.add_argument_group("target: beta*F(x) + alpha*G(F(x)) on the Boolean cube {-1,1}^d")
+    t.add_argument("--d", type=_int, help="input dimension, an even integer >= 2 (paper: 30)")
+    t.add_argument("--k", type=_int, help="outputs = degree-2 parities of F, 1 <= k <= d/2 (paper: 15)")
+    t.add_argument("--g-degree", type=_int, help="degree of the parity G, 1 <= g <= k (paper: 4)")
+    if experiment == "exp1":
+        t.add_argument("--alpha", type=float, help="weight of G(F), in [0, 1) (paper: 0.3; threshold k*alpha^2)")
+        t.add_argument("--beta", type=float, help="weight of F, > 0 (default 1)")
+    else:
+        t.add_argument("--alpha", type=_list_of(float, "numbers in (0, 1)"), nargs="+",
+                       help="list of alpha values, each in (0, 1)")
+        t.add_argument("--beta", type=_list_of(float, "numbers > 0"), nargs="+", help="list of beta values, each > 0")
+
+    s = p.add_argument_group("grid")
+    s.add_argument("--learners", type=_list_of(str, "learner names"), nargs="+",
+                   help=f"learners among {', '.join(LEARNERS)}")
+    s.add_argument("--n", type=_list_of(_int, "integers >= 50"), nargs="+",
+                   help="training-set sizes, each >= the batch size 50")
+    s.add_argument("--seeds", type=_int, help="number of seeds (0, 1, ..., seeds-1), >= 1")
+    s.add_argument("--width", type=_list_of(_int, "integers >= 1"), nargs="+", help="network width(s)")
+    s.add_argument("--epochs", type=_int, help="training epochs (lr/10 at half, unless --decay-epoch)")
+    s.add_argument("--decay-epoch", type=_int, help="epoch of the lr/10 step, in [0, epochs]")
+    s.add_argument("--lr", type=_list_of(float, "numbers > 0"), nargs="+", help="learning rates, each > 0")
+    s.add_argument("--wd", type=_list_of(float, "numbers >= 0"), nargs="+", help="weight decays, each >= 0")
+    s.add_argument("--ridges", type=_list_of(float, "numbers >= 0"), nargs="+",
+                   help="kernel ridges relative to mean(diag K), 1 to 5 values >= 0 (chosen on validation)")
+    s.add_argument("--n-val", type=_int, help="validation points (default max(1000, N/5))")
+    s.add_argument("--n-test", type=_int, help="test points (default 10000)")
+    s.add_argument("--kernel-max-n", type=_int, help="run exact kernels only for N up to this")
+
+    r = p.add_argument_group("resources")
+    r.add_argument("--max-members-per-call", type=_int,
+                   help="split a network call into chunks of at most this many (seed, lr, wd) members "
+                        "(default: what fits in 40%% of the device's memory, by the estimate of --dry-run)")
+    r.add_argument("--device-memory-gb", type=float,
+                   help="device memory to plan the chunking for (default: detected)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="rbk",
+        description="ResNet beyond kernels: the experiments of Allen-Zhu & Li (2019).",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__.split("::", 1)[1].split("A profile", 1)[0],
+    )
+    sub = parser.add_subparsers(dest="command", metavar="{exp1,exp2,plot}")
+    sub.required = True
+    p1 = sub.add_parser("exp1", help="Experiment 1: test error against the number of samples N",
+                        description="Experiment 1: test error against N, networks vs their kernels, same data per seed.")
+    _add_sweep_arguments(p1, "exp1")
+    p2 = sub.add_parser("exp2", help="Experiment 2: the alpha-beta phase diagram",
+                        description="Experiment 2: target beta*F + alpha*G(F) over an (alpha, beta) grid.")
+    _add_sweep_arguments(p2, "exp2")
+    p3 = sub.add_parser("plot", help="summary.json, the figure and the table of a results directory",
+                        description="Re-summarise and re-plot a results directory (any finished cells).")
+    p3.add_argument("--out", type=Path, required=True, help="results directory (holding meta.json)")
+    p3.add_argument("--no-plot", action="store_true", help="only summary.json and the table")
+    return parser
+
+
+def spec_from_args(args: argparse.Namespace, experiment: str):
+    """The validated spec of the parsed options (``ValueError`` on a bad value)."""
+    from experiments import profile_spec
+
+    seeds = None
+    if args.seeds is not None:
+        if args.seeds < 1:
+            raise ValueError(f"--seeds (number of seeds) must be an integer >= 1, got {args.seeds}")
+        seeds = tuple(range(args.seeds))
+    if args.device_memory_gb is not None and not args.device_memory_gb > 0:
+        raise ValueError(f"--device-memory-gb must be > 0, got {args.device_memory_gb}")
+    alphas, betas = args.alpha, args.beta
+    if experiment == "exp2":
+        alphas, betas = _flat(alphas), _flat(betas)
+    over = dict(
+        learners=_flat(args.learners), ns=_flat(args.n), seeds=seeds, alphas=alphas, betas=betas, d=args.d,
+        k=args.k, g_degree=args.g_degree, widths=_flat(args.width), epochs=args.epochs,
+        decay_epoch=args.decay_epoch, lrs=_flat(args.lr), wds=_flat(args.wd), ridges=_flat(args.ridges),
+        n_val=args.n_val, n_test=args.n_test, kernel_max_n=args.kernel_max_n,
+        max_members_per_call=args.max_members_per_call,
+    )  # fmt: skip
+    return profile_spec(experiment, args.profile, **over)
+
+
+def _run_experiment(parser, args, experiment: str, argv) -> int:
+    import experiments
+    from rbk import plots, sweep
+
+    try:
+        spec = spec_from_args(args, experiment)
+    except ValueError as e:
+        parser.error(str(e))
+    out = args.out or Path("results") / f"{experiment}-{args.profile}"
+    mem = None if args.device_memory_gb is None else int(args.device_memory_gb * 2**30)
+    if args.dry_run:
+        import jax
+
+        dev_mem, source = (mem, "--device-memory-gb") if mem else sweep.device_memory_bytes()
+        nd = jax.local_device_count()
+        mm = sweep.resolve_max_members(spec, dev_mem, nd)
+        import dataclasses
+
+        spec = dataclasses.replace(spec, max_members_per_call=mm)
+        done = set()
+        meta_p = Path(out) / "meta.json"
+        if meta_p.exists():
+            import json
+
+            meta = json.loads(meta_p.read_text())
+            if meta.get("config_hash") == spec.config_hash():
+                spec = dataclasses.replace(spec, max_members_per_call=meta.get("resolved", {}).get(
+                    "max_members_per_call", mm))
+                done = sweep.Store(out, spec, sweep.plan(spec)).done()
+            else:
+                print(f"note: {out} holds another config; running this one there would be refused", file=sys.stderr)
+        cells = sweep.plan(spec)
+        print(f"dry run: nothing is computed. Results would go to {out}")
+        print(sweep.format_plan(spec, cells, memory_bytes=dev_mem, memory_source=source, n_devices=nd, done=done))
+        return 0
+    t0 = time.perf_counter()
+    try:
+        res = sweep.run(spec, out, quiet=args.quiet, argv=["rbk", *argv], memory_bytes=mem)
+    except (sweep.ConfigMismatchError, sweep.StoreLockedError) as e:
+        print(f"rbk {experiment}: error: {e}", file=sys.stderr)
+        return 2
+    if not res.is_writer:
+        return 0
+    summary = experiments.finalize(out, plot=not args.no_plot, quiet=args.quiet)
+    wall = time.perf_counter() - t0
+    print()
+    if summary is not None:
+        print(plots.format_table(summary))
+        print()
+    made = ["meta.json", "results.csv", "results.jsonl"]
+    if summary is not None:
+        made += ["summary.json"] + ([] if args.no_plot else [f"{experiment}.png", f"{experiment}.pdf"])
+    print(f"{len(res.ran)} cells run, {len(res.skipped)} resumed, {len(res.rows)} rows; wall {wall:.1f} s")
+    print(f"results in {out}/: {', '.join(made)}")
+    return 0
+
+
+def _plot(parser, args) -> int:
+    import experiments
+    from rbk import plots
+
+    if not (args.out / "meta.json").exists():
+        parser.error(f"--out {args.out} is not an rbk results directory (no meta.json)")
+    summary = experiments.finalize(args.out, plot=not args.no_plot)
+    if summary is None:
+        return 1
+    print(plots.format_table(summary))
+    return 0
+
+
+def main(argv=None) -> int:
+    """Entry point of the ``rbk`` console script; returns the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command in ("exp1", "exp2"):
+        sub = parser._subparsers._group_actions[0].choices[args.command]  # for errors naming the subcommand
+        return _run_experiment(sub, args, args.command, argv)
+    return _plot(parser, args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

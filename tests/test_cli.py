@@ -1,0 +1,165 @@
+"""The ``rbk`` command: help, validation before any compute, dry runs, a tiny run + ``rbk plot``,
+and the experiments package importable from any folder."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from rbk import cli, sweep, train
+
+TINY = ["--d", "8", "--k", "2", "--g-degree", "2", "--seeds", "2", "--n-val", "40", "--n-test", "50", "--quiet"]
+
+
+@pytest.fixture
+def no_compute(monkeypatch):
+    """Any attempt to run a cell or train fails the test."""
+
+    def boom(*a, **k):
+        raise AssertionError("computed before validating")
+
+    monkeypatch.setattr(sweep, "run", boom)
+    monkeypatch.setattr(sweep, "run_cell", boom)
+    monkeypatch.setattr(train, "train", boom)
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["exp1", "--help"], ["exp2", "--help"], ["plot", "--help"]])
+def test_help(argv, capsys):
+    with pytest.raises(SystemExit) as e:
+        cli.main(argv)
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    assert "usage: rbk" in out
+    if argv[0] in ("exp1", "exp2"):
+        for opt in ("--profile", "--out", "--d", "--k", "--g-degree", "--seeds", "--n", "--alpha", "--beta",
+                    "--learners", "--width", "--epochs", "--lr", "--wd", "--dry-run", "--max-members-per-call"):
+            assert opt in out
+
+
+BAD = [
+    (["exp1", "--d", "31"], "--d"),
+    (["exp1", "--d", "0"], "--d"),
+    (["exp1", "--d", "20", "--k", "11"], "--k"),
+    (["exp1", "--k", "5", "--g-degree", "6"], "--g-degree"),
+    (["exp1", "--alpha", "1.0"], "--alpha"),
+    (["exp1", "--alpha", "-0.2"], "--alpha"),
+    (["exp1", "--alpha", "nan"], "--alpha"),
+    (["exp1", "--beta", "0"], "--beta"),
+    (["exp1", "--n", "0"], "--n"),
+    (["exp1", "--n", "1000", "40"], "--n"),
+    (["exp1", "--n", "abc"], "--n"),
+    (["exp1", "--seeds", "0"], "--seeds"),
+    (["exp1", "--seeds", "-3"], "--seeds"),
+    (["exp1", "--learners", "3resnet", "cnn"], "learners"),
+    (["exp1", "--width", "0"], "--width"),
+    (["exp1", "--epochs", "0"], "--epochs"),
+    (["exp1", "--lr", "0"], "--lr"),
+    (["exp1", "--wd", "-1e-3"], "--wd"),
+    (["exp1", "--ridges", "1,2,3,4,5,6"], "--ridges"),
+    (["exp1", "--max-members-per-call", "0"], "--max-members-per-call"),
+    (["exp1", "--profile", "huge"], "--profile"),
+    (["exp2", "--alpha", "0", "0.3"], "--alpha"),
+    (["exp2", "--alpha", "0.3", "1.0"], "--alpha"),
+    (["exp2", "--beta", "0.3,-1"], "--beta"),
+    (["plot"], "--out"),
+]
+
+
+@pytest.mark.parametrize("argv, name", BAD)
+def test_bad_input_is_a_clear_error_before_any_compute(argv, name, capsys, no_compute, tmp_path):
+    with pytest.raises(SystemExit) as e:
+        cli.main(argv + ["--out", str(tmp_path / "never")] if argv[0] != "plot" else argv)
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert name in err and "error" in err
+    assert not (tmp_path / "never").exists()
+
+
+def test_plot_of_a_non_results_directory(tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        cli.main(["plot", "--out", str(tmp_path)])
+    assert e.value.code == 2 and "no meta.json" in capsys.readouterr().err
+
+
+def test_paper_dry_run_prints_the_plan_without_computing(capsys, no_compute, tmp_path):
+    assert cli.main(["exp1", "--profile", "paper", "--dry-run", "--device-memory-gb", "80",
+                     "--out", str(tmp_path / "p")]) == 0  # fmt: skip
+    out = capsys.readouterr().out
+    assert "800 epochs (lr/10 at 400)" in out and "15 x 15 settings" in out and "N: 1000, 2000, 5000, 10000, 20000, 50000" in out
+    assert "compiled network calls" in out and "FLOPs" in out and "MiB per member" in out
+    assert "seeds: 5" in out and "width 512" in out
+    assert not (tmp_path / "p").exists()
+    # 80 GiB: 40% holds two seeds x 225 settings per call
+    assert "max members per call: " in out
+    mm = int(out.split("max members per call: ")[1].split()[0])
+    assert 450 <= mm < 1125
+
+
+@pytest.mark.parametrize("inst", [["--d", "16", "--k", "4", "--g-degree", "2", "--alpha", "0.15"],
+                                  ["--d", "40", "--k", "20", "--g-degree", "4", "--alpha", "0.35"],
+                                  ["--d", "24", "--k", "9", "--g-degree", "3", "--alpha", "0.25"]])  # fmt: skip
+def test_quick_command_accepts_other_parity_instances(inst, capsys, no_compute):
+    assert cli.main(["exp1", "--profile", "quick", "--dry-run", *inst]) == 0
+    out = capsys.readouterr().out
+    assert f"d={inst[1]}, k={inst[3]}, g_degree={inst[5]}" in out and "cells: 27 (9 compiled network calls" in out
+
+
+def test_exp2_quick_dry_run(capsys, no_compute):
+    assert cli.main(["exp2", "--profile", "quick", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "cells: 1 (1 compiled network calls" in out and "(0.9, 1.0)" in out and "16 member(s)" in out
+
+
+def test_tiny_exp1_run_resume_and_plot(tmp_path, capsys):
+    out = tmp_path / "e1"
+    argv = ["exp1", "--out", str(out), "--learners", "nngp-2nn", "ntk-2nn", "--n", "60,80", *TINY]
+    assert cli.main(argv) == 0
+    text = capsys.readouterr().out
+    assert "threshold k*alpha^2 = 0.18" in text and "nngp-2nn" in text and "N=80" in text
+    for f in ("meta.json", "results.csv", "results.jsonl", "summary.json", "exp1.png", "exp1.pdf"):
+        assert (out / f).exists(), f
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["threshold"] == pytest.approx(0.18) and summary["complete"] is True
+    assert {(r["learner"], r["n"]) for r in summary["rows"]} == {(a, n) for a in ("nngp-2nn", "ntk-2nn") for n in (60, 80)}
+    assert cli.main(argv) == 0  # resume: nothing to do
+    assert "0 cells run, 8 resumed" in capsys.readouterr().out
+    assert cli.main(["exp1", *argv[1:], "--seeds", "3"]) == 2  # another config, same --out
+    assert "different config" in capsys.readouterr().err
+    (out / "exp1.png").unlink()
+    assert cli.main(["plot", "--out", str(out)]) == 0
+    assert (out / "exp1.png").exists() and "nngp-2nn" in capsys.readouterr().out
+
+
+def test_tiny_exp2_run_and_plot(tmp_path, capsys):
+    out = tmp_path / "e2"
+    argv = ["exp2", "--out", str(out), "--learners", "nngp-2nn", "--n", "60", "--alpha", "0.1", "0.6",
+            "--beta", "0.3,1", *TINY[:-1], "--no-plot"]  # fmt: skip
+    assert cli.main(argv) == 0
+    text = capsys.readouterr().out
+    assert "alpha=0.6" in text and "beta=0.3" in text
+    summary = json.loads((out / "summary.json").read_text())
+    assert len(summary["rows"]) == 4 and not (out / "exp2.png").exists()
+    assert cli.main(["plot", "--out", str(out)]) == 0
+    assert (out / "exp2.png").exists() and (out / "exp2.pdf").exists()
+
+
+def _env():
+    return dict(os.environ, JAX_PLATFORMS="cpu")
+
+
+def test_console_script_and_experiments_import_from_any_folder(tmp_path):
+    exe = Path(sys.executable).with_name("rbk")
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "rbk.cli"]
+    r = subprocess.run(cmd + ["exp1", "--help"], cwd=tmp_path, capture_output=True, text=True, env=_env())
+    assert r.returncode == 0 and "--profile" in r.stdout
+    code = ("import experiments.exp1_sample_complexity as e1, experiments.exp2_alpha_beta as e2;"
+            "print(e1.PROFILES['quick']['ns'], e2.PROFILES['quick']['alphas'], e1.spec('quick').config_hash())")  # fmt: skip
+    r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, env=_env())
+    assert r.returncode == 0, r.stderr
+    assert "(1000, 3000, 10000)" in r.stdout and "(0.1, 0.3, 0.6, 0.9)" in r.stdout
+    r = subprocess.run([sys.executable, "-m", "experiments.exp2_alpha_beta", "--dry-run", "--profile", "paper"],
+                       cwd=tmp_path, capture_output=True, text=True, env=_env())  # fmt: skip
+    assert r.returncode == 0 and "FLOPs" in r.stdout, r.stderr

@@ -1,0 +1,103 @@
+"""Members sharded over several devices give the numbers of one device.
+
+A subprocess gets four host devices (``XLA_FLAGS=--xla_force_host_platform_device_count=4``);
+its tiny train call (6 members: padded to 8 and split 2 per device) must match, to 1e-5
+relative, the same call on this process's single device. The subprocess also runs one
+sweep cell, whose rows must match too, and records the four devices in ``meta.json``.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import jax
+import numpy as np
+import pytest
+
+from rbk import sweep
+
+SPEC = dict(learners=("2nn",), ns=(100,), seeds=(0, 1, 2), d=8, k=2, g_degree=2, widths=(8,), epochs=2,
+            lrs=(0.05, 0.02), wds=(0.0,), n_val=50, n_test=60)  # fmt: skip
+
+_CHILD = textwrap.dedent(
+    """
+    import json, sys
+    import jax
+    from rbk import sweep
+    spec = sweep.make_spec("exp1", **json.loads(sys.argv[1]))
+    res = sweep.run(spec, sys.argv[2], quiet=True)
+    print(json.dumps({"devices": len(jax.local_devices()),
+                      "rows": [[r["seed"], r["lr"], r["train_error"], r["val_error"], r["test_error"]] for r in res.rows]}))
+    """
+)
+
+
+def _rows(res):
+    return np.array([[r["seed"], r["lr"], r["train_error"], r["val_error"], r["test_error"]] for r in res.rows])
+
+
+def test_four_devices_match_one(tmp_path):
+    assert len(jax.local_devices()) == 1, "run the test suite without XLA_FLAGS device_count"
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu")
+    child = subprocess.run(
+        [sys.executable, "-c", _CHILD, json.dumps(SPEC), str(tmp_path / "four")],
+        capture_output=True, text=True, env=env, timeout=600,
+    )  # fmt: skip
+    assert child.returncode == 0, child.stderr[-3000:]
+    got = json.loads(child.stdout.strip().splitlines()[-1])
+    assert got["devices"] == 4
+    one = sweep.run(sweep.make_spec("exp1", **SPEC), tmp_path / "one", quiet=True)
+    a, b = _rows(one), np.array(got["rows"])
+    assert a.shape == b.shape == (6, 5)
+    np.testing.assert_array_equal(a[:, :2], b[:, :2])
+    np.testing.assert_allclose(b[:, 2:], a[:, 2:], rtol=1e-5)
+    meta = json.loads((tmp_path / "four" / "meta.json").read_text())
+    assert meta["device"]["local_device_count"] == 4 and len(meta["device"]["devices"]) == 4
+
+
+_PROC = textwrap.dedent(
+    """
+    import json, sys
+    import jax
+    jax.distributed.initialize(coordinator_address=sys.argv[1], num_processes=2, process_id=int(sys.argv[2]))
+    from rbk import sweep
+    spec = sweep.make_spec("exp1", **json.loads(sys.argv[3]))
+    res = sweep.run(spec, sys.argv[4], quiet=True, wait_timeout_s=300)
+    print(json.dumps({"index": jax.process_index(), "ran": res.ran, "writer": res.is_writer}))
+    """
+)
+
+
+@pytest.mark.slow
+def test_two_processes_with_jax_distributed_split_the_cells(tmp_path):
+    """Two CPU processes joined by ``jax.distributed``: cells alternate between them, process 0
+    alone writes meta.json and the table, and the rows equal a one-process run's."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    spec = dict(SPEC, learners=("2nn", "nngp-2nn"), ns=(100, 150), lrs=(0.05,), ridges=(1e-2,))
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    env.pop("XLA_FLAGS", None)
+    out = tmp_path / "two"
+    procs = [
+        subprocess.Popen([sys.executable, "-c", _PROC, f"127.0.0.1:{port}", str(i), json.dumps(spec), str(out)],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)  # fmt: skip
+        for i in range(2)
+    ]
+    outs = [p.communicate(timeout=600) for p in procs]
+    for p, (o, e) in zip(procs, outs):
+        assert p.returncode == 0, e[-3000:]
+    got = [json.loads(o.strip().splitlines()[-1]) for o, _ in outs]
+    cells = [c.id for c in sweep.plan(sweep.make_spec("exp1", **spec))]
+    assert got[0]["ran"] == cells[0::2] and got[1]["ran"] == cells[1::2]
+    assert got[0]["writer"] and not got[1]["writer"]
+    one = sweep.run(sweep.make_spec("exp1", **spec), tmp_path / "one", quiet=True)
+    two = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    assert [r["cell"] for r in two] == [r["cell"] for r in one.rows]
+    assert {r["process"] for r in two} == {0, 1}
+    for a, b in zip(one.rows, two):
+        np.testing.assert_allclose([b["train_error"], b["test_error"]], [a["train_error"], a["test_error"]], rtol=1e-5)
