@@ -80,3 +80,26 @@ def finalize(out_dir, *, plot: bool = True, quiet: bool = False) -> dict | None:
 
 
 __all__ = ["EXPERIMENTS", "module", "profile_spec", "finalize"]
+
+
+def run(experiment: str, out_dir, profile: str = "quick", *, quiet: bool = False, plot: bool = True, **overrides):
+    """Run (or resume) ``experiment``'s sweep into ``out_dir``; return its summary (``summary.json``).
+
+    ``None`` on processes other than the writer (multi-process runs) and where
+    :func:`finalize` has nothing to summarise.
+    """
+    from rbk import sweep
+
+    res = sweep.run(profile_spec(experiment, profile, **overrides), out_dir, quiet=quiet)
+    if not res.is_writer:
+        return None
+    return finalize(out_dir, plot=plot, quiet=quiet)
+
+
+def main(experiment: str, argv=None) -> int:
+    """``rbk <experiment>`` with ``argv`` (default ``sys.argv[1:]``)."""
+    import sys
+
+    from rbk import cli
+
+    return cli.main([experiment, *(sys.argv[1:] if argv is None else argv)])

@@ -71,20 +71,16 @@ def spec(profile: str = "quick", **overrides):
 
 def run(out_dir, profile: str = "quick", *, quiet: bool = False, plot: bool = True, **overrides) -> dict | None:
     """Run (or resume) the sweep into ``out_dir`` and return its summary (``summary.json``)."""
-    from experiments import finalize
-    from rbk import sweep
+    import experiments
 
-    res = sweep.run(spec(profile, **overrides), out_dir, quiet=quiet)
-    if not res.is_writer:
-        return None
-    return finalize(out_dir, plot=plot, quiet=quiet)
+    return experiments.run("exp1", out_dir, profile, quiet=quiet, plot=plot, **overrides)
 
 
 def main(argv=None) -> int:
     """``rbk exp1`` with ``argv`` (default ``sys.argv[1:]``)."""
-    from rbk import cli
+    import experiments
 
-    return cli.main(["exp1", *(sys.argv[1:] if argv is None else argv)])
+    return experiments.main("exp1", argv)
 
 
 if __name__ == "__main__":
