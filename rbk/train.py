@@ -19,7 +19,9 @@ A member whose loss or parameters become NaN/inf is flagged ``diverged``; vmappe
 are independent, so the others are unaffected.
 
 With several local devices (GPUs, TPU cores, or ``XLA_FLAGS=--xla_force_host_platform_device_count``
-on CPU) the member axis is sharded across them with ``jax.sharding`` (data replicated).
+on CPU) the member axis is sharded across them with ``jax.sharding`` (data replicated). On a
+single CPU device the members run one after another inside the compiled call
+(``CPU_MEMBER_GROUP``; faster there than one wide vmap, see ``_member_group``).
 """
 
 from __future__ import annotations
@@ -179,15 +181,27 @@ def error(model: Model, params: dict, x, y, chunk: int = 4096):
 # --------------------------------------------------------------------------- one member
 
 
+def _flip(params: dict) -> dict:
+    """Transpose every matrix leaf (its own inverse)."""
+    return {k: v.T if v.ndim == 2 else v for k, v in params.items()}
+
+
 def _run_member(model: Model, cfg: TrainConfig, data: Dataset, key, lr, wd):
     n = data.x_train.shape[0]
     bs = cfg.batch_size
     steps = n // bs
     k_init, k_order = jax.random.split(key)
     params = model.init(k_init)
+    # SGD runs on the transposed weight matrices (its update is elementwise, so the numbers
+    # are the same): XLA:CPU computes the gradient of W (d_in, d_out) as (g^T x)^T and fused
+    # that transpose into the momentum update as a strided read, the costliest operation of
+    # the step (about 0.95 ms of 2.9 ms per step at width 512); the gradient of W^T is g^T x
+    # as it comes out of the matmul. The forward pass then reads W = (W^T)^T, which costs at
+    # most one contiguous transpose per matrix and step. ~1.2x faster at width 512 (docs/benchmarks.md).
+    params = _flip(params)
     opt = optimizer(model, params, lr, wd, cfg, steps)
     opt_state = opt.init(params)
-    grad_fn = jax.value_and_grad(lambda p, x, y: batch_loss(model, p, x, y))
+    grad_fn = jax.value_and_grad(lambda p, x, y: batch_loss(model, _flip(p), x, y))
 
     def step(carry, idx):
         p, s = carry
@@ -205,7 +219,7 @@ def _run_member(model: Model, cfg: TrainConfig, data: Dataset, key, lr, wd):
     for stop in cfg.record_epochs:
         carry, ls = jax.lax.scan(epoch, carry, jnp.arange(start, stop))
         losses.append(ls)
-        p = carry[0]
+        p = _flip(carry[0])
         errs.append(
             jnp.stack(
                 [
@@ -216,7 +230,7 @@ def _run_member(model: Model, cfg: TrainConfig, data: Dataset, key, lr, wd):
             )
         )
         start = stop
-    params = carry[0]
+    params = _flip(carry[0])
     errs = jnp.stack(errs, axis=-1)  # (3, R)
     losses = jnp.concatenate(losses)
     finite = jnp.all(jnp.isfinite(errs)) & jnp.all(jnp.isfinite(losses))
@@ -264,6 +278,42 @@ def _as_batched(data: Dataset) -> Dataset:
     return data
 
 
+def _prepare(model: Model, data: Dataset, keys, lrs, wds, cfg: TrainConfig | None, devices=None):
+    """Validate and lay out one call: ``(fn, args, (S, L, W, M), lrs, wds)``.
+
+    ``fn(*args)`` is the jitted trainer :func:`train` compiles and runs (``benchmarks/`` times
+    the same executable through this function); ``M`` is the number of real members (the
+    member axis may be padded to a multiple of the device count).
+    """
+    cfg = config() if cfg is None else cfg
+    data = _as_batched(data)
+    keys = jnp.atleast_2d(jnp.asarray(keys)) if not jnp.issubdtype(jnp.asarray(keys).dtype, jax.dtypes.prng_key) else keys
+    keys, lrs, wds = _validate(model, data, keys, lrs, wds, cfg)
+    S, L, W = keys.shape[0], lrs.size, wds.size
+    # flatten members: seed-major, then lr, then wd
+    seed_idx = np.repeat(np.arange(S), L * W)
+    m_lr = np.tile(np.repeat(lrs, W), S)
+    m_wd = np.tile(wds, S * L)
+    M = seed_idx.size
+    devices = list(devices) if devices is not None else jax.local_devices()
+    pad = (-M) % len(devices)
+    if pad:  # pad with copies of the last member so the axis divides the devices
+        seed_idx, m_lr, m_wd = (np.concatenate([a, np.repeat(a[-1:], pad)]) for a in (seed_idx, m_lr, m_wd))
+
+    fn = _compiled_fn(model, cfg, _member_group(devices))
+    args = (data, jnp.asarray(keys), jnp.asarray(seed_idx), jnp.asarray(m_lr), jnp.asarray(m_wd))
+    if len(devices) > 1:
+        mesh = jax.sharding.Mesh(np.asarray(devices), ("members",))
+        shard = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("members"))
+        repl = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+        args = (
+            jax.device_put(args[0], repl),
+            jax.device_put(args[1], repl),
+            *(jax.device_put(a, shard) for a in args[2:]),
+        )
+    return fn, args, (S, L, W, M), lrs, wds
+
+
 def train(
     model: Model,
     data: Dataset,
@@ -290,31 +340,7 @@ def train(
     Bad arguments raise ``ValueError`` before anything is compiled.
     """
     cfg = config() if cfg is None else cfg
-    data = _as_batched(data)
-    keys = jnp.atleast_2d(jnp.asarray(keys)) if not jnp.issubdtype(jnp.asarray(keys).dtype, jax.dtypes.prng_key) else keys
-    keys, lrs, wds = _validate(model, data, keys, lrs, wds, cfg)
-    S, L, W = keys.shape[0], lrs.size, wds.size
-    # flatten members: seed-major, then lr, then wd
-    seed_idx = np.repeat(np.arange(S), L * W)
-    m_lr = np.tile(np.repeat(lrs, W), S)
-    m_wd = np.tile(wds, S * L)
-    M = seed_idx.size
-    devices = list(devices) if devices is not None else jax.local_devices()
-    pad = (-M) % len(devices)
-    if pad:  # pad with copies of the last member so the axis divides the devices
-        seed_idx, m_lr, m_wd = (np.concatenate([a, np.repeat(a[-1:], pad)]) for a in (seed_idx, m_lr, m_wd))
-
-    fn = _compiled_fn(model, cfg)
-    args = (data, jnp.asarray(keys), jnp.asarray(seed_idx), jnp.asarray(m_lr), jnp.asarray(m_wd))
-    if len(devices) > 1:
-        mesh = jax.sharding.Mesh(np.asarray(devices), ("members",))
-        shard = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("members"))
-        repl = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
-        args = (
-            jax.device_put(args[0], repl),
-            jax.device_put(args[1], repl),
-            *(jax.device_put(a, shard) for a in args[2:]),
-        )
+    fn, args, (S, L, W, M), lrs, wds = _prepare(model, data, keys, lrs, wds, cfg, devices)
     t0 = time.perf_counter()
     compiled = fn.lower(*args).compile()
     t1 = time.perf_counter()
@@ -341,11 +367,18 @@ def train(
 
 
 _CACHE: dict = {}
+#: Members vmapped together on a single CPU device (see :func:`_member_group`).
+CPU_MEMBER_GROUP = 1
 
 
-def _compiled_fn(model: Model, cfg: TrainConfig):
-    """The jitted, vmapped trainer for one (model, config); cached on the host."""
-    key = (model, cfg)
+def _compiled_fn(model: Model, cfg: TrainConfig, group: int = 0):
+    """The jitted, vmapped trainer for one (model, config); cached on the host.
+
+    ``group > 0``: the members run in sequential groups of ``group``, vmapped within a group
+    (:func:`_member_group`): the same computation up to float reassociation inside the
+    batched matmuls (a member's numbers then match those of training it alone).
+    """
+    key = (model, cfg, group)
     if key not in _CACHE:
 
         def run_all(data, keys, seed_idx, lrs, wds):
@@ -353,10 +386,38 @@ def _compiled_fn(model: Model, cfg: TrainConfig):
                 d = jax.tree_util.tree_map(lambda a: a[si], data)
                 return _run_member(model, cfg, d, keys[si], lr, wd)
 
-            return jax.vmap(member)(seed_idx, lrs, wds)
+            batch = jax.vmap(member)
+            members = (seed_idx, lrs, wds)
+            m = seed_idx.shape[0]
+            if not group or group >= m:
+                return batch(*members)
+            full = m - m % group
+            grouped = [a[:full].reshape(full // group, group) for a in members]
+            out = jax.lax.map(lambda g: batch(*g), grouped)
+            out = jax.tree_util.tree_map(lambda a: a.reshape((full,) + a.shape[2:]), out)
+            if full < m:
+                rest = batch(*(a[full:] for a in members))
+                out = jax.tree_util.tree_map(lambda a, b: jnp.concatenate([a, b]), out, rest)
+            return out
 
         _CACHE[key] = jax.jit(run_all)
     return _CACHE[key]
+
+
+def _member_group(devices) -> int:
+    """Members vmapped together: all of them (0) except on a single CPU device.
+
+    On a CPU, one vmap over S members runs each operation over all S members' weights and
+    optimiser state before the next, and the aggregate throughput fell as S grew (likely the
+    working set outgrowing the cache): at width 512 on 2 cores, one vmap over 16 members
+    trained 26k model-examples/s, the members one after another 44-46k, as many as S=1
+    (alike at widths 256 and 1024; groups of 2 or 4 came within 5% of groups of 1; see
+    docs/benchmarks.md). The step's own matmuls already keep the cores busy at S=1.
+    Accelerators and sharded members keep one vmap: there the batch is where speed comes from.
+    """
+    if len(devices) == 1 and devices[0].platform == "cpu":
+        return CPU_MEMBER_GROUP
+    return 0
 
 
 # --------------------------------------------------------------------------- convenience

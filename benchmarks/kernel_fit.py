@@ -1,0 +1,326 @@
+"""Kernel fit: rbk's exact NTK assembly against neural-tangents', and the shared Cholesky solve.
+
+    python benchmarks/kernel_fit.py [--quick] [--ns 1000,5000,20000] [--repeats 5]
+                                    [--nt-batch auto] [--ridge 1e-3]
+
+Instance: the paper's, ``x`` uniform on ``{-1, 1}^30``, labels ``y = F(x) + 0.3 G(F(x))``
+(``k = 15``), drawn once per N by rbk and handed to both sides. Kernel: the infinite-width
+NTK of ``2nn`` (``W_std = sqrt 2``, ``b_std = 0.1``, no output bias) in float64 on both sides:
+
+* rbk: ``rbk.kernels.kernel_fn('2nn', W_std, b_std)(x, None, get='ntk')`` (this venv);
+* neural-tangents 0.6.5 (its own venv, jax 0.5.3, ``jax_enable_x64``):
+  ``stax.serial(Dense(512, W_std, b_std), Relu(), Dense(1, W_std, b_std=None))``'s
+  ``kernel_fn(x, None, 'ntk')``, batched by ``nt.batch(kernel_fn, batch_size=B,
+  store_on_device=False)`` (``--nt-batch``: ``auto`` takes the largest of 5000, 4000, 2500,
+  2000, 1000 dividing N, ``0`` no batching).
+
+The nt venv is the one ``scripts/nt_env.sh`` builds or reuses (``RBK_NT_VENV``, default
+``~/.cache/rbk/nt-venv``); without that script, ``$RBK_NT_VENV/bin/python`` is used as is,
+and without either the nt side is skipped (reported, JSON ``null``).
+
+Each side is its own worker process (this file, ``--worker``), kept alive and driven over a
+pipe so that the two alternate: a warm-up assembly (compilation included; reported apart),
+then ``--repeats`` rounds, each one assembly per side. The Gram is freed between
+assemblies. Then each side runs one fit (assembly + ridge on the diagonal + in-place
+``scipy.linalg.cho_factor`` + ``cho_solve`` on the 15 outputs) and reports its peak resident
+memory (``VmHWM``) after the assembly rounds and after the fit. Finally the rbk worker times
+the shared solve (``cho_factor`` + ``cho_solve`` on a fresh copy of the regularised Gram,
+median of ``--repeats``; the copy is not timed). Both sides' Grams and fitted coefficients
+are compared (normwise relative difference).
+
+JSON: ``assembly_ratio_20000`` (nt / rbk assembly time at the largest N; > 1: rbk faster),
+``rbk_assembly_s``, ``nt_assembly_s``, ``solve_s``, ``rbk_peak_gb``, ``nt_peak_gb`` (fit
+peaks), ``memory_ratio`` (nt / rbk fit peak), all at the largest N.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import numpy as np  # noqa: E402
+
+import _common as C  # noqa: E402
+
+D, K = 30, 15
+W_STD, B_STD = math.sqrt(2.0), 0.1
+NT_WIDTH = 512  # finite width of the stax layers; the infinite-width kernel_fn ignores it
+
+
+# ----------------------------------------------------------------------------- the nt environment
+
+
+def nt_python() -> tuple[str | None, str]:
+    """The nt venv's python and how it was found (``scripts/nt_env.sh`` if present)."""
+    venv = os.environ.get("RBK_NT_VENV", os.path.expanduser("~/.cache/rbk/nt-venv"))
+    script = C.REPO / "scripts" / "nt_env.sh"
+    if script.exists():
+        r = subprocess.run(["bash", str(script)], capture_output=True, text=True)
+        lines = r.stdout.strip().splitlines()
+        if r.returncode == 0 and lines and os.access(lines[-1], os.X_OK):
+            return lines[-1], f"scripts/nt_env.sh ({lines[0] if len(lines) > 1 else 'ok'})"
+        return None, "scripts/nt_env.sh failed: " + (lines[-1] if lines else r.stderr.strip()[-200:])
+    py = os.path.join(venv, "bin", "python")
+    if os.access(py, os.X_OK):
+        return py, f"{venv} (scripts/nt_env.sh not found; used as is)"
+    return None, f"no nt environment ({venv} has no python; set RBK_NT_VENV)"
+
+
+def nt_batch_size(n: int, spec: str) -> int:
+    if spec != "auto":
+        return int(spec)
+    return next((b for b in (5000, 4000, 2500, 2000, 1000) if n % b == 0 and b < n), 0)
+
+
+# ----------------------------------------------------------------------------- the workers
+
+
+class Worker:
+    """A kernel worker process driven by JSON lines."""
+
+    def __init__(self, python: str, side: str, data: str, nt_batch: int, ridge: float, env=None):
+        cmd = [python, os.path.abspath(__file__), "--worker", side, data, str(nt_batch), repr(ridge)]
+        env = dict(os.environ if env is None else env)
+        env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+        env.setdefault("JAX_PLATFORMS", "cpu")
+        env["PYTHONPATH"] = str(C.REPO) + os.pathsep + env.get("PYTHONPATH", "")
+        self.side = side
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1, env=env)
+        self.hello = self.ask(None)
+
+    def ask(self, cmd: str | None) -> dict:
+        if cmd is not None:
+            self.proc.stdin.write(cmd + "\n")
+            self.proc.stdin.flush()
+        while True:
+            line = self.proc.stdout.readline()
+            if not line:
+                raise RuntimeError(f"{self.side} worker died (exit {self.proc.wait()})")
+            if line.startswith("{"):
+                return json.loads(line)
+
+    def close(self):
+        if self.proc.poll() is None:
+            try:
+                self.proc.stdin.write("quit\n")
+                self.proc.stdin.flush()
+                self.proc.wait(timeout=120)
+            except (OSError, subprocess.TimeoutExpired):
+                self.proc.kill()
+
+
+def worker(side: str, data_path: str, nt_batch: str, ridge: str) -> None:
+    """``side`` in {'rbk', 'nt'}: assemble / fit / solve on command, one JSON line per answer."""
+    import scipy.linalg
+
+    z = np.load(data_path)
+    x, y = z["x"].astype(np.float64), z["y"].astype(np.float64)
+    n = x.shape[0]
+    ridge = float(ridge)
+    if side == "rbk":
+        from rbk import kernels
+
+        kfn = kernels.kernel_fn("2nn", W_std=W_STD, b_std=B_STD)
+
+        def assemble():
+            return kfn(x, None, get="ntk")
+
+        import jax
+        versions = {"jax": jax.__version__}
+    else:
+        import jax
+
+        jax.config.update("jax_enable_x64", True)
+        import neural_tangents as nt
+        from neural_tangents import stax
+
+        _, _, nt_kfn = stax.serial(stax.Dense(NT_WIDTH, W_std=W_STD, b_std=B_STD), stax.Relu(),
+                                   stax.Dense(1, W_std=W_STD, b_std=None))
+        b = int(nt_batch)
+        kf = nt.batch(nt_kfn, batch_size=b, store_on_device=False) if b else jax.jit(nt_kfn, static_argnames="get")
+
+        def assemble():
+            k = kf(x, None, "ntk") if b else kf(x, None, get="ntk")
+            k = np.asarray(k)
+            if k.dtype != np.float64:
+                raise RuntimeError(f"neural-tangents returned {k.dtype}")
+            return k
+
+        versions = {"jax": jax.__version__, "neural-tangents": nt.__version__}
+
+    def say(**kw):
+        print(json.dumps(kw), flush=True)
+
+    say(ready=True, side=side, n=n, versions=versions, rss_mb=C.peak_rss_mb())
+    sample = np.linspace(0, n - 1, min(n, 200)).astype(int)
+    for line in sys.stdin:
+        cmd = line.split()
+        if not cmd or cmd[0] == "quit":
+            break
+        if cmd[0] == "assemble":
+            t0 = time.perf_counter()
+            k = assemble()
+            t = time.perf_counter() - t0
+            if len(cmd) > 1:  # keep a strided sample of the Gram for the comparison
+                np.save(cmd[1], k[np.ix_(sample, sample)])
+            del k
+            say(t=t, peak_mb=C.peak_rss_mb())
+        elif cmd[0] == "fit":  # the pipeline as a user runs it, for the peak memory: K consumed in place
+            t0 = time.perf_counter()
+            k = assemble()
+            if not k.flags.writeable:  # a read-only view of a jax buffer: scipy in place needs a copy
+                k = np.array(k)
+            t1 = time.perf_counter()
+            scale = float(np.mean(np.diag(k)))
+            k[np.diag_indices(n)] += ridge * scale
+            c = scipy.linalg.cho_factor(k, lower=True, overwrite_a=True, check_finite=False)
+            alpha = scipy.linalg.cho_solve(c, y, check_finite=False)
+            t2 = time.perf_counter()
+            if len(cmd) > 1:
+                np.save(cmd[1], alpha)
+            del k, c
+            say(assemble_s=t1 - t0, solve_s=t2 - t1, peak_mb=C.peak_rss_mb())
+        elif cmd[0] == "solve":  # the shared solve, timed on fresh copies of one regularised Gram
+            reps = int(cmd[1])
+            k = np.array(assemble())
+            k[np.diag_indices(n)] += ridge * float(np.mean(np.diag(k)))
+            work = np.empty_like(k, order="F")
+            ts = []
+            for _ in range(reps + 1):  # + warm-up
+                np.copyto(work, k)
+                t0 = time.perf_counter()
+                c = scipy.linalg.cho_factor(work, lower=True, overwrite_a=True, check_finite=False)
+                scipy.linalg.cho_solve(c, y, check_finite=False)
+                ts.append(time.perf_counter() - t0)
+            del k, work, c
+            say(first=ts[0], ts=ts[1:])
+
+
+# ----------------------------------------------------------------------------- driver
+
+
+def paper_data(n: int, seed: int, path: str) -> None:
+    import jax
+
+    from rbk import data, targets
+
+    x = data.sample_inputs(jax.random.PRNGKey(seed), n, D, "cube")
+    y = targets.paper_instance()(x)
+    np.savez(path, x=np.asarray(x, np.float64), y=np.asarray(y, np.float64))
+
+
+def rel(a, b) -> float:
+    return float(np.max(np.abs(a - b)) / max(np.max(np.abs(b)), 1e-300))
+
+
+def parse(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="N in {1000, 5000}")
+    ap.add_argument("--ns", default=None, help="comma-separated N (default 1000,5000,20000; quick 1000,5000)")
+    ap.add_argument("--repeats", type=int, default=C.MIN_REPEATS)
+    ap.add_argument("--nt-batch", default="auto", help="nt.batch batch_size: auto, 0 (none) or a divisor of every N")
+    ap.add_argument("--ridge", type=float, default=1e-3, help="ridge, relative to mean(diag K)")
+    ap.add_argument("--no-nt", action="store_true")
+    ap.add_argument("--no-results", action="store_true")
+    a = ap.parse_args(argv)
+    a.ns = [int(v) for v in (a.ns or ("1000,5000" if a.quick else "1000,5000,20000")).split(",")]
+    a.repeats = max(a.repeats, C.MIN_REPEATS)
+    return a
+
+
+def main(argv=None):
+    a = parse(argv)
+    info = C.machine_info()
+    py_nt, how = (None, "skipped (--no-nt)") if a.no_nt else nt_python()
+    print(f"# kernel_fit: N {a.ns}; nt: {py_nt or '-'} via {how}; {C.load_note(C.finish_info(dict(info)))}", flush=True)
+    rows, out = [], {}
+    tmp = tempfile.TemporaryDirectory(prefix="rbk-kernel-")
+    for n in a.ns:
+        path = os.path.join(tmp.name, f"data{n}.npz")
+        paper_data(n, n, path)
+        nb = nt_batch_size(n, a.nt_batch)
+        workers = {"rbk": Worker(sys.executable, "rbk", path, 0, a.ridge)}
+        if py_nt:
+            workers["nt"] = Worker(py_nt, "nt", path, nb, a.ridge)
+        first, times, samples = {}, {s: [] for s in workers}, {}
+        for s, w in workers.items():  # warm-up: compilation included
+            samples[s] = os.path.join(tmp.name, f"{s}{n}.npy")
+            first[s] = w.ask(f"assemble {samples[s]}")["t"]
+        for r in range(a.repeats):  # alternate, the order rotated each round
+            order = list(workers) if r % 2 == 0 else list(workers)[::-1]
+            for s in order:
+                times[s].append(workers[s].ask("assemble")["t"])
+        peak_asm = {s: w.ask("assemble")["peak_mb"] for s, w in workers.items()}
+        fits = {}
+        for s, w in workers.items():
+            fits[s] = w.ask(f"fit {os.path.join(tmp.name, f'alpha-{s}{n}.npy')}")
+        solve = workers["rbk"].ask(f"solve {a.repeats}")
+        for w in workers.values():
+            w.close()
+        solve_s = C.median(solve["ts"])
+        agree_k = rel(np.load(samples["rbk"]), np.load(samples["nt"])) if "nt" in workers else float("nan")
+        agree_a = (rel(np.load(os.path.join(tmp.name, f"alpha-rbk{n}.npy")), np.load(os.path.join(tmp.name, f"alpha-nt{n}.npy")))
+                   if "nt" in workers else float("nan"))
+        for s in workers:
+            asm = C.median(times[s])
+            out[(n, s)] = dict(asm=asm, peak=fits[s]["peak_mb"], peak_asm=peak_asm[s])
+            rows.append([n, s, f"{first[s]:.3g}", C.spread(times[s]), f"{asm + solve_s:.4g}",
+                         f"{peak_asm[s] / 1024:.2f}", f"{fits[s]['peak_mb'] / 1024:.2f}",
+                         f"B={nb}" if s == "nt" else "block 2048, upper half"])
+            print(f"  N={n:6d} {s:4s}: first {first[s]:.2f}s, assembly {C.spread(times[s])}s, + solve {solve_s:.2f}s = {asm + solve_s:.2f}s;"
+                  f" peak {peak_asm[s] / 1024:.2f} GB (assembly), {fits[s]['peak_mb'] / 1024:.2f} GB (fit)", flush=True)
+        out[(n, "solve")] = solve_s
+        rows.append([n, "shared solve (cho_factor + cho_solve)", f"{solve['first']:.3g}", C.spread(solve["ts"]), "-", "-", "-",
+                     f"ridge {a.ridge:g} x mean diag"])
+        print(f"  N={n:6d} solve: {C.spread(solve['ts'])}s; rbk vs nt: Gram {agree_k:.2e}, coefficients {agree_a:.2e} (normwise rel.)", flush=True)
+        out[(n, "agree")] = (agree_k, agree_a)
+    tmp.cleanup()
+    n0 = max(a.ns)
+    have_nt = (n0, "nt") in out
+
+    def g(s, key):
+        return out[(n0, s)][key] if (n0, s) in out else None
+
+    headline = {
+        f"assembly_ratio_{n0}": C.rounded(g("nt", "asm") / g("rbk", "asm"), 3) if have_nt else None,
+        "rbk_assembly_s": C.rounded(g("rbk", "asm")),
+        "nt_assembly_s": C.rounded(g("nt", "asm")) if have_nt else None,
+        "solve_s": C.rounded(out[(n0, "solve")]),
+        "rbk_peak_gb": C.rounded(g("rbk", "peak") / 1024, 3),
+        "nt_peak_gb": C.rounded(g("nt", "peak") / 1024, 3) if have_nt else None,
+        "memory_ratio": C.rounded(g("nt", "peak") / g("rbk", "peak"), 3) if have_nt else None,
+    }
+    agree = "; ".join(f"N={n}: Gram {out[(n, 'agree')][0]:.1e}, coefficients {out[(n, 'agree')][1]:.1e}" for n in a.ns)
+    body = "\n".join([
+        f"2nn NTK (W_std=sqrt2, b_std=0.1), paper instance (d={D}, Boolean cube, k={K}), float64 both sides; nt via {how}.",
+        f"Assembly: median of {a.repeats} alternating rounds after a warm-up ('first' includes compilation); the solve is shared"
+        f" (scipy cho_factor + cho_solve, ridge {a.ridge:g} x mean diag) and timed once per N in the rbk worker."
+        " Peaks: VmHWM of each side's process after its assembly rounds and after one full fit (ridge added and Gram factored in place;"
+        " neural-tangents returns a read-only view of a jax buffer, which the fit must copy first).",
+        "",
+        C.md_table(["N", "side", "first call s", "assembly s median [min-max]", "assembly + solve s", "peak GB (assembly)",
+                    "peak GB (fit)", "batching"], rows),
+        "",
+        f"rbk vs neural-tangents (normwise relative difference): {agree}.",
+    ])
+    if not a.no_results:
+        C.append_results("kernel_fit" + (" --quick" if a.quick else ""), info, body, headline)
+    print(body)
+    C.emit(headline)
+    return headline
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "--worker":
+        worker(*sys.argv[2:])
+    else:
+        main()
