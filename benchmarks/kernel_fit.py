@@ -182,7 +182,9 @@ def worker(side: str, data_path: str, nt_batch: str, ridge: str) -> None:
             t1 = time.perf_counter()
             scale = float(np.mean(np.diag(k)))
             k[np.diag_indices(n)] += ridge * scale
-            c = scipy.linalg.cho_factor(k, lower=True, overwrite_a=True, check_finite=False)
+            # K is symmetric: its transpose is a Fortran-ordered view, which LAPACK factors in
+            # place (a C-ordered array would be copied first: one more Gram in memory)
+            c = scipy.linalg.cho_factor(k.T, lower=True, overwrite_a=True, check_finite=False)
             alpha = scipy.linalg.cho_solve(c, y, check_finite=False)
             t2 = time.perf_counter()
             if len(cmd) > 1:
@@ -304,7 +306,7 @@ def main(argv=None):
         f"2nn NTK (W_std=sqrt2, b_std=0.1), paper instance (d={D}, Boolean cube, k={K}), float64 both sides; nt via {how}.",
         f"Assembly: median of {a.repeats} alternating rounds after a warm-up ('first' includes compilation); the solve is shared"
         f" (scipy cho_factor + cho_solve, ridge {a.ridge:g} x mean diag) and timed once per N in the rbk worker."
-        " Peaks: VmHWM of each side's process after its assembly rounds and after one full fit (ridge added and Gram factored in place;"
+        " Peaks: VmHWM of each side's process after its assembly rounds and after one full fit (ridge added and the Gram factored in place, as a Fortran view;"
         " neural-tangents returns a read-only view of a jax buffer, which the fit must copy first).",
         "",
         C.md_table(["N", "side", "first call s", "assembly s median [min-max]", "assembly + solve s", "peak GB (assembly)",

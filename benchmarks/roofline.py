@@ -16,9 +16,11 @@ Trainers: rbk S=1, rbk S=16 (aggregate) and the PyTorch loop of ``sgd_throughput
 (same measurement: paired difference, competitors alternating), counting
 ``6 (d m + m m + m k)`` FLOPs per example (``rbk.models.flops_per_example``).
 
-JSON: ``peak_gflops`` (best), ``peak_numpy``, ``peak_jax``, ``step_dots_gflops_512`` (best of
+JSON: ``peak_gflops`` (best), ``peak_numpy``, ``peak_jax``, ``peak_one_thread`` (numpy, one
+BLAS thread, in a subprocess), ``step_dots_gflops_512`` (best of
 numpy/jax on the step's products at width 512), ``rbk_fraction_512`` (S=1),
-``rbk16_fraction_512`` (S=16 aggregate), ``torch_fraction_512``.
+``rbk16_fraction_512`` (S=16 aggregate), ``torch_fraction_512`` (the faster of PyTorch with
+every core and with one thread, as in ``sgd_throughput.py``).
 """
 
 from __future__ import annotations
@@ -57,6 +59,34 @@ def matmul_peak(quick: bool = False, repeats: int = C.MIN_REPEATS, sizes=None) -
     out["best"] = max(out["numpy"], out["jax"])
     out["table"] = table
     return out
+
+
+_ONE_THREAD = r"""
+import sys, time, statistics, numpy as np
+rng = np.random.default_rng(0)
+best = 0.0
+for n in map(int, sys.argv[1:]):
+    a, b = rng.standard_normal((n, n), dtype=np.float32), rng.standard_normal((n, n), dtype=np.float32)
+    a @ b
+    ts = []
+    for _ in range(5):
+        t0 = time.perf_counter(); a @ b; ts.append(time.perf_counter() - t0)
+    best = max(best, 2.0 * n**3 / statistics.median(ts) / 1e9)
+print(best)
+"""
+
+
+def one_thread_peak(sizes=(1024, 2048)) -> float | None:
+    """numpy's fp32 square-matmul GFLOP/s on one thread (a subprocess with the BLAS limited to 1)."""
+    import os
+    import subprocess
+
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    r = subprocess.run([sys.executable, "-c", _ONE_THREAD, *map(str, sizes)], capture_output=True, text=True, env=env)
+    try:
+        return float(r.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        return None
 
 
 def step_shapes(width: int, d: int = D, k: int = K, b: int = BATCH):
@@ -101,14 +131,14 @@ def step_dots_rate(width: int, repeats: int = C.MIN_REPEATS, steps: int = 200) -
 
 def parse(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--quick", action="store_true", help="peak on 1024/2048 only, trainers at width 512, N=4000")
+    ap.add_argument("--quick", action="store_true", help="peak on 1024/2048 only, trainers at width 512, N=2000")
     ap.add_argument("--widths", default=None, help="trainer widths (default 256,512,1024; quick 512)")
     ap.add_argument("--n", type=int, default=None, help="training-set size (default 10000; quick 4000)")
     ap.add_argument("--repeats", type=int, default=C.MIN_REPEATS)
     ap.add_argument("--no-results", action="store_true")
     a = ap.parse_args(argv)
     a.widths = [int(w) for w in (a.widths or ("512" if a.quick else "256,512,1024")).split(",")]
-    a.n = a.n or (4000 if a.quick else 10000)
+    a.n = a.n or (2000 if a.quick else 10000)
     return a
 
 
@@ -123,12 +153,16 @@ def main(argv=None):
     for (lib, n), v in sorted(peak["table"].items()):
         print(f"  {lib:6s} {n:5d}^3 fp32: {v:7.1f} GFLOP/s", flush=True)
     print(f"  peak: numpy {peak['numpy']:.1f}, jax {peak['jax']:.1f} -> {peak['best']:.1f} GFLOP/s", flush=True)
+    one = one_thread_peak()
+    print(f"  one thread (numpy): {one:.1f} GFLOP/s" if one else "  one thread: not measured", flush=True)
     rows, fr = [], {}
     for width in a.widths:
         sd = step_dots_rate(width, a.repeats)
         fpe = models.flops_per_example(models.get_model("3resnet", width, D, K))
-        runners = {"rbk S=1": T.RbkRunner(width, 1, a.n, 1, 2), "rbk S=16": T.RbkRunner(width, 16, a.n, 1, 2),
-                   "torch": T.TorchRunner(width, a.n, 1)}
+        runners = {"rbk S=1": T.RbkRunner(width, 1, a.n, 1, 3), "rbk S=16": T.RbkRunner(width, 16, a.n, 1, 3),
+                   "torch": T.TorchRunner(width, a.n, 2)}
+        if C.cores() > 1:
+            runners["torch 1 thread"] = T.TorchRunner(width, a.n, 2, threads=1)
         times, _ = C.alternate({k: (lambda: None) for k in runners}, a.repeats, warmup=False,
                                measure={k: r.epoch_time for k, r in runners.items()})
         print(f"  width {width}: step products numpy {sd['numpy']:.1f}, jax {sd['jax']:.1f} GFLOP/s", flush=True)
@@ -139,6 +173,10 @@ def main(argv=None):
             fr[(width, name)] = gf / peak["best"]
             rows.append([width, name, round(S * r.examples / C.median(ts)), gf, gf / peak["best"], gf / sd["best"]])
             print(f"  width {width} {name:9s} {gf:6.1f} GFLOP/s = {gf / peak['best']:.2f} of peak, {gf / sd['best']:.2f} of the step-products rate", flush=True)
+        for r in runners.values():
+            if isinstance(r, T.TorchRunner):
+                r.close()
+        fr[(width, "torch best")] = max(fr[(width, t)] for t in ("torch", "torch 1 thread") if (width, t) in fr)
         rows.append([width, "step products only (numpy / jax)", "-", sd["best"], sd["best"] / peak["best"], 1.0])
         rows[-1][1] = f"step products only (numpy {sd['numpy']:.1f} / jax {sd['jax']:.1f})"
         fr[(width, "dots")] = sd["best"]
@@ -147,10 +185,11 @@ def main(argv=None):
         "peak_gflops": C.rounded(peak["best"]),
         "peak_numpy": C.rounded(peak["numpy"]),
         "peak_jax": C.rounded(peak["jax"]),
+        "peak_one_thread": C.rounded(one) if one else None,
         "step_dots_gflops_512": C.rounded(fr[(w0, "dots")]),
         "rbk_fraction_512": C.rounded(fr[(w0, "rbk S=1")], 3),
         "rbk16_fraction_512": C.rounded(fr[(w0, "rbk S=16")], 3),
-        "torch_fraction_512": C.rounded(fr[(w0, "torch")], 3),
+        "torch_fraction_512": C.rounded(fr[(w0, "torch best")], 3),
     }
     peak_rows = [[lib, n, v] for (lib, n), v in sorted(peak["table"].items())]
     body = "\n".join([
@@ -158,7 +197,8 @@ def main(argv=None):
         "",
         C.md_table(["library", "n", "GFLOP/s"], peak_rows),
         "",
-        f"Peak: numpy {peak['numpy']:.1f}, jax {peak['jax']:.1f}, best {peak['best']:.1f} GFLOP/s.",
+        f"Peak: numpy {peak['numpy']:.1f}, jax {peak['jax']:.1f}, best {peak['best']:.1f} GFLOP/s"
+        + (f"; numpy on one thread {one:.1f} GFLOP/s (for scale: a trainer whose step runs on one core at a time is capped near it)." if one else "."),
         "",
         f"Trainers (3resnet, batch {BATCH}, N={a.n}, FLOPs 6(dm+mm+mk) per example; S=16 aggregate):",
         "",
