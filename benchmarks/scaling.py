@@ -8,7 +8,7 @@ Cholesky solve of the regularised Gram (``scipy.linalg.cho_factor`` + ``cho_solv
 copy, the copy not timed), N in {1000, 2000, 4000, 8000, 16000} (quick: 500 ... 4000).
 
 SGD (rbk's trainer, as ``sgd_throughput.py`` times it): ``3resnet`` width 256, S=1;
-seconds per epoch (paired difference of the 1- and 2-epoch programs, evaluation excluded)
+seconds per epoch (paired difference of the 1- and 3-epoch programs, evaluation excluded)
 for N in {2000, 4000, 8000, 16000} (quick: 1000 ... 8000); and the whole call (evaluation
 at the last epoch included, compilation excluded) for E in {1, 2, 4, 8} epochs at N=4000
 (quick: N=2000).
@@ -67,19 +67,22 @@ def kernel_series(ns, repeats):
 def sgd_series(ns, epochs, n_fixed, repeats, width=256):
     import sgd_throughput as T
 
-    runners = {n: T.RbkRunner(width, 1, n, 1, 2) for n in ns}
+    runners = {n: T.RbkRunner(width, 1, n, 1, 3) for n in ns}
     per_epoch, _ = C.alternate({n: (lambda: None) for n in ns}, repeats, warmup=False,
                                measure={n: r.epoch_time for n, r in runners.items()})
-    # whole calls for E epochs: the executables train() runs (compiled in the warm-up)
+    # whole calls for E epochs: the executables train() runs (compiled before the repeats)
     import jax
+    import jax.numpy as jnp
 
-    from rbk import train
+    from rbk import data, models, train
 
-    base = T.RbkRunner(width, 1, n_fixed, 1, 2)
+    model = models.get_model("3resnet", width, T.D, T.K)
+    ds, kt = T.make_dataset(n_fixed)
+    dsb, keys = data.stack([ds]), jnp.stack([kt])
     exes = {}
     for e in epochs:
         cfg = train.config(e, record_epochs=[e])
-        fn, args, *_ = train._prepare(base.model, base.data, base.keys, base.lrs, base.wds, cfg)
+        fn, args, *_ = train._prepare(model, dsb, keys, [T.LRS_GRID[0]], [T.WDS_GRID[0]], cfg)
         exes[e] = (fn.lower(*args).compile(), args)
     calls = {e: (lambda e=e: jax.block_until_ready(exes[e][0](*exes[e][1]))) for e in epochs}
     per_call, _ = C.alternate(calls, repeats)
