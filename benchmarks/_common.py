@@ -137,6 +137,20 @@ def git_commit() -> str:
         return "unknown"
 
 
+def use_cpu_devices(n: int | None = None) -> str:
+    """Split the CPU into JAX devices as the ``rbk`` command does (before any JAX computation).
+
+    ``n``: devices (default one per core; 1 keeps JAX's single CPU device). Returns a note for
+    the results (:func:`machine_info` records it when called after this).
+    """
+    from rbk import train
+
+    got = train.configure_cpu_devices(n)
+    note = f"{got} CPU device(s) (rbk.train.configure_cpu_devices, as the rbk command)"
+    os.environ["_RBK_BENCH_DEVICES"] = note
+    return note
+
+
 def machine_info() -> dict:
     """What the numbers were taken on (call at the start of a run; :func:`finish_info` at the end)."""
     return {
@@ -149,7 +163,9 @@ def machine_info() -> dict:
         "os": f"{platform.system()} {platform.release()}",
         "versions": versions(),
         "git": git_commit(),
-        "env": {k: os.environ[k] for k in ("XLA_FLAGS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "JAX_PLATFORMS") if k in os.environ},
+        "env": {k: os.environ[k] for k in ("XLA_FLAGS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "JAX_PLATFORMS",
+                                           "JAX_NUM_CPU_DEVICES") if k in os.environ},
+        "jax_devices": os.environ.get("_RBK_BENCH_DEVICES", "JAX's default (one CPU device)"),
         "load_start": load_avg(),
         "others_at_start": busy_now(),
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
@@ -298,7 +314,7 @@ def append_results(title: str, info: dict, body: str, headline: Mapping[str, obj
         f"- command: `{info['command']}`",
         f"- machine: {info['cpu']} ({info['cpu_flags']}), {info['cores']} cores, {info['mem_gb']} GB, {info['os']}, host {info['host']}",
         "- versions: " + ", ".join(f"{k} {val}" for k, val in v.items()) + f"; rbk git {info['git']}",
-        f"- env: {info['env'] or '(no XLA_FLAGS / thread variables set)'}",
+        f"- env: {info['env'] or '(no XLA_FLAGS / thread variables set)'}; jax: {info.get('jax_devices', '?')}",
         f"- load: {load_note(info)}",
         "",
         body.strip(),

@@ -133,10 +133,14 @@ def parse(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="peak on 1024/2048 only, trainers at width 512, N=2000")
     ap.add_argument("--widths", default=None, help="trainer widths (default 256,512,1024; quick 512)")
-    ap.add_argument("--n", type=int, default=None, help="training-set size (default 10000; quick 4000)")
+    ap.add_argument("--n", type=int, default=None, help="training-set size (default 10000; quick 2000)")
     ap.add_argument("--repeats", type=int, default=C.MIN_REPEATS)
     ap.add_argument("--no-results", action="store_true")
+    ap.add_argument("--cpu-devices", type=int, default=None,
+                    help="JAX devices the CPU is split into, as `rbk --cpu-devices` (default: one per core, as the rbk command)")
     a = ap.parse_args(argv)
+    if a.cpu_devices is not None and a.cpu_devices < 1:
+        ap.error(f"--cpu-devices must be an integer >= 1, got {a.cpu_devices}")
     a.widths = [int(w) for w in (a.widths or ("512" if a.quick else "256,512,1024")).split(",")]
     a.n = a.n or (2000 if a.quick else 10000)
     return a
@@ -144,6 +148,7 @@ def parse(argv=None):
 
 def main(argv=None):
     a = parse(argv)
+    C.use_cpu_devices(a.cpu_devices)  # before any JAX computation, as the rbk command
     info = C.machine_info()
     import sgd_throughput as T
     from rbk import models

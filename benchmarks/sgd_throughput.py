@@ -30,8 +30,15 @@ model and, for S members, aggregate model-examples per second. ``roofline_fracti
 the FLOP rate ``6 (d m + m m + m k)`` per example by the machine's fp32 matmul peak measured
 in the same run (``roofline.matmul_peak``: best of numpy and jax, square 1024-4096).
 
+Devices: like the ``rbk`` command, the script first splits the CPU into one JAX device per
+core (``rbk.train.configure_cpu_devices``; ``--cpu-devices 1`` keeps one device). A call's
+members are then split over the devices as ``rbk.train.train`` does (S=1 runs on one device,
+using every core); with several devices the largest S is also timed held on one device
+(``rbk S=16 one device``), in the same rounds.
+
 JSON (last line): ``ratio_vs_torch`` (rbk / best PyTorch examples/s at width 512, S=1),
-``roofline_fraction`` (rbk at width 512, S=1), ``vmap_16_over_1`` (aggregate S=16 / S=1 at 512).
+``roofline_fraction`` (rbk at width 512, S=1), ``vmap_16_over_1`` (aggregate S=16 / S=1 at 512),
+and with several devices ``vmap_16_over_1_one_device`` (the same, S=16 held on one device).
 """
 
 from __future__ import annotations
@@ -72,26 +79,27 @@ def make_dataset(n: int, seed: int = 0, n_eval: int = 100):
 class RbkRunner:
     """rbk's trainer for one (width, S): the E_lo and E_hi executables of ``train``."""
 
-    def __init__(self, width: int, S: int, n: int, e_lo: int, e_hi: int, arch: str = "3resnet"):
+    def __init__(self, width: int, S: int, n: int, e_lo: int, e_hi: int, arch: str = "3resnet", devices=None):
         import jax.numpy as jnp
 
         from rbk import data, models, train
 
-        self.width, self.S, self.n, self.e_lo, self.e_hi = width, S, n, e_lo, e_hi
+        self.width, self.S, self.n, self.e_lo, self.e_hi, self.devices = width, S, n, e_lo, e_hi, devices
         self.model = models.get_model(arch, width, D, K)
         ds, kt = make_dataset(n)
         self.data, self.keys = data.stack([ds]), jnp.stack([kt])
         self.lrs, self.wds = member_grid(S)
         self.examples = (n // BATCH) * BATCH
         # the real call, once: compilation time, first run, the loss of the last epoch
-        res = train.train(self.model, self.data, self.keys, self.lrs, self.wds, train.config(e_hi, record_epochs=[e_hi]))
+        res = train.train(self.model, self.data, self.keys, self.lrs, self.wds, train.config(e_hi, record_epochs=[e_hi]),
+                          devices=devices)
         self.compile_s, self.first_run_s = res.compile_s, res.run_s
         self.final_loss = float(res.epoch_loss[..., -1].mean())
         self.diverged = int(res.diverged.sum())
         self.exe = {}
         for e in (e_lo, e_hi):  # the executables train() runs, compiled once for the repeats
             cfg = train.config(e, record_epochs=[e])
-            fn, args, *_ = train._prepare(self.model, self.data, self.keys, self.lrs, self.wds, cfg)
+            fn, args, *_ = train._prepare(self.model, self.data, self.keys, self.lrs, self.wds, cfg, devices)
             self.exe[e] = (fn.lower(*args).compile(), args)
             self.run(e)  # warm-up
 
@@ -233,7 +241,11 @@ def parse(argv=None):
     ap.add_argument("--torch-compile", action="store_true", help="also time a torch.compile-d model (separately)")
     ap.add_argument("--no-torch", action="store_true", help="skip PyTorch (ratio not computed)")
     ap.add_argument("--no-results", action="store_true", help="do not append to benchmarks/RESULTS.md")
+    ap.add_argument("--cpu-devices", type=int, default=None,
+                    help="JAX devices the CPU is split into, as `rbk --cpu-devices` (default: one per core, as the rbk command)")
     a = ap.parse_args(argv)
+    if a.cpu_devices is not None and a.cpu_devices < 1:
+        ap.error(f"--cpu-devices must be an integer >= 1, got {a.cpu_devices}")
     a.widths = [int(w) for w in (a.widths or ("512" if a.quick else "256,512,1024")).split(",")]
     a.S = [int(s) for s in a.S.split(",")]
     a.n = a.n or (4000 if a.quick else 10000)
@@ -245,7 +257,9 @@ def parse(argv=None):
 
 def main(argv=None):
     a = parse(argv)
+    C.use_cpu_devices(a.cpu_devices)  # before any JAX computation, as the rbk command
     info = C.machine_info()
+    import jax
     import roofline
     from rbk import models
 
@@ -258,6 +272,9 @@ def main(argv=None):
             r = RbkRunner(width, S, a.n, a.e_lo, a.e_hi)
             runners[f"rbk S={S}"] = r
             print(f"  width {width} S={S}: compile {r.compile_s:.2f}s, first run {r.first_run_s:.2f}s", flush=True)
+        if len(jax.local_devices()) > 1 and max(a.S) > 1:  # the same call held on one device, for comparison
+            S = max(a.S)
+            runners[f"rbk S={S} one device"] = RbkRunner(width, S, a.n, a.e_lo, a.e_hi, devices=jax.local_devices()[:1])
         if not a.no_torch:
             runners["torch"] = TorchRunner(width, a.n, a.e_hi - a.e_lo, warm_epochs=a.e_hi)
             if C.cores() > 1:  # OpenMP on a busy machine can be far slower than one thread: keep both
@@ -309,8 +326,11 @@ def main(argv=None):
         "roofline_fraction": C.rounded(get(w0, "rbk S=1", "roof"), 3),
         "vmap_16_over_1": C.rounded(get(w0, f"rbk S={s_hi}", "agg") / get(w0, "rbk S=1", "agg"), 3),
     }
+    if (w0, f"rbk S={s_hi} one device") in res:
+        headline["vmap_16_over_1_one_device"] = C.rounded(get(w0, f"rbk S={s_hi} one device", "agg") / get(w0, "rbk S=1", "agg"), 3)
     peaks = ", ".join(f"width {w}: {res[(w, 'peak')]['best']:.1f} (numpy {res[(w, 'peak')]['numpy']:.1f}, jax {res[(w, 'peak')]['jax']:.1f})" for w in a.widths)
     body = "\n".join([
+        f"JAX devices: {len(jax.local_devices())} (the members of a call are split over them as rbk.train does; 'one device' holds the same call on one device).",
         f"3resnet, d={D}, k={K}, batch {BATCH}, N={a.n}; one epoch = the paired difference of the {a.e_lo}- and {a.e_hi}-epoch programs"
         f" (evaluation at the last epoch and set-up subtracted; 'overhead' = that subtracted part, s). PyTorch runs in its own process (lr 0.01, wd 1e-4, as rbk S=1); 'loss, epoch E' is the mean training loss of epoch E from the common init (rbk: mean over the members). {a.repeats} rounds, competitors alternating.",
         f"fp32 matmul peak measured in the run, GFLOP/s: {peaks}.",

@@ -107,6 +107,10 @@ def _add_sweep_arguments(p: argparse.ArgumentParser, experiment: str) -> None:
                         "(default: what fits in 40%% of the device's memory, by the estimate of --dry-run)")
     r.add_argument("--device-memory-gb", type=float,
                    help="device memory to plan the chunking for (default: detected)")
+    r.add_argument("--cpu-devices", type=_int,
+                   help="on a CPU: split it into this many JAX devices, >= 1, so the (seed, lr, wd) members of a "
+                        "call train side by side (default: one per core; 1: one device, each member on every core; "
+                        "ignored when XLA_FLAGS or JAX_NUM_CPU_DEVICES already set a count)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -142,6 +146,8 @@ def spec_from_args(args: argparse.Namespace, experiment: str):
         seeds = tuple(range(args.seeds))
     if args.device_memory_gb is not None and not args.device_memory_gb > 0:
         raise ValueError(f"--device-memory-gb must be > 0, got {args.device_memory_gb}")
+    if args.cpu_devices is not None and args.cpu_devices < 1:
+        raise ValueError(f"--cpu-devices (JAX devices the CPU is split into) must be an integer >= 1, got {args.cpu_devices}")
     alphas, betas = args.alpha, args.beta
     if experiment == "exp2":
         alphas, betas = _flat(alphas), _flat(betas)
@@ -163,6 +169,10 @@ def _run_experiment(parser, args, experiment: str, argv) -> int:
         spec = spec_from_args(args, experiment)
     except ValueError as e:
         parser.error(str(e))
+    from rbk import train
+
+    # process-wide JAX configuration belongs to the entry point: before any JAX computation
+    train.configure_cpu_devices(args.cpu_devices)
     out = args.out or Path("results") / f"{experiment}-{args.profile}"
     mem = None if args.device_memory_gb is None else int(args.device_memory_gb * 2**30)
     if args.dry_run:

@@ -18,16 +18,22 @@ only in hyper-parameters share both (common random numbers, a fairer selection).
 A member whose loss or parameters become NaN/inf is flagged ``diverged``; vmapped members
 are independent, so the others are unaffected.
 
-With several local devices (GPUs, TPU cores, or ``XLA_FLAGS=--xla_force_host_platform_device_count``
-on CPU) the member axis is sharded across them with ``jax.sharding`` (data replicated). On a
-single CPU device the members run one after another inside the compiled call
-(``CPU_MEMBER_GROUP``; faster there than one wide vmap, see ``_member_group``).
+With several local devices (GPUs, TPU cores, or a CPU split into devices) the member axis is
+split across them with ``jax.shard_map`` (data replicated), never over more devices than
+there are members. On a GPU or TPU each device vmaps its members; on CPU devices they run one
+after another inside the compiled call (``CPU_MEMBER_GROUP``; faster there than one wide
+vmap, see ``_member_group``). :func:`configure_cpu_devices` splits the host CPU into one
+device per core *before* JAX starts (``rbk`` on the command line does it): members then train
+concurrently, one per core, while a single member still uses every core.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
+import re
 import time
+import warnings
 from typing import Mapping, Sequence
 
 import jax
@@ -296,14 +302,17 @@ def _prepare(model: Model, data: Dataset, keys, lrs, wds, cfg: TrainConfig | Non
     m_wd = np.tile(wds, S * L)
     M = seed_idx.size
     devices = list(devices) if devices is not None else jax.local_devices()
+    if not devices:
+        raise ValueError("devices must be a non-empty sequence of JAX devices (or None for all local devices)")
+    devices = devices[: _devices_used(M, devices)]
     pad = (-M) % len(devices)
     if pad:  # pad with copies of the last member so the axis divides the devices
         seed_idx, m_lr, m_wd = (np.concatenate([a, np.repeat(a[-1:], pad)]) for a in (seed_idx, m_lr, m_wd))
 
-    fn = _compiled_fn(model, cfg, _member_group(devices))
+    fn = _compiled_fn(model, cfg, _member_group(devices), tuple(devices) if len(devices) > 1 else ())
     args = (data, jnp.asarray(keys), jnp.asarray(seed_idx), jnp.asarray(m_lr), jnp.asarray(m_wd))
     if len(devices) > 1:
-        mesh = jax.sharding.Mesh(np.asarray(devices), ("members",))
+        mesh = _mesh(devices)
         shard = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("members"))
         repl = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
         args = (
@@ -371,14 +380,20 @@ _CACHE: dict = {}
 CPU_MEMBER_GROUP = 1
 
 
-def _compiled_fn(model: Model, cfg: TrainConfig, group: int = 0):
-    """The jitted, vmapped trainer for one (model, config); cached on the host.
+def _mesh(devices) -> jax.sharding.Mesh:
+    return jax.sharding.Mesh(np.asarray(devices), ("members",))
+
+
+def _compiled_fn(model: Model, cfg: TrainConfig, group: int = 0, devices: tuple = ()):
+    """The jitted trainer for one (model, config, member layout); cached on the host.
 
     ``group > 0``: the members run in sequential groups of ``group``, vmapped within a group
     (:func:`_member_group`): the same computation up to float reassociation inside the
     batched matmuls (a member's numbers then match those of training it alone).
+    ``devices`` (two or more): the member axis is split across them with ``jax.shard_map``,
+    each device running its own members as above.
     """
-    key = (model, cfg, group)
+    key = (model, cfg, group, devices)
     if key not in _CACHE:
 
         def run_all(data, keys, seed_idx, lrs, wds):
@@ -400,24 +415,100 @@ def _compiled_fn(model: Model, cfg: TrainConfig, group: int = 0):
                 out = jax.tree_util.tree_map(lambda a, b: jnp.concatenate([a, b]), out, rest)
             return out
 
+        if devices:
+            P = jax.sharding.PartitionSpec
+            run_all = _shard_map(
+                run_all, _mesh(devices), (P(), P(), P("members"), P("members"), P("members")), P("members")
+            )
         _CACHE[key] = jax.jit(run_all)
     return _CACHE[key]
 
 
+def _shard_map(f, mesh, in_specs, out_specs):
+    """``jax.shard_map`` (jax >= 0.7), or its ``jax.experimental`` predecessor on older JAX."""
+    if hasattr(jax, "shard_map"):
+        return jax.shard_map(f, mesh=mesh, in_specs=in_specs, out_specs=out_specs, check_vma=False)
+    from jax.experimental.shard_map import shard_map  # pragma: no cover - jax < 0.7
+
+    return shard_map(f, mesh=mesh, in_specs=in_specs, out_specs=out_specs, check_rep=False)
+
+
 def _member_group(devices) -> int:
-    """Members vmapped together: all of them (0) except on a single CPU device.
+    """Members vmapped together on each device: all of them (0), except on CPU devices.
 
     On a CPU, one vmap over S members runs each operation over all S members' weights and
     optimiser state before the next, and the aggregate throughput fell as S grew (likely the
     working set outgrowing the cache): at width 512 on 2 cores, one vmap over 16 members
     trained 26k model-examples/s, the members one after another 44-46k, as many as S=1
     (alike at widths 256 and 1024; groups of 2 or 4 came within 5% of groups of 1; see
-    docs/benchmarks.md). The step's own matmuls already keep the cores busy at S=1.
-    Accelerators and sharded members keep one vmap: there the batch is where speed comes from.
+    docs/benchmarks.md). The step's own matmuls already keep the cores busy at S=1; members
+    gain from running side by side on CPU devices of their own (:func:`configure_cpu_devices`).
+    Accelerators keep one vmap per device: there the batch is where speed comes from.
     """
-    if len(devices) == 1 and devices[0].platform == "cpu":
+    if all(d.platform == "cpu" for d in devices):
         return CPU_MEMBER_GROUP
     return 0
+
+
+def _devices_used(members: int, devices) -> int:
+    """How many of ``devices`` a call with ``members`` members is split over.
+
+    Never more devices than members. On accelerators: all of them up to that (the member
+    axis is padded to a multiple, with copies of the last member, which cost little there).
+    On CPU devices a padding copy takes a core from the real members, so the split is the
+    largest count that divides ``members`` (1: the old single-device program, where one member
+    uses every core), unless padding to all the devices wastes at most 1/8 of the members run.
+    Measured at 2 cores (``benchmarks/sgd_throughput.py``): two members side by side train
+    1.76x (width 256), 1.13x (512) and 1.0x (1024) the model-examples/s of one member on both
+    cores, so splitting never lost; a padded split can (3 members at width 1024: 0.75x).
+    """
+    n = min(len(devices), members)
+    if not all(d.platform == "cpu" for d in devices):
+        return n
+    div = max(k for k in range(1, n + 1) if members % k == 0)
+    if div < n and members > n and ((-members) % n) * 8 <= members + (-members) % n:
+        return n
+    return div
+
+
+def configure_cpu_devices(n: int | None = None) -> int:
+    """Split the host CPU into ``n`` JAX devices (default: one per core this process may use).
+
+    :func:`train` splits its members across the local devices, so on a CPU with ``n`` devices
+    up to ``n`` members train at once, each on its own device, while a call with one member
+    still uses every core (XLA's intra-op thread pool is shared by the CPU devices). At width
+    512 on 2 cores this trains 1.2x as many model-examples per second as one device
+    (``benchmarks/sgd_throughput.py``). Each member computes the same numbers either way.
+
+    This is process-wide JAX configuration (``jax_num_cpu_devices``), so it is left to the
+    program's entry point: the ``rbk`` command line calls it first thing; a script calls it
+    right after ``import jax``. It changes nothing, and says so in a warning, when JAX's
+    backends are already initialised with a different count, or when the user has already
+    chosen one (``JAX_NUM_CPU_DEVICES``, ``jax_num_cpu_devices``, or
+    ``XLA_FLAGS=--xla_force_host_platform_device_count``). Returns the number of CPU devices
+    JAX will have.
+    """
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    n = cores if n is None else check_int("n", n, lo=1)
+    flag = re.search(r"--xla_force_host_platform_device_count=(\d+)", os.environ.get("XLA_FLAGS", ""))
+    if flag:
+        return int(flag.group(1))
+    current = jax.config.jax_num_cpu_devices
+    if current >= 0 or "JAX_NUM_CPU_DEVICES" in os.environ:
+        return current
+    try:
+        jax.config.update("jax_num_cpu_devices", n)
+    except RuntimeError:
+        have = len(jax.devices("cpu"))
+        if have == n:
+            return n
+        warnings.warn(
+            "configure_cpu_devices: JAX's backends are already initialised; call it before any JAX "
+            f"computation (right after `import jax`). Keeping the current {have} CPU device(s).",
+            stacklevel=2,
+        )
+        return have
+    return n
 
 
 # --------------------------------------------------------------------------- convenience
@@ -476,4 +567,5 @@ __all__ = [
     "batch_loss",
     "error",
     "total_flops",
+    "configure_cpu_devices",
 ]

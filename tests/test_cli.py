@@ -11,7 +11,9 @@ import pytest
 
 from rbk import cli, sweep, train
 
-TINY = ["--d", "8", "--k", "2", "--g-degree", "2", "--seeds", "2", "--n-val", "40", "--n-test", "50", "--quiet"]
+# in this process JAX is already running on one CPU device: --cpu-devices 1 keeps it (no warning)
+TINY = ["--cpu-devices", "1", "--d", "8", "--k", "2", "--g-degree", "2", "--seeds", "2", "--n-val", "40",
+        "--n-test", "50", "--quiet"]  # fmt: skip
 
 
 @pytest.fixture
@@ -35,7 +37,8 @@ def test_help(argv, capsys):
     assert "usage: rbk" in out
     if argv[0] in ("exp1", "exp2"):
         for opt in ("--profile", "--out", "--d", "--k", "--g-degree", "--seeds", "--n", "--alpha", "--beta",
-                    "--learners", "--width", "--epochs", "--lr", "--wd", "--dry-run", "--max-members-per-call"):
+                    "--learners", "--width", "--epochs", "--lr", "--wd", "--dry-run", "--max-members-per-call",
+                    "--cpu-devices"):
             assert opt in out
 
 
@@ -60,6 +63,7 @@ BAD = [
     (["exp1", "--wd", "-1e-3"], "--wd"),
     (["exp1", "--ridges", "1,2,3,4,5,6"], "--ridges"),
     (["exp1", "--max-members-per-call", "0"], "--max-members-per-call"),
+    (["exp1", "--cpu-devices", "0"], "--cpu-devices"),
     (["exp1", "--profile", "huge"], "--profile"),
     (["exp2", "--alpha", "0", "0.3"], "--alpha"),
     (["exp2", "--alpha", "0.3", "1.0"], "--alpha"),
@@ -85,7 +89,7 @@ def test_plot_of_a_non_results_directory(tmp_path, capsys):
 
 
 def test_paper_dry_run_prints_the_plan_without_computing(capsys, no_compute, tmp_path):
-    assert cli.main(["exp1", "--profile", "paper", "--dry-run", "--device-memory-gb", "80",
+    assert cli.main(["exp1", "--profile", "paper", "--dry-run", "--device-memory-gb", "80", "--cpu-devices", "1",
                      "--out", str(tmp_path / "p")]) == 0  # fmt: skip
     out = capsys.readouterr().out
     assert "800 epochs (lr/10 at 400)" in out and "15 x 15 settings" in out and "N: 1000, 2000, 5000, 10000, 20000, 50000" in out
@@ -102,13 +106,13 @@ def test_paper_dry_run_prints_the_plan_without_computing(capsys, no_compute, tmp
                                   ["--d", "40", "--k", "20", "--g-degree", "4", "--alpha", "0.35"],
                                   ["--d", "24", "--k", "9", "--g-degree", "3", "--alpha", "0.25"]])  # fmt: skip
 def test_quick_command_accepts_other_parity_instances(inst, capsys, no_compute):
-    assert cli.main(["exp1", "--profile", "quick", "--dry-run", *inst]) == 0
+    assert cli.main(["exp1", "--profile", "quick", "--dry-run", "--cpu-devices", "1", *inst]) == 0
     out = capsys.readouterr().out
     assert f"d={inst[1]}, k={inst[3]}, g_degree={inst[5]}" in out and "cells: 27 (9 compiled network calls" in out
 
 
 def test_exp2_quick_dry_run(capsys, no_compute):
-    assert cli.main(["exp2", "--profile", "quick", "--dry-run"]) == 0
+    assert cli.main(["exp2", "--profile", "quick", "--dry-run", "--cpu-devices", "1"]) == 0
     out = capsys.readouterr().out
     assert "cells: 1 (1 compiled network calls" in out and "(0.9, 1.0)" in out and "16 member(s)" in out
 

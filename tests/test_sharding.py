@@ -1,9 +1,11 @@
-"""Members sharded over several devices give the numbers of one device.
+"""Members split over several devices give the numbers of one device.
 
 A subprocess gets four host devices (``XLA_FLAGS=--xla_force_host_platform_device_count=4``);
-its tiny train call (6 members: padded to 8 and split 2 per device) must match, to 1e-5
-relative, the same call on this process's single device. The subprocess also runs one
-sweep cell, whose rows must match too, and records the four devices in ``meta.json``.
+its sweep cell (6 members: split over 3 of the CPU devices, 2 each) must match, to 1e-5
+relative, the same cell on this process's single device, and record the four devices in
+``meta.json``. Direct ``train`` calls split evenly, padded, or with the CPU split by
+:func:`rbk.train.configure_cpu_devices` must give each member's numbers bit for bit (on CPU
+devices each member runs alone, as on one device).
 """
 
 import json
@@ -16,7 +18,8 @@ import jax
 import numpy as np
 import pytest
 
-from rbk import sweep
+from rbk import sweep, train
+from rbk.train import _devices_used
 
 SPEC = dict(learners=("2nn",), ns=(100,), seeds=(0, 1, 2), d=8, k=2, g_degree=2, widths=(8,), epochs=2,
             lrs=(0.05, 0.02), wds=(0.0,), n_val=50, n_test=60)  # fmt: skip
@@ -101,3 +104,72 @@ def test_two_processes_with_jax_distributed_split_the_cells(tmp_path):
     assert {r["process"] for r in two} == {0, 1}
     for a, b in zip(one.rows, two):
         np.testing.assert_allclose([b["train_error"], b["test_error"]], [a["train_error"], a["test_error"]], rtol=1e-5)
+
+
+_TRAIN = textwrap.dedent(
+    """
+    import json, sys
+    import jax
+    from rbk import models, targets, train
+    if sys.argv[1] != "-":
+        got = train.configure_cpu_devices(int(sys.argv[1]))
+        assert got == int(sys.argv[1]), got
+    out = {"devices": len(jax.local_devices())}
+    for seeds, lrs in json.loads(sys.argv[2]):
+        r = train.fit(models.get_model("3resnet", 16, 8, 2), targets.paper_instance(8, 2, 2), 100, seeds, lrs,
+                      [0.0], train.config(epochs=2), n_val=50, n_test=50, return_params=True)
+        out[f"{len(seeds)}x{len(lrs)}"] = [r.errors["test"].tolist(), r.epoch_loss.tolist(), r.params["U"].tolist()]
+    print(json.dumps(out))
+    """
+)
+CALLS = [[[0, 1, 2], [0.05, 0.02]], [[0, 1, 2, 3, 4, 5, 6], [0.05]], [[0, 1], [0.05]], [[0], [0.05]]]
+
+
+def _child_train(arg, env):
+    r = subprocess.run([sys.executable, "-c", _TRAIN, arg, json.dumps(CALLS)], capture_output=True, text=True,
+                       env=env, timeout=600)  # fmt: skip
+    assert r.returncode == 0, r.stderr[-3000:]
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def test_cpu_device_splits_give_each_member_the_same_bits():
+    base = dict(os.environ, JAX_PLATFORMS="cpu")
+    base.pop("XLA_FLAGS", None)
+    base.pop("JAX_NUM_CPU_DEVICES", None)
+    one = _child_train("-", base)
+    four = _child_train("-", dict(base, XLA_FLAGS="--xla_force_host_platform_device_count=4"))
+    two = _child_train("2", base)  # configure_cpu_devices, as the rbk command does
+    assert (one["devices"], four["devices"], two["devices"]) == (1, 4, 2)
+    # 6 members on 4 devices: 3 devices, 2 each; 7 on 4: padded to 8; 2 on 2: one each; 1: one device
+    for name in ("3x2", "7x1", "2x1", "1x1"):
+        for a, b, c in zip(one[name], four[name], two[name]):
+            np.testing.assert_array_equal(np.array(b), np.array(a), err_msg=name)
+            np.testing.assert_array_equal(np.array(c), np.array(a), err_msg=name)
+
+
+class _Dev:
+    def __init__(self, platform):
+        self.platform = platform
+
+
+@pytest.mark.parametrize("members, n, cpu, gpu", [
+    (1, 2, 1, 1), (2, 2, 2, 2), (3, 2, 1, 2), (4, 2, 2, 2), (5, 2, 1, 2), (7, 2, 2, 2), (16, 2, 2, 2),
+    (3, 4, 3, 3), (5, 4, 1, 4), (6, 4, 3, 4), (7, 4, 4, 4), (24, 16, 12, 16), (17, 16, 1, 16),
+])  # fmt: skip
+def test_devices_used_never_pads_a_cpu_much(members, n, cpu, gpu):
+    """CPU: the largest divisor of the members, or all devices when padding wastes <= 1/8;
+    accelerators: all devices up to the member count (padding is cheap there)."""
+    assert _devices_used(members, [_Dev("cpu")] * n) == cpu
+    assert _devices_used(members, [_Dev("gpu")] * n) == gpu
+    used = cpu
+    assert members % used == 0 or (-members) % used * 8 <= members + (-members) % used
+
+
+def test_configure_cpu_devices_after_jax_started_warns_and_changes_nothing():
+    jax.numpy.zeros(1).block_until_ready()  # backends initialised in this process
+    have = len(jax.devices("cpu"))
+    with pytest.warns(UserWarning, match="already initialised"):
+        assert train.configure_cpu_devices(have + 3) == have
+    assert len(jax.devices("cpu")) == have
+    with pytest.raises(ValueError, match="n must be"):
+        train.configure_cpu_devices(0)
