@@ -137,6 +137,23 @@ def git_commit() -> str:
         return "unknown"
 
 
+def add_cpu_devices_option(ap) -> None:
+    """``--cpu-devices N`` (N >= 1) on a script's parser, for :func:`use_cpu_devices`."""
+    import argparse
+
+    def count(text: str) -> int:
+        try:
+            n = int(text)
+        except ValueError:
+            n = 0
+        if n < 1:
+            raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}")
+        return n
+
+    ap.add_argument("--cpu-devices", type=count, default=None,
+                    help="JAX devices the CPU is split into, as `rbk --cpu-devices` (default: one per core, as the rbk command)")
+
+
 def use_cpu_devices(n: int | None = None) -> str:
     """Split the CPU into JAX devices as the ``rbk`` command does (before any JAX computation).
 

@@ -136,11 +136,8 @@ def parse(argv=None):
     ap.add_argument("--n", type=int, default=None, help="training-set size (default 10000; quick 2000)")
     ap.add_argument("--repeats", type=int, default=C.MIN_REPEATS)
     ap.add_argument("--no-results", action="store_true")
-    ap.add_argument("--cpu-devices", type=int, default=None,
-                    help="JAX devices the CPU is split into, as `rbk --cpu-devices` (default: one per core, as the rbk command)")
+    C.add_cpu_devices_option(ap)
     a = ap.parse_args(argv)
-    if a.cpu_devices is not None and a.cpu_devices < 1:
-        ap.error(f"--cpu-devices must be an integer >= 1, got {a.cpu_devices}")
     a.widths = [int(w) for w in (a.widths or ("512" if a.quick else "256,512,1024")).split(",")]
     a.n = a.n or (2000 if a.quick else 10000)
     return a

@@ -241,11 +241,8 @@ def parse(argv=None):
     ap.add_argument("--torch-compile", action="store_true", help="also time a torch.compile-d model (separately)")
     ap.add_argument("--no-torch", action="store_true", help="skip PyTorch (ratio not computed)")
     ap.add_argument("--no-results", action="store_true", help="do not append to benchmarks/RESULTS.md")
-    ap.add_argument("--cpu-devices", type=int, default=None,
-                    help="JAX devices the CPU is split into, as `rbk --cpu-devices` (default: one per core, as the rbk command)")
+    C.add_cpu_devices_option(ap)
     a = ap.parse_args(argv)
-    if a.cpu_devices is not None and a.cpu_devices < 1:
-        ap.error(f"--cpu-devices must be an integer >= 1, got {a.cpu_devices}")
     a.widths = [int(w) for w in (a.widths or ("512" if a.quick else "256,512,1024")).split(",")]
     a.S = [int(s) for s in a.S.split(",")]
     a.n = a.n or (4000 if a.quick else 10000)

@@ -458,9 +458,9 @@ def _devices_used(members: int, devices) -> int:
     On CPU devices a padding copy takes a core from the real members, so the split is the
     largest count that divides ``members`` (1: the old single-device program, where one member
     uses every core), unless padding to all the devices wastes at most 1/8 of the members run.
-    Measured at 2 cores (``benchmarks/sgd_throughput.py``): two members side by side train
-    1.76x (width 256), 1.13x (512) and 1.0x (1024) the model-examples/s of one member on both
-    cores, so splitting never lost; a padded split can (3 members at width 1024: 0.75x).
+    Measured at 2 cores (``benchmarks/sgd_throughput.py``): members side by side train
+    1.56-1.76x (width 256), 1.1-1.2x (512) and 0.92-1.0x (1024) the model-examples/s of one
+    member on both cores; a padded split loses more (3 members at width 1024: about 0.75x).
     """
     n = min(len(devices), members)
     if not all(d.platform == "cpu" for d in devices):
@@ -482,11 +482,11 @@ def configure_cpu_devices(n: int | None = None) -> int:
 
     This is process-wide JAX configuration (``jax_num_cpu_devices``), so it is left to the
     program's entry point: the ``rbk`` command line calls it first thing; a script calls it
-    right after ``import jax``. It changes nothing, and says so in a warning, when JAX's
-    backends are already initialised with a different count, or when the user has already
-    chosen one (``JAX_NUM_CPU_DEVICES``, ``jax_num_cpu_devices``, or
-    ``XLA_FLAGS=--xla_force_host_platform_device_count``). Returns the number of CPU devices
-    JAX will have.
+    right after ``import jax``. A count the user has already chosen
+    (``JAX_NUM_CPU_DEVICES``, ``jax_num_cpu_devices``, or
+    ``XLA_FLAGS=--xla_force_host_platform_device_count``) is kept as it is; when JAX's backends
+    are already initialised with another count, nothing changes and a warning says so.
+    Returns the number of CPU devices JAX will have.
     """
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     n = cores if n is None else check_int("n", n, lo=1)
