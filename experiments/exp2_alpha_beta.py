@@ -1,85 +1,14 @@
-"""Experiment 2 of Allen-Zhu & Li (2019): the (alpha, beta) phase diagram.
+#!/usr/bin/env python3
+"""Experiment 2 (the (alpha, beta) phase diagram): the same as ``rbk exp2``.
 
-Target ``beta * F(x) + alpha * G(F(x))`` (:func:`rbk.targets.paper_instance` with ``alpha``,
-``beta``) over a grid of ``(alpha, beta)``; each cell's test error is reported relative to
-its threshold ``k alpha^2``. The paper's finding: with ``alpha < beta`` the ResNet learns the
-composed part (ratio below 1); with ``alpha > beta`` it practically does not.
-
-All instances of a (learner, N, width) share one compiled call: their data sets ride on
-the trainer's data axis together with the seeds (each seed's inputs are the same for every
-instance; the labels differ).
-
-Profiles
---------
-``quick``  (about 10-20 minutes on a 2-core CPU) alpha in {0.1, 0.3, 0.6, 0.9}, beta in
-           {0.1, 0.3, 0.6, 1.0}, N = 10000, ``3resnet``, 1 seed, width 256, 60 epochs, lr 0.02,
-           weight decay 1e-3. alpha stays in (0, 1) (the concept class; ``paper_instance``
-           refuses alpha = 1), so the top alpha of the grid is 0.9 *(our choice)*.
-``paper``  for an accelerator: the same (alpha, beta) grid, N = 10000, ``3resnet`` and
-           ``ntk-3resnet``, 3 seeds *(our choice)*, width 512, 800 epochs (lr/10 at 400), lr and
-           weight decay over ``{1, 2, 5} x 10^-j``, j = 1..5.
-
-Run ``rbk exp2 --help`` for the options; ``python -m experiments.exp2_alpha_beta`` takes the same.
+The experiment itself is :mod:`rbk.experiments.exp2` (its profiles, ``spec`` and ``run``);
+this script is its command line, for a clone: ``python experiments/exp2_alpha_beta.py
+--profile quick --out results/exp2-quick``.
 """
-
-from __future__ import annotations
 
 import sys
 
-from experiments.exp1_sample_complexity import PAPER_GRID
-
-ALPHAS = (0.1, 0.3, 0.6, 0.9)
-BETAS = (0.1, 0.3, 0.6, 1.0)
-
-PROFILES = {
-    "quick": dict(
-        learners=("3resnet",),
-        ns=(10000,),
-        seeds=(0,),
-        alphas=ALPHAS,
-        betas=BETAS,
-        widths=(256,),
-        epochs=60,
-        lrs=(0.02,),
-        wds=(1e-3,),
-        ridges=(1e-3, 1e-1),
-    ),
-    "paper": dict(
-        learners=("3resnet", "ntk-3resnet"),
-        ns=(10000,),
-        seeds=(0, 1, 2),
-        alphas=ALPHAS,
-        betas=BETAS,
-        widths=(512,),
-        epochs=800,
-        decay_epoch=400,
-        lrs=PAPER_GRID,
-        wds=PAPER_GRID,
-        ridges=(1e-6, 1e-4, 1e-2, 1e-1, 1.0),
-    ),
-}
-
-
-def spec(profile: str = "quick", **overrides):
-    """The :class:`rbk.sweep.SweepSpec` of ``profile`` with ``make_spec`` overrides."""
-    from experiments import profile_spec
-
-    return profile_spec("exp2", profile, **overrides)
-
-
-def run(out_dir, profile: str = "quick", *, quiet: bool = False, plot: bool = True, **overrides) -> dict | None:
-    """Run (or resume) the sweep into ``out_dir`` and return its summary (``summary.json``)."""
-    import experiments
-
-    return experiments.run("exp2", out_dir, profile, quiet=quiet, plot=plot, **overrides)
-
-
-def main(argv=None) -> int:
-    """``rbk exp2`` with ``argv`` (default ``sys.argv[1:]``)."""
-    import experiments
-
-    return experiments.main("exp2", argv)
-
+from rbk.cli import main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(["exp2", *sys.argv[1:]]))

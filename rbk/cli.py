@@ -58,7 +58,7 @@ def _flat(v):
 
 
 def _add_sweep_arguments(p: argparse.ArgumentParser, experiment: str) -> None:
-    from experiments import module
+    from rbk.experiments import module
     from rbk.sweep import LEARNERS
 
     mod = module(experiment)
@@ -137,7 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def spec_from_args(args: argparse.Namespace, experiment: str):
     """The validated spec of the parsed options (``ValueError`` on a bad value)."""
-    from experiments import profile_spec
+    from rbk.experiments import profile_spec
 
     seeds = None
     if args.seeds is not None:
@@ -162,7 +162,7 @@ def spec_from_args(args: argparse.Namespace, experiment: str):
 
 
 def _run_experiment(parser, args, experiment: str, argv) -> int:
-    import experiments
+    from rbk import experiments
     from rbk import plots, sweep
 
     try:
@@ -223,7 +223,7 @@ def _run_experiment(parser, args, experiment: str, argv) -> int:
 
 
 def _plot(parser, args) -> int:
-    import experiments
+    from rbk import experiments
     from rbk import plots
 
     if not (args.out / "meta.json").exists():

@@ -159,11 +159,23 @@ def test_console_script_and_experiments_import_from_any_folder(tmp_path):
     cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "rbk.cli"]
     r = subprocess.run(cmd + ["exp1", "--help"], cwd=tmp_path, capture_output=True, text=True, env=_env())
     assert r.returncode == 0 and "--profile" in r.stdout
-    code = ("import experiments.exp1_sample_complexity as e1, experiments.exp2_alpha_beta as e2;"
+    code = ("import rbk.experiments.exp1 as e1, rbk.experiments.exp2 as e2;"
             "print(e1.PROFILES['quick']['ns'], e2.PROFILES['quick']['alphas'], e1.spec('quick').config_hash())")  # fmt: skip
     r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, env=_env())
     assert r.returncode == 0, r.stderr
     assert "(1000, 3000, 10000)" in r.stdout and "(0.1, 0.3, 0.6, 0.9)" in r.stdout
-    r = subprocess.run([sys.executable, "-m", "experiments.exp2_alpha_beta", "--dry-run", "--profile", "paper"],
+    script = Path(__file__).resolve().parents[1] / "experiments" / "exp2_alpha_beta.py"
+    r = subprocess.run([sys.executable, str(script), "--dry-run", "--profile", "paper"],
                        cwd=tmp_path, capture_output=True, text=True, env=_env())  # fmt: skip
     assert r.returncode == 0 and "FLOPs" in r.stdout, r.stderr
+
+
+def test_no_generic_top_level_module_is_installed():
+    """Installing rbk puts only ``rbk`` at the top level of site-packages (no ``experiments``)."""
+    import tomllib
+
+    cfg = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())
+    assert cfg["tool"]["setuptools"]["packages"]["find"]["include"] == ["rbk*"]
+    import rbk.experiments
+
+    assert Path(rbk.experiments.__file__).parent.parent.name == "rbk"

@@ -1,12 +1,15 @@
-"""The paper's experiments as importable modules (installed with ``pip install -e .``).
+"""The experiments as importable modules: profiles, runs and summaries.
 
-* :mod:`experiments.exp1_sample_complexity`: test error against the number of samples N
+The scripts in a clone's ``experiments/`` folder are thin command-line wrappers of these.
+
+* :mod:`rbk.experiments.exp1`: test error against the number of samples N
   (Experiment 1), profiles ``quick`` and ``paper``;
-* :mod:`experiments.exp2_alpha_beta`: the (alpha, beta) phase diagram of the target
+* :mod:`rbk.experiments.exp2`: the (alpha, beta) phase diagram of the target
   ``beta * F + alpha * G(F)`` (Experiment 2), profiles ``quick`` and ``paper``.
 
-Each has ``PROFILES``, ``main(argv)`` (the same options as ``rbk exp1`` / ``rbk exp2``) and
-``run(out_dir, profile=..., **overrides)``. :func:`finalize` writes ``summary.json``
+Each has ``PROFILES``, ``spec(profile, **overrides)`` and ``run(out_dir, profile=...,
+**overrides)``; the command line is :mod:`rbk.cli` (``rbk exp1``, ``rbk exp2``), which imports
+this package and never the other way round. :func:`finalize` writes ``summary.json``
 (:mod:`rbk.stats`), the figure (:mod:`rbk.plots`) and returns the summary of a results
 directory; ``rbk plot --out DIR`` calls it.
 """
@@ -15,7 +18,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-EXPERIMENTS = {"exp1": "experiments.exp1_sample_complexity", "exp2": "experiments.exp2_alpha_beta"}
+EXPERIMENTS = {"exp1": "rbk.experiments.exp1", "exp2": "rbk.experiments.exp2"}
 
 
 def module(experiment: str):
@@ -95,11 +98,3 @@ def run(experiment: str, out_dir, profile: str = "quick", *, quiet: bool = False
         return None
     return finalize(out_dir, plot=plot, quiet=quiet)
 
-
-def main(experiment: str, argv=None) -> int:
-    """``rbk <experiment>`` with ``argv`` (default ``sys.argv[1:]``)."""
-    import sys
-
-    from rbk import cli
-
-    return cli.main([experiment, *(sys.argv[1:] if argv is None else argv)])

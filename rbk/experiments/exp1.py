@@ -1,0 +1,74 @@
+"""Experiment 1 of Allen-Zhu & Li (2019): test error against the number of training samples N.
+
+Target ``H(x) = F(x) + alpha * G(F(x))`` of :func:`rbk.targets.paper_instance` (default the
+paper's: ``d = 30``, ``k = 15``, degree-4 ``G``, ``alpha = 0.3``; threshold ``k alpha^2 =
+1.35``), networks ``3resnet``, ``3nn``, ``2nn`` trained by SGD and the exact kernels of the
+same architectures, every learner on the same data of each seed.
+
+Profiles
+--------
+``quick``  (the README's main job, minutes on a 2-core CPU) N in {1000, 3000, 10000};
+           ``3resnet``, ``3nn``, ``2nn``, ``ntk-3resnet``, ``ntk-2nn``; 3 seeds; width 256,
+           60 epochs (lr/10 at 30), lr 0.02, weight decay 1e-3; relative ridges {1e-3, 1e-1}
+           for the kernels (two Cholesky factorisations per fit keep N = 10000 within the
+           budget; the validation split picks the ridge).
+``paper``  PAPER.md's protocol, for an accelerator: 800 epochs (lr/10 at 400), lr and weight
+           decay each over ``{1, 2, 5} x 10^-j``, j = 1..5 (15 x 15 settings), 5 seeds,
+           N in {1000, 2000, 5000, 10000, 20000, 50000}, width 512 *(our choice)*; the exact
+           NTK and NNGP of all three networks and their random features (width 512), five
+           relative ridges; exact kernels up to N = 20000 *(our choice: a float64 Gram of
+           N = 50000 needs 40 GB of host RAM and hours of Cholesky)*, ``--kernel-max-n`` to
+           change it. The members of a (learner, N) call (5 x 225 = 1125) are chunked to fit
+           the device (``--max-members-per-call``; see ``rbk exp1 --profile paper --dry-run``).
+
+Run ``rbk exp1 --help`` for the options (``python experiments/exp1_sample_complexity.py`` in a clone takes the same).
+"""
+
+from __future__ import annotations
+
+PAPER_GRID = tuple(round(m * 10.0**-j, 10) for j in range(1, 6) for m in (5, 2, 1))
+
+PROFILES = {
+    "quick": dict(
+        learners=("3resnet", "3nn", "2nn", "ntk-3resnet", "ntk-2nn"),
+        ns=(1000, 3000, 10000),
+        seeds=(0, 1, 2),
+        alphas=0.3,
+        betas=1.0,
+        widths=(256,),
+        epochs=60,
+        lrs=(0.02,),
+        wds=(1e-3,),
+        ridges=(1e-3, 1e-1),
+    ),
+    "paper": dict(
+        learners=("3resnet", "3nn", "2nn", "ntk-3resnet", "ntk-3nn", "ntk-2nn", "nngp-3resnet", "nngp-3nn",
+                  "nngp-2nn", "rf-3resnet", "rf-3nn", "rf-2nn"),  # fmt: skip
+        ns=(1000, 2000, 5000, 10000, 20000, 50000),
+        seeds=(0, 1, 2, 3, 4),
+        alphas=0.3,
+        betas=1.0,
+        widths=(512,),
+        epochs=800,
+        decay_epoch=400,
+        lrs=PAPER_GRID,
+        wds=PAPER_GRID,
+        ridges=(1e-6, 1e-4, 1e-2, 1e-1, 1.0),
+        kernel_max_n=20000,
+    ),
+}
+
+
+def spec(profile: str = "quick", **overrides):
+    """The :class:`rbk.sweep.SweepSpec` of ``profile`` with ``make_spec`` overrides."""
+    from rbk.experiments import profile_spec
+
+    return profile_spec("exp1", profile, **overrides)
+
+
+def run(out_dir, profile: str = "quick", *, quiet: bool = False, plot: bool = True, **overrides) -> dict | None:
+    """Run (or resume) the sweep into ``out_dir`` and return its summary (``summary.json``)."""
+    from rbk import experiments
+
+    return experiments.run("exp1", out_dir, profile, quiet=quiet, plot=plot, **overrides)
+
