@@ -1,4 +1,4 @@
-"""The learners of PAPER.md as pure ``init`` / ``apply`` pairs over plain pytrees.
+"""The learners of Allen-Zhu & Li (2019) (``docs/paper.md``) as pure ``init`` / ``apply`` pairs over plain pytrees.
 
 Architectures (``sigma`` = ReLU, width ``m``)::
 

@@ -115,7 +115,7 @@ def paper_instance(
     alpha: float = 0.3,
     beta: float = 1.0,
 ) -> Target:
-    """The instance of the paper's experiments (PAPER.md section 1).
+    """The instance of the paper's experiments (``docs/paper.md``, section 1).
 
     ``F(x) = (x1 x2, x3 x4, ..., x_{2k-1} x_{2k})`` and ``G_i(y) = (-1)^i y1 ... y_{g_degree}``
     for ``i = 1..k``, so ``G(F(x))_i = (-1)^i x1 ... x_{2 g_degree}``. Defaults reproduce the

@@ -1,6 +1,6 @@
 """The practical training recipe, compiled once and vmapped over seeds x learning rates x weight decays.
 
-Recipe (PAPER.md, with PyTorch's SGD semantics)::
+Recipe (the paper's, ``docs/paper.md``; with PyTorch's SGD semantics)::
 
     loss     = 0.5 * mean over the batch of the squared error summed over the k outputs
     update   = optax.chain(add_decayed_weights(wd), sgd(lr_t, momentum=0.9))   # coupled L2

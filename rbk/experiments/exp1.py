@@ -12,7 +12,7 @@ Profiles
            60 epochs (lr/10 at 30), lr 0.02, weight decay 1e-3; relative ridges {1e-3, 1e-1}
            for the kernels (two Cholesky factorisations per fit keep N = 10000 within the
            budget; the validation split picks the ridge).
-``paper``  PAPER.md's protocol, for an accelerator: 800 epochs (lr/10 at 400), lr and weight
+``paper``  the paper's protocol (``docs/paper.md``), for an accelerator: 800 epochs (lr/10 at 400), lr and weight
            decay each over ``{1, 2, 5} x 10^-j``, j = 1..5 (15 x 15 settings), 5 seeds,
            N in {1000, 2000, 5000, 10000, 20000, 50000}, width 512 *(our choice)*; the exact
            NTK and NNGP of all three networks and their random features (width 512), five
