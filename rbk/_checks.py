@@ -79,3 +79,33 @@ def _range(lo, hi, lb, rb) -> str:
     if lo is None:
         return f" {'<' if rb == ')' else '<='} {hi}"
     return f" in {lb}{lo}, {hi}{rb}"
+
+
+def host_memory_bytes() -> int | None:
+    """Memory this process may use on the host: physical RAM, capped by a cgroup limit (``None`` if unknown)."""
+    import os
+
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        total = None
+    for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            with open(path) as fh:
+                text = fh.read().strip()
+        except OSError:
+            continue
+        if text.isdigit() and int(text) < 2**60:
+            total = int(text) if total is None else min(total, int(text))
+        break
+    return total
+
+
+def gib(nbytes: float) -> str:
+    return f"{nbytes / 2**30:.1f} GiB"
+
+
+def check_memory(what: str, need: int, have: int | None, fix: str) -> None:
+    """Refuse (``ValueError``) when the estimated ``need`` exceeds the available ``have`` bytes."""
+    if have is not None and need > have:
+        raise ValueError(f"{what} needs about {gib(need)} but this machine has {gib(have)}; {fix}")

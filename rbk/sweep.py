@@ -65,7 +65,7 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
-from rbk._checks import check_int, check_real
+from rbk._checks import check_int, check_real, gib, host_memory_bytes
 from rbk.models import ARCHS
 
 SCHEMA_VERSION = 1
@@ -93,7 +93,11 @@ KERNEL_BLOCK = 512
 MEMORY_FRACTION = 0.4
 
 
-class ConfigMismatchError(ValueError):
+class SweepInputError(ValueError):
+    """A sweep refused before computing anything (bad ``out_dir``, memory, unreadable ``meta.json``)."""
+
+
+class ConfigMismatchError(SweepInputError):
     """``out_dir`` holds results of a different config."""
 
 
@@ -254,11 +258,12 @@ def make_spec(
         for v in ns
     )
     seeds = _unique_list("seeds (--seeds)", seeds, lambda v: check_int("seeds (--seeds)", v, lo=0))
-    if experiment == "exp2":
-        alpha_check = dict(lo=0.0, hi=1.0, lo_open=True, hi_open=True)
-    else:
-        alpha_check = dict(lo=0.0, hi=1.0, hi_open=True)
-    alphas = _unique_list("alpha (--alpha)", alphas, lambda v: check_real("alpha (--alpha)", v, **alpha_check))
+    def alpha_ok(v):  # alpha = 0 has no threshold k alpha^2 (nothing to separate): refused in both experiments
+        if isinstance(v, (int, float)) and v == 0:
+            raise ValueError("alpha (--alpha) must be in (0, 1): alpha = 0 would make the threshold k*alpha^2 zero")
+        return check_real("alpha (--alpha)", v, lo=0.0, hi=1.0, lo_open=True, hi_open=True)
+
+    alphas = _unique_list("alpha (--alpha)", alphas, alpha_ok)
     betas = _unique_list("beta (--beta)", betas, lambda v: check_real("beta (--beta)", v, lo=0.0, lo_open=True))
     if experiment == "exp1" and (len(alphas) != 1 or len(betas) != 1):
         raise ValueError(f"exp1 takes one alpha (--alpha) and one beta (--beta), got {list(alphas)} and {list(betas)}")
@@ -470,8 +475,44 @@ def cell_flops(spec: SweepSpec, cell: Cell) -> float:
 
 
 def kernel_cell_bytes(n: int) -> int:
-    """Host bytes of a kernel fit: the float64 Gram, one working copy and streamed blocks."""
-    return 2 * 8 * n * n + 8 * 2048 * max(n, 2048) * 2
+    """Host bytes of the sweep's exact-kernel fit at ``n`` (:func:`rbk.kernels.fit_bytes`, the one estimate)."""
+    from rbk.kernels import fit_bytes
+
+    return fit_bytes(n, KERNEL_BLOCK)
+
+
+def memory_problems(spec: SweepSpec, cells: Sequence[Cell], memory_bytes: int | None, n_devices: int = 1,
+                    host_bytes: int | None = None) -> list[str]:
+    """Why ``cells`` would not fit: one message per problem, with the estimate and the option that fixes it.
+
+    A network call puts ``member_bytes x ceil(members / devices)`` on each device (``memory_bytes``
+    each; ``None``: unchecked); an exact-kernel fit needs :func:`kernel_cell_bytes` of host RAM
+    (``host_bytes``). Random-feature fits are small and not checked.
+    """
+    out = []
+    net = [c for c in cells if c.kind == NET_KIND]
+    if net and memory_bytes:
+        worst = max(net, key=lambda c: member_bytes(spec, c.arch, c.width, c.n) * math.ceil(c.members / min(n_devices, c.members)))
+        mb = member_bytes(spec, worst.arch, worst.width, worst.n)
+        per_dev = math.ceil(worst.members / min(n_devices, worst.members))
+        if mb > memory_bytes:
+            out.append(f"one {worst.arch} member (width {worst.width}, N = {worst.n}, plus {spec.n_val_of(worst.n)} "
+                       f"validation and {spec.n_test} test points) needs about {gib(mb)} but a device has "
+                       f"{gib(memory_bytes)}: use a smaller --n, --width or --n-test (or --device-memory-gb if the "
+                       "detected memory is wrong)")
+        elif mb * per_dev > memory_bytes:
+            fit = max(1, memory_bytes // mb) * n_devices
+            out.append(f"a call of {worst.members} {worst.arch} members (width {worst.width}, N = {worst.n}) needs "
+                       f"about {gib(mb * per_dev)} per device but a device has {gib(memory_bytes)}: use "
+                       f"--max-members-per-call {fit} or less (or leave it out: chosen to fit)")
+    exact = [c.n for c in cells if c.kind in ("ntk", "nngp")]
+    if exact and host_bytes and kernel_cell_bytes(max(exact)) > host_bytes:
+        ok = [n for n in spec.ns if kernel_cell_bytes(n) <= host_bytes]
+        fix = (f"--kernel-max-n {max(ok)} (exact kernels only up to that N)" if ok
+               else "leave the exact kernels (ntk-*, nngp-*) out of --learners")
+        out.append(f"the exact kernel fit at N = {max(exact)} needs about {gib(kernel_cell_bytes(max(exact)))} of "
+                   f"host RAM (float64 Gram matrices) but this machine has {gib(host_bytes)}: use {fix}")
+    return out
 
 
 def format_plan(spec: SweepSpec, cells: Sequence[Cell], *, memory_bytes: int | None = None,
@@ -699,9 +740,7 @@ class Store:
         return self.dir / "meta.json"
 
     def read_meta(self) -> dict | None:
-        if not self.meta_path.exists():
-            return None
-        return json.loads(self.meta_path.read_text())
+        return load_meta_file(self.meta_path)
 
     def check_config(self, meta: dict | None) -> None:
         if meta is None:
@@ -713,6 +752,11 @@ class Store:
                 )
             return
         old = meta.get("config", {})
+        if old.get("experiment") != self.spec.experiment:
+            raise ConfigMismatchError(
+                f"--out {self.dir} holds results of {old.get('experiment')}, not {self.spec.experiment}: run "
+                f"`rbk {old.get('experiment')}` there (or `rbk plot --out {self.dir}`), or use another --out"
+            )
         if meta.get("config_hash") != self.spec.config_hash():
             new = self.spec.config()
             diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
@@ -778,11 +822,52 @@ class Store:
         return rows
 
 
+def load_meta_file(path) -> dict | None:
+    """A ``meta.json`` as a dict, ``None`` if absent; :class:`SweepInputError` if empty, truncated or corrupt.
+
+    Nothing is changed on disk: a damaged ``meta.json`` is never overwritten by a run.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError) as e:
+        raise SweepInputError(f"cannot read {path}: {getattr(e, 'strerror', None) or e}") from None
+    why = "empty"
+    meta = None
+    if text.strip():
+        try:
+            meta = json.loads(text)
+            why = "not an rbk meta.json (no config and config_hash)"
+        except json.JSONDecodeError as e:
+            why = f"not valid JSON ({e.msg} at line {e.lineno}: truncated or corrupt)"
+    if not isinstance(meta, dict) or not isinstance(meta.get("config"), dict) or "config_hash" not in meta:
+        raise SweepInputError(f"{path} is {why}; nothing was changed: restore it from a backup, or use another "
+                              "--out (the cell files in cells/ are the results)")
+    return meta
+
+
+def check_out_dir(out_dir) -> Path:
+    """``out_dir`` must be a directory, or creatable as one, and writable (:class:`SweepInputError` naming ``--out``)."""
+    p = Path(out_dir)
+    if p.exists() and not p.is_dir():
+        raise SweepInputError(f"--out {p} is an existing file; give a directory (a new one, or an rbk results directory)")
+    parent = p
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise SweepInputError(f"--out {p} cannot be created: {parent} is a file, not a directory")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise SweepInputError(f"--out {p}: {parent} is not writable; give a directory you can write to")
+    return p
+
+
 def read_meta(out_dir) -> dict:
-    p = Path(out_dir) / "meta.json"
-    if not p.exists():
-        raise ValueError(f"{out_dir} is not an rbk results directory (no meta.json)")
-    return json.loads(p.read_text())
+    meta = load_meta_file(Path(out_dir) / "meta.json")
+    if meta is None:
+        raise SweepInputError(f"{out_dir} is not an rbk results directory (no meta.json)")
+    return meta
 
 
 def spec_from_meta(meta: dict) -> SweepSpec:
@@ -795,9 +880,13 @@ def spec_from_meta(meta: dict) -> SweepSpec:
     if c.get("n_val") == "max(1000, n // 5)":
         c["n_val"] = None
     mm = meta.get("resolved", {}).get("max_members_per_call")
-    spec = SweepSpec(**c, max_members_per_call=mm)
-    if spec.config_hash() != meta.get("config_hash"):
-        raise ValueError(f"meta.json's config does not reproduce its hash (written by another rbk version?)")
+    try:
+        spec = SweepSpec(**c, max_members_per_call=mm)
+        ok = spec.config_hash() == meta.get("config_hash")
+    except (TypeError, ValueError) as e:
+        raise SweepInputError(f"meta.json's config is not one rbk can read ({e}); written by another rbk version?") from None
+    if not ok:
+        raise SweepInputError("meta.json's config does not reproduce its hash (edited, or written by another rbk version?)")
     return spec
 
 
@@ -959,15 +1048,12 @@ def run(
     from tqdm.auto import tqdm
 
     t_start = time.perf_counter()
-    out_dir = Path(out_dir)
+    out_dir = check_out_dir(out_dir)
     rank, nproc = jax.process_index(), jax.process_count()
     writer = rank == 0
-    out_dir.mkdir(parents=True, exist_ok=True)
 
     # chunking: the value stored at the first run wins on a resume (auto depends on the machine)
-    meta_before = None
-    if (out_dir / "meta.json").exists():
-        meta_before = json.loads((out_dir / "meta.json").read_text())
+    meta_before = load_meta_file(out_dir / "meta.json")
     stored_mm = (meta_before or {}).get("resolved", {}).get("max_members_per_call")
     if spec.max_members_per_call is None and meta_before is not None and meta_before.get("config_hash") == spec.config_hash():
         mm = stored_mm
@@ -982,6 +1068,19 @@ def run(
     spec = dataclasses.replace(spec, max_members_per_call=mm)
     cells = plan(spec)
     store = Store(out_dir, spec, cells, process_index=rank)
+    if meta_before is not None:
+        store.check_config(meta_before)
+    # refuse what cannot fit before writing anything (only the cells still to run count)
+    done = store.done() if out_dir.exists() else set()
+    dev_mem = memory_bytes if memory_bytes is not None else device_memory_bytes()[0]
+    problems = memory_problems(spec, [c for c in cells if c.id not in done], dev_mem, jax.local_device_count(),
+                               host_memory_bytes())
+    if problems:
+        raise SweepInputError("not enough memory: " + "; ".join(problems))
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise SweepInputError(f"--out {out_dir} cannot be created: {e.strerror}") from None
     store.lock()
     try:
         if writer:

@@ -142,7 +142,9 @@ class TrainResult:
     params: dict | None = None
 
     def final(self, split: str = "test") -> np.ndarray:
-        """Errors after the last epoch, ``(S, L, W)``."""
+        """Errors after the last epoch, ``(S, L, W)``; ``split`` is one of ``'train'``, ``'val'``, ``'test'``."""
+        if split not in self.errors:
+            raise ValueError(f"split must be one of {list(self.errors)}, got {split!r}")
         return self.errors[split][..., -1]
 
 
@@ -533,6 +535,13 @@ def fit(
     from rbk.data import make_dataset, seed_keys, stack
 
     n = check_int("n", n, lo=1)
+    if not isinstance(model, Model):
+        raise ValueError(f"model must be an rbk.models.Model (use rbk.models.get_model), got {type(model).__name__}")
+    for dim in ("d", "k"):
+        want = getattr(target, dim, getattr(model, dim))
+        if want != getattr(model, dim):
+            raise ValueError(f"model.{dim} = {getattr(model, dim)} must equal the target's {dim} = {want} "
+                             f"({'input dimension' if dim == 'd' else 'outputs'})")
     cfg = config() if cfg is None else cfg
     if cfg.batch_size > n:
         raise ValueError(f"batch_size must be in [1, N={n}] (the training-set size), got {cfg.batch_size}")
