@@ -229,7 +229,6 @@ def _dry_run(spec, out: Path, mem: int | None) -> int:
     import jax
 
     from rbk import sweep
-    from rbk._checks import host_memory_bytes
 
     dev_mem, source = (mem, "--device-memory-gb") if mem else sweep.device_memory_bytes()
     nd = jax.local_device_count()
@@ -251,7 +250,7 @@ def _dry_run(spec, out: Path, mem: int | None) -> int:
     print(f"dry run: nothing is computed. Results would go to {out}")
     print(sweep.format_plan(spec, cells, memory_bytes=dev_mem, memory_source=source, n_devices=nd, done=done))
     todo = [c for c in cells if c.id not in done]
-    for msg in sweep.memory_problems(spec, todo, dev_mem, nd, host_memory_bytes()):
+    for msg in sweep.memory_problems(spec, todo, dev_mem, nd, sweep.host_memory_bytes()):
         print(f"WILL NOT FIT: {msg}")
     return 0
 

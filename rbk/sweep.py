@@ -485,25 +485,33 @@ def memory_problems(spec: SweepSpec, cells: Sequence[Cell], memory_bytes: int | 
                     host_bytes: int | None = None) -> list[str]:
     """Why ``cells`` would not fit: one message per problem, with the estimate and the option that fixes it.
 
-    A network call puts ``member_bytes x ceil(members / devices)`` on each device (``memory_bytes``
-    each; ``None``: unchecked); an exact-kernel fit needs :func:`kernel_cell_bytes` of host RAM
-    (``host_bytes``). Random-feature fits are small and not checked.
+    A network call puts on each device (``memory_bytes`` each; ``None``: unchecked) the stacked
+    data sets of its slots (replicated) and ``member_bytes x ceil(members / devices)``; an
+    exact-kernel fit needs :func:`kernel_cell_bytes` of host RAM (``host_bytes``). Random-feature
+    fits are small and not checked.
     """
     out = []
+
+    def data_bytes(n):  # one (instance, seed) data set, float32
+        return 4 * (n + spec.n_val_of(n) + spec.n_test) * (spec.d + spec.k)
+
+    def call_bytes(c):
+        per_dev = math.ceil(c.members / min(n_devices, c.members))
+        return len(c.slots) * data_bytes(c.n) + per_dev * member_bytes(spec, c.arch, c.width, c.n)
+
     net = [c for c in cells if c.kind == NET_KIND]
     if net and memory_bytes:
-        worst = max(net, key=lambda c: member_bytes(spec, c.arch, c.width, c.n) * math.ceil(c.members / min(n_devices, c.members)))
-        mb = member_bytes(spec, worst.arch, worst.width, worst.n)
-        per_dev = math.ceil(worst.members / min(n_devices, worst.members))
-        if mb > memory_bytes:
+        worst = max(net, key=call_bytes)
+        one = data_bytes(worst.n) + member_bytes(spec, worst.arch, worst.width, worst.n)
+        if one > memory_bytes:
             out.append(f"one {worst.arch} member (width {worst.width}, N = {worst.n}, plus {spec.n_val_of(worst.n)} "
-                       f"validation and {spec.n_test} test points) needs about {gib(mb)} but a device has "
+                       f"validation and {spec.n_test} test points) needs about {gib(one)} but a device has "
                        f"{gib(memory_bytes)}: use a smaller --n, --width or --n-test (or --device-memory-gb if the "
                        "detected memory is wrong)")
-        elif mb * per_dev > memory_bytes:
-            fit = max(1, memory_bytes // mb) * n_devices
+        elif call_bytes(worst) > memory_bytes:
+            fit = max(1, memory_bytes // one) * n_devices
             out.append(f"a call of {worst.members} {worst.arch} members (width {worst.width}, N = {worst.n}) needs "
-                       f"about {gib(mb * per_dev)} per device but a device has {gib(memory_bytes)}: use "
+                       f"about {gib(call_bytes(worst))} per device but a device has {gib(memory_bytes)}: use "
                        f"--max-members-per-call {fit} or less (or leave it out: chosen to fit)")
     exact = [c.n for c in cells if c.kind in ("ntk", "nngp")]
     if exact and host_bytes and kernel_cell_bytes(max(exact)) > host_bytes:
@@ -1074,7 +1082,7 @@ def run(
     done = store.done() if out_dir.exists() else set()
     dev_mem = memory_bytes if memory_bytes is not None else device_memory_bytes()[0]
     problems = memory_problems(spec, [c for c in cells if c.id not in done], dev_mem, jax.local_device_count(),
-                               host_memory_bytes())
+                               host_memory_bytes())  # fmt: skip
     if problems:
         raise SweepInputError("not enough memory: " + "; ".join(problems))
     try:
