@@ -237,10 +237,15 @@ def _dry_run(spec, out: Path, mem: int | None) -> int:
     done = set()
     meta = sweep.load_meta_file(Path(out) / "meta.json")
     if meta is not None:
-        if meta.get("config_hash") == spec.config_hash():
-            spec = dataclasses.replace(spec, max_members_per_call=meta.get("resolved", {}).get(
-                "max_members_per_call", mm))
+        same = meta.get("config_hash") == spec.config_hash()
+        extend = None if same else sweep.extension_parts(meta, spec)
+        if same or extend is not None:
+            spec = dataclasses.replace(spec, parts=sweep.spec_from_meta(meta).parts if same else extend,
+                                       max_members_per_call=meta.get("resolved", {}).get("max_members_per_call", mm))
             done = sweep.Store(out, spec, sweep.plan(spec)).done()
+            if extend is not None:
+                print(f"note: this extends the sweep in {out} (extra --n or --seeds values); its finished cells "
+                      "are kept", file=sys.stderr)
         else:
             try:
                 sweep.Store(out, spec, []).check_config(meta)

@@ -134,6 +134,8 @@ class SweepSpec:
     validation like the learning rate); ``ridges`` relative ridges of the kernel learners.
     ``max_members_per_call`` (``None``: automatic from the device's memory, see
     :func:`resolve_max_members`) only chunks the calls; it is not part of the config hash.
+    ``parts`` (set from ``meta.json``, never by hand) lays out a sweep extended by extra ``ns`` or
+    ``seeds`` (:func:`extension_parts`): ``(ns, seeds, tag)`` blocks planned one after another.
     """
 
     experiment: str
@@ -159,11 +161,13 @@ class SweepSpec:
     W_std: float = math.sqrt(2.0)
     b_std: float = 0.1
     max_members_per_call: int | None = None
+    parts: tuple = ()
 
     def config(self) -> dict:
-        """The JSON config that defines the results (hashed; excludes the chunking)."""
+        """The JSON config that defines the results (hashed; excludes the chunking and the layout of extensions)."""
         out = dataclasses.asdict(self)
         out.pop("max_members_per_call")
+        out.pop("parts")
         out["instances"] = [list(p) for p in self.instances]
         for key, v in list(out.items()):
             if isinstance(v, tuple):
@@ -355,6 +359,13 @@ def plan(spec: SweepSpec, max_members_per_call: int | None = None) -> list[Cell]
     splits a network call's members.
     """
     mm = spec.max_members_per_call if max_members_per_call is None else max_members_per_call
+    if spec.parts:  # an extended sweep: the original cells keep their ids, each extension's network calls are tagged
+        cells = []
+        for ns, seeds, tag in spec.parts:
+            sub = dataclasses.replace(spec, ns=tuple(ns), seeds=tuple(seeds), parts=())
+            cells += [dataclasses.replace(c, id=c.id + tag) if c.kind == NET_KIND else c for c in plan(sub, mm)]
+        assert len({c.id for c in cells}) == len(cells), "cell ids must be unique"
+        return cells
     exp2 = spec.experiment == "exp2"
     cells: list[Cell] = []
     for n in spec.ns:
@@ -765,14 +776,14 @@ class Store:
                 f"--out {self.dir} holds results of {old.get('experiment')}, not {self.spec.experiment}: run "
                 f"`rbk {old.get('experiment')}` there (or `rbk plot --out {self.dir}`), or use another --out"
             )
-        if meta.get("config_hash") != self.spec.config_hash():
+        if meta.get("config_hash") != self.spec.config_hash() and extension_parts(meta, self.spec) is None:
             new = self.spec.config()
             diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
             detail = "; ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in diff[:8])
             raise ConfigMismatchError(
                 f"{self.dir} holds results of a different config (hash {meta.get('config_hash')} vs "
                 f"{self.spec.config_hash()}; differs in {detail or 'schema'}). Use another --out for this "
-                "config, or the original options to resume."
+                "config, or the original options to resume (only extra --n or --seeds values extend a sweep)."
             )
 
     def write_meta(self, meta: dict) -> None:
@@ -871,6 +882,30 @@ def check_out_dir(out_dir) -> Path:
     return p
 
 
+def extension_parts(meta: dict, spec: SweepSpec) -> tuple | None:
+    """The ``parts`` of ``spec`` run in a directory whose ``meta.json`` is ``meta``, ``None`` if it is no extension.
+
+    ``spec`` extends the recorded sweep when its config differs only by extra values of ``ns``
+    and/or ``seeds``. Every finished cell is kept: extension ``j`` adds the new N for every seed
+    and the new seeds for the old N, its network calls tagged ``_ext<j>`` (their ids would
+    otherwise clash with the original calls, which hold the old seeds).
+    """
+    old, new = meta.get("config", {}), spec.config()
+    if old == new or any(old.get(k) != new.get(k) for k in set(old) | set(new) if k not in ("ns", "seeds")):
+        return None
+    if not (set(old.get("ns", ())) <= set(new["ns"]) and set(old.get("seeds", ())) <= set(new["seeds"])):
+        return None
+    parts = [tuple(p) for p in meta.get("parts") or [(old["ns"], old["seeds"], "")]]
+    tag = f"_ext{len({p[2] for p in parts if p[2]}) + 1}"
+    add_ns = [n for n in new["ns"] if n not in old["ns"]]
+    add_seeds = [s for s in new["seeds"] if s not in old["seeds"]]
+    if add_ns:
+        parts.append((add_ns, list(new["seeds"]), tag))
+    if add_seeds:
+        parts.append((list(old["ns"]), add_seeds, tag))
+    return tuple((tuple(ns), tuple(seeds), tag) for ns, seeds, tag in parts)
+
+
 def read_meta(out_dir) -> dict:
     meta = load_meta_file(Path(out_dir) / "meta.json")
     if meta is None:
@@ -889,7 +924,8 @@ def spec_from_meta(meta: dict) -> SweepSpec:
         c["n_val"] = None
     mm = meta.get("resolved", {}).get("max_members_per_call")
     try:
-        spec = SweepSpec(**c, max_members_per_call=mm)
+        parts = tuple((tuple(ns), tuple(seeds), tag) for ns, seeds, tag in meta.get("parts") or ())
+        spec = SweepSpec(**c, max_members_per_call=mm, parts=parts)
         ok = spec.config_hash() == meta.get("config_hash")
     except (TypeError, ValueError) as e:
         raise SweepInputError(f"meta.json's config is not one rbk can read ({e}); written by another rbk version?") from None
@@ -1063,12 +1099,18 @@ def run(
     # chunking: the value stored at the first run wins on a resume (auto depends on the machine)
     meta_before = load_meta_file(out_dir / "meta.json")
     stored_mm = (meta_before or {}).get("resolved", {}).get("max_members_per_call")
-    if spec.max_members_per_call is None and meta_before is not None and meta_before.get("config_hash") == spec.config_hash():
+    same = meta_before is not None and meta_before.get("config_hash") == spec.config_hash()
+    extend = None if meta_before is None or same else extension_parts(meta_before, spec)
+    if same and meta_before.get("parts"):
+        spec = dataclasses.replace(spec, parts=spec_from_meta(meta_before).parts)
+    elif extend is not None:
+        spec = dataclasses.replace(spec, parts=extend)
+    same = same or extend is not None  # an extension keeps the recorded chunking too
+    if spec.max_members_per_call is None and same:
         mm = stored_mm
     else:
         mm = resolve_max_members(spec, memory_bytes)
-        if (meta_before is not None and meta_before.get("config_hash") == spec.config_hash()
-                and stored_mm != mm):  # fmt: skip
+        if same and stored_mm != mm:
             raise ConfigMismatchError(
                 f"{out_dir} was run with --max-members-per-call {stored_mm}; resume with the same value "
                 f"(or leave it out), not {mm}"
@@ -1111,6 +1153,10 @@ def run(
                 "process_count": nproc,
             }
             meta.update({k: run_rec[k] for k in ("versions", "device", "git")})
+            if extend is not None and meta.get("config_hash") != spec.config_hash():
+                run_rec["extended_from"] = meta["config_hash"]
+                parts = [[list(ns), list(seeds), tag] for ns, seeds, tag in extend]
+                meta.update(config=spec.config(), config_hash=spec.config_hash(), parts=parts)
             meta["cells"] = len(cells)
             meta["runs"] = list(meta.get("runs", [])) + [run_rec]
             store.write_meta(meta)

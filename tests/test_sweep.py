@@ -193,7 +193,7 @@ def test_run_writes_tidy_rows_meta_and_resumes(tmp_path):
 def test_other_config_in_the_same_directory_is_refused(tmp_path):
     sweep.run(_spec(ns=(60,), learners=("nngp-2nn",)), tmp_path, quiet=True)
     with pytest.raises(sweep.ConfigMismatchError, match=r"different config.*seeds"):
-        sweep.run(_spec(ns=(60,), learners=("nngp-2nn",), seeds=(0, 1, 2)), tmp_path, quiet=True)
+        sweep.run(_spec(ns=(60,), learners=("nngp-2nn",), seeds=(1,)), tmp_path, quiet=True)
     other = tmp_path / "x"
     (other / "cells").mkdir(parents=True)
     (other / "cells" / "a.jsonl").write_text("{}\n")
