@@ -45,7 +45,8 @@ convention: a string ``get`` returns one array, a tuple a namedtuple in that ord
 Predictors (float64, Cholesky; eigh with a warning only on failure): :func:`ridge_solve`,
 :func:`gradient_flow_predict` (``nt.predict.gradient_descent_mse``'s convention),
 :func:`fit_predict` (kernel ridge with the ridge chosen on validation),
-:func:`random_features_fit_predict`, :func:`linearized_fit_predict`.
+:func:`random_features_fit_predict`, :func:`linearized_fit_predict`. :func:`fit_bytes` is the one
+estimate of a fit's host memory; :func:`fit_predict` refuses a fit that exceeds the machine.
 """
 
 from __future__ import annotations

@@ -33,7 +33,11 @@ Results store (``out_dir``)
 A cell whose file exists is skipped on a re-run, so a run killed at any instant (``kill -9``
 included) resumes with no lost or duplicated rows: an unfinished cell leaves at most a
 stray temporary file, removed on the next start. Re-using ``out_dir`` with a different
-config is refused (:class:`ConfigMismatchError`).
+config is refused (:class:`ConfigMismatchError`), except a config that only adds values to
+``ns`` or ``seeds``: it extends the sweep (:func:`extension_parts`), keeping every finished
+cell and running only the new ones. Before anything is written, a run whose cells cannot fit
+(:func:`memory_problems`), an ``out_dir`` that is a file or cannot be created, and a damaged
+``meta.json`` are refused (:class:`SweepInputError`, naming the option that fixes it).
 
 Multi-process (``jax.distributed``): every process runs the same command; cell ``i`` of the
 plan is run by process ``i % process_count`` on its own local devices and written to its
@@ -1224,6 +1228,7 @@ __all__ = [
     "LEARNERS",
     "SweepSpec",
     "Cell",
+    "SweepInputError",
     "ConfigMismatchError",
     "StoreLockedError",
     "make_spec",
@@ -1231,7 +1236,12 @@ __all__ = [
     "format_plan",
     "resolve_max_members",
     "member_bytes",
+    "memory_problems",
+    "kernel_cell_bytes",
     "device_memory_bytes",
+    "check_out_dir",
+    "extension_parts",
+    "load_meta_file",
     "Store",
     "run",
     "run_cell",
