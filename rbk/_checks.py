@@ -55,6 +55,19 @@ def check_choice(name: str, value, choices) -> str:
     return value
 
 
+def check_key(name: str, key):
+    """A JAX PRNG key: a typed key (``jax.random.key``) or raw ``uint32`` key data of shape ``(..., 2)``."""
+    import jax
+
+    dt = getattr(key, "dtype", None)
+    if dt is not None and jax.numpy.issubdtype(dt, jax.dtypes.prng_key):
+        return key
+    if dt != np.uint32 or tuple(getattr(key, "shape", ()))[-1:] != (2,):
+        raise ValueError(f"{name} must be a JAX PRNG key (jax.random.PRNGKey(seed) or jax.random.key(seed)), "
+                         f"got {type(key).__name__}{'' if dt is None else f' of dtype {dt}'}")
+    return key
+
+
 def check_array(name: str, x, *, ndim: int | None = None, shape: tuple | None = None) -> np.ndarray:
     """A finite float array of the given rank/shape (``None`` entries in ``shape`` are free)."""
     arr = np.asarray(x)

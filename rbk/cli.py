@@ -57,6 +57,15 @@ def _int(text: str) -> int:
         return int(f)
 
 
+_int.__name__ = "integer"  # argparse names the type in its message: "invalid integer value: '2.5'"
+
+
+def _dir(text: str) -> Path:
+    if not text.strip():
+        raise argparse.ArgumentTypeError("expected a directory path, got ''")
+    return Path(text)
+
+
 def _flat(v):
     if v is None:
         return None
@@ -71,7 +80,7 @@ def _add_sweep_arguments(p: argparse.ArgumentParser, experiment: str) -> None:
     g = p.add_argument_group("what to run")
     g.add_argument("--profile", default="quick", choices=sorted(mod.PROFILES),
                    help="preset of every value below (default: quick)")
-    g.add_argument("--out", type=Path, default=None,
+    g.add_argument("--out", type=_dir, default=None,
                    help=f"results directory (default: results/{experiment}-<profile>, or "
                         f"results/{experiment}-<profile>-<hash8> when options change the profile's config); "
                         "re-running resumes")
@@ -79,6 +88,8 @@ def _add_sweep_arguments(p: argparse.ArgumentParser, experiment: str) -> None:
                    help="print the plan (cells, compiled calls, memory and FLOP estimates) and exit")
     g.add_argument("--quiet", action="store_true", help="no progress bar or per-cell lines on stderr")
     g.add_argument("--no-plot", action="store_true", help="skip the figure at the end (summary.json is written)")
+    g.add_argument("--epoch-progress", action="store_true",
+                   help="a second progress bar inside each network call, per member-epoch (costs ~2 ms each)")
 
     t = p.add_argument_group("target: beta*F(x) + alpha*G(F(x)) on the Boolean cube {-1,1}^d")
     t.add_argument("--d", type=_int, help="input dimension, an even integer >= 2 (paper: 30)")
@@ -138,7 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_sweep_arguments(p2, "exp2")
     p3 = sub.add_parser("plot", help="summary.json, the figure and the table of a results directory",
                         description="Re-summarise and re-plot a results directory (any finished cells).")
-    p3.add_argument("--out", type=Path, required=True, help="results directory (holding meta.json)")
+    p3.add_argument("--out", type=_dir, required=True, help="results directory (holding meta.json)")
     p3.add_argument("--no-plot", action="store_true", help="only summary.json and the table")
     return parser
 
@@ -202,7 +213,8 @@ def _run_experiment(parser, args, experiment: str, argv) -> int:
         return 2
     t0 = time.perf_counter()
     try:
-        res = sweep.run(spec, out, quiet=args.quiet, argv=["rbk", *argv], memory_bytes=mem)
+        res = sweep.run(spec, out, quiet=args.quiet, argv=["rbk", *argv], memory_bytes=mem,
+                        epoch_progress=args.epoch_progress)
     except (sweep.SweepInputError, sweep.StoreLockedError) as e:
         print(f"rbk {experiment}: error: {e}", file=sys.stderr)
         return 2

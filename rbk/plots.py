@@ -468,6 +468,8 @@ def format_table(summary: Mapping) -> str:
     and the network-kernel separation per N. Experiment 2: per (learner, N) an alpha x beta
     table of ``error / (k alpha^2)``.
     """
+    if not isinstance(summary, Mapping) or "rows" not in summary:
+        raise ValueError("summary must be a summary dict (rbk.stats.summarize_exp1 / summarize_exp2, or summary.json)")
     cells = summary.get("cells") or {}
     missing = cells.get("total", 0) - cells.get("done", 0)
     note = f"\n{missing} of {cells['total']} cells missing: run the same command to finish" if missing > 0 else ""

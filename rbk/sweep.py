@@ -265,6 +265,8 @@ def make_spec(
         check_int(f"n (--n, training-set sizes; at least the batch size {batch_size})", v, lo=batch_size)
         for v in ns
     )
+    if not isinstance(seeds, Iterable) or isinstance(seeds, (str, bytes)):
+        raise ValueError(f"seeds must be a sequence of seed numbers >= 0 (e.g. range(3)), got {seeds!r}")
     seeds = _unique_list("seeds (--seeds)", seeds, lambda v: check_int("seeds (--seeds)", v, lo=0))
     def alpha_ok(v):  # alpha = 0 has no threshold k alpha^2 (nothing to separate): refused in both experiments
         if isinstance(v, (int, float)) and v == 0:
@@ -983,8 +985,11 @@ def _base_row(spec: SweepSpec, cell: Cell, alpha: float, beta: float, seed: int)
     }
 
 
-def run_net_cell(spec: SweepSpec, cell: Cell, devices=None) -> list[dict]:
-    """Train every member of a network cell in one compiled call; one row per member."""
+def run_net_cell(spec: SweepSpec, cell: Cell, devices=None, progress=None) -> list[dict]:
+    """Train every member of a network cell in one compiled call; one row per member.
+
+    ``progress``: a host function given counts of finished member-epochs (:func:`rbk.train.train`).
+    """
     import jax.numpy as jnp
 
     from rbk import train
@@ -995,7 +1000,8 @@ def run_net_cell(spec: SweepSpec, cell: Cell, devices=None) -> list[dict]:
     data = stack([_dataset(spec, a, b, cell.n, s) for a, b, s in cell.slots])
     keys = jnp.stack([seed_keys(s)[1] for _, _, s in cell.slots])
     t0 = time.perf_counter()
-    res = train.train(model, data, keys, list(cell.lrs), list(cell.wds), spec.train_config(), devices=devices)
+    res = train.train(model, data, keys, list(cell.lrs), list(cell.wds), spec.train_config(), devices=devices,
+                      progress=progress)
     wall = time.perf_counter() - t0
     fin = {s: res.final(s) for s in ("train", "val", "test")}
     rows = []
@@ -1042,8 +1048,8 @@ def run_kernel_cell(spec: SweepSpec, cell: Cell) -> list[dict]:
     return rows
 
 
-def run_cell(spec: SweepSpec, cell: Cell, devices=None) -> list[dict]:
-    rows = run_net_cell(spec, cell, devices) if cell.kind == NET_KIND else run_kernel_cell(spec, cell)
+def run_cell(spec: SweepSpec, cell: Cell, devices=None, progress=None) -> list[dict]:
+    rows = run_net_cell(spec, cell, devices, progress) if cell.kind == NET_KIND else run_kernel_cell(spec, cell)
     import jax
 
     for r in rows:
@@ -1084,6 +1090,7 @@ def run(
     memory_bytes: int | None = None,
     wait_timeout_s: float = 7 * 24 * 3600.0,
     on_cell: Callable[[Cell, list[dict]], None] | None = None,
+    epoch_progress: bool = False,
 ) -> SweepResult:
     """Run (or resume) a sweep into ``out_dir``; see the module docstring.
 
@@ -1091,6 +1098,9 @@ def run(
     returns, then the combined tables are regenerated. Progress (tqdm, ETA over cells) and one
     line per cell go to stderr unless ``quiet``. Returns every row of the directory.
     ``memory_bytes`` overrides the device memory used for automatic member chunking.
+    ``epoch_progress`` adds a second bar inside each network call, advanced per member-epoch by
+    a host callback (opt-in: about 2 ms per member-epoch on a CPU, 9% of a 3resnet width-128
+    call at N = 2000; the numbers are unchanged).
     """
     import jax
     from tqdm.auto import tqdm
@@ -1180,7 +1190,12 @@ def run(
         try:
             for cell in todo:
                 bar.set_postfix_str(cell.id, refresh=True)
-                rows = run_cell(spec, cell)
+                if quiet or not epoch_progress or cell.kind != NET_KIND:
+                    rows = run_cell(spec, cell)
+                else:  # a second bar inside the cell: member-epochs of the compiled call
+                    with tqdm(total=cell.members * spec.epochs, unit="epoch", file=sys.stderr, leave=False,
+                              dynamic_ncols=True, desc="  member-epochs") as inner:  # fmt: skip
+                        rows = run_cell(spec, cell, progress=inner.update)
                 store.write_cell(cell.id, rows)
                 ran.append(cell.id)
                 if writer:

@@ -295,3 +295,41 @@ def test_non_finite_values_in_a_user_dataset_are_named(field, value):
         kernels.fit_predict(kernels.kernel_fn("2nn"), bad)
     with pytest.raises(ValueError, match=rf"data.{field} must contain only finite values"):
         train.train(models.get_model("2nn", 8, 8, 2), bad, data.seed_keys(0)[1][None], [0.1], [0.0], train.config(1))
+
+
+# --------------------------------------------------------------------------------------------
+# found by probing every public function (each ended in a JAX/numpy traceback or no error)
+# --------------------------------------------------------------------------------------------
+
+M8 = models.get_model("2nn", 8, 8, 2)
+PROBED = [
+    ("key must be a JAX PRNG key", lambda: data.sample_inputs("a", 3, 3)),
+    ("key must be a JAX PRNG key", lambda: M8.init(None)),
+    ("key must be a JAX PRNG key", lambda: targets.random_instance(None, d=4, k=2)),
+    ("d = 6 must equal the target's input dimension target.d = 8", lambda: data.make_dataset(data.seed_keys(0)[0], T8, 10, d=6)),
+    ("target must be a callable", lambda: data.make_dataset(data.seed_keys(0)[0], None, 10, d=6)),
+    ("datasets must be a non-empty sequence", lambda: data.stack([])),
+    ("x must have shape (n, d=8) (the model's", lambda: M8.apply(M8.init(data.seed_keys(0)[1]), np.ones((3, 5), np.float32))),
+    ("x must have shape (n, d=8) (the target's", lambda: T8(np.ones((3, 5), np.float32))),
+    ("lrs and wds must be lists of numbers", lambda: train.train(M8, data.make_dataset(data.seed_keys(0)[0], T8, 60),
+                                                                  data.seed_keys(0)[1][None], ["a"], [0.0], train.config(1))),
+    ("model must be an rbk.models.Model", lambda: models.param_count("2nn")),
+    ("seeds must be a sequence of seed numbers", lambda: sweep.make_spec("exp1", learners=("2nn",), ns=(100,), seeds=5)),
+    ("summary must be a summary dict", lambda: __import__("rbk.plots").plots.format_table({})),
+]
+
+
+@pytest.mark.parametrize("msg, call", PROBED, ids=[p[0][:30] for p in PROBED])
+def test_probed_library_inputs_are_named(msg, call, monkeypatch):
+    monkeypatch.setattr(train, "_compiled_fn", lambda *a, **k: pytest.fail("compiled before validating"))
+    with pytest.raises(ValueError) as e:
+        call()
+    assert msg in str(e.value)
+
+
+@pytest.mark.parametrize("argv, msg", [(["--out", ""], "argument --out: expected a directory path"),
+                                       (["--seeds", "2.5"], "argument --seeds: invalid integer value: '2.5'")])
+def test_probed_options_are_named(argv, msg, capsys, no_compute):
+    with pytest.raises(SystemExit) as e:
+        cli.main(["exp1", "--dry-run", "--cpu-devices", "1", *argv])
+    assert e.value.code == 2 and msg in capsys.readouterr().err
