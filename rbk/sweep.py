@@ -533,10 +533,10 @@ def memory_problems(spec: SweepSpec, cells: Sequence[Cell], memory_bytes: int | 
     exact = [c.n for c in cells if c.kind in ("ntk", "nngp")]
     if exact and host_bytes and kernel_cell_bytes(max(exact)) > host_bytes:
         ok = [n for n in spec.ns if kernel_cell_bytes(n) <= host_bytes]
-        fix = (f"--kernel-max-n {max(ok)} (exact kernels only up to that N)" if ok
+        fix = (f"use --kernel-max-n {max(ok)} (exact kernels only up to that N)" if ok
                else "leave the exact kernels (ntk-*, nngp-*) out of --learners")
         out.append(f"the exact kernel fit at N = {max(exact)} needs about {gib(kernel_cell_bytes(max(exact)))} of "
-                   f"host RAM (float64 Gram matrices) but this machine has {gib(host_bytes)}: use {fix}")
+                   f"host RAM (float64 Gram matrices) but this machine has {gib(host_bytes)}: {fix}")
     return out
 
 
