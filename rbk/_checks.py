@@ -55,6 +55,19 @@ def check_choice(name: str, value, choices) -> str:
     return value
 
 
+def check_key(name: str, key):
+    """A JAX PRNG key: a typed key (``jax.random.key``) or raw ``uint32`` key data of shape ``(..., 2)``."""
+    import jax
+
+    dt = getattr(key, "dtype", None)
+    if dt is not None and jax.numpy.issubdtype(dt, jax.dtypes.prng_key):
+        return key
+    if dt != np.uint32 or tuple(getattr(key, "shape", ()))[-1:] != (2,):
+        raise ValueError(f"{name} must be a JAX PRNG key (jax.random.PRNGKey(seed) or jax.random.key(seed)), "
+                         f"got {type(key).__name__}{'' if dt is None else f' of dtype {dt}'}")
+    return key
+
+
 def check_array(name: str, x, *, ndim: int | None = None, shape: tuple | None = None) -> np.ndarray:
     """A finite float array of the given rank/shape (``None`` entries in ``shape`` are free)."""
     arr = np.asarray(x)
@@ -79,3 +92,33 @@ def _range(lo, hi, lb, rb) -> str:
     if lo is None:
         return f" {'<' if rb == ')' else '<='} {hi}"
     return f" in {lb}{lo}, {hi}{rb}"
+
+
+def host_memory_bytes() -> int | None:
+    """Memory this process may use on the host: physical RAM, capped by a cgroup limit (``None`` if unknown)."""
+    import os
+
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        total = None
+    for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            with open(path) as fh:
+                text = fh.read().strip()
+        except OSError:
+            continue
+        if text.isdigit() and int(text) < 2**60:
+            total = int(text) if total is None else min(total, int(text))
+        break
+    return total
+
+
+def gib(nbytes: float) -> str:
+    return f"{nbytes / 2**30:.1f} GiB"
+
+
+def check_memory(what: str, need: int, have: int | None, fix: str) -> None:
+    """Refuse (``ValueError``) when the estimated ``need`` exceeds the available ``have`` bytes."""
+    if have is not None and need > have:
+        raise ValueError(f"{what} needs about {gib(need)} but this machine has {gib(have)}; {fix}")

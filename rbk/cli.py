@@ -11,8 +11,14 @@ A profile sets every value; any option given overrides it. Lists take spaces or 
 (``--n 1000 3000`` or ``--n 1000,3000``). Every value is checked before anything is
 computed; a bad one exits with status 2 and a message naming the option and its range.
 Results land in ``--out`` (see :mod:`rbk.sweep`); a re-run of the same command resumes,
-another config in the same directory is refused. Progress goes to stderr; the summary table
-(learner x N: mean test error and 95% CI, with the threshold) to stdout.
+another config in the same directory is refused, except a superset that only adds values to
+``--n`` or ``--seeds`` (it extends the sweep: finished cells are kept, only the new ones run).
+Without ``--out`` a profile's own config goes to ``results/<exp>-<profile>`` and any other config
+to ``results/<exp>-<profile>-<hash8>`` (the first 8 digits of its config hash), so a custom run
+never takes the profile's directory. A run that cannot fit in memory is refused up front with
+the estimate and the option that fixes it; Ctrl-C stops with status 130 and a re-run resumes.
+Progress goes to stderr; the summary table (learner x N: mean test error and 95% CI, with the
+threshold) to stdout.
 """
 
 from __future__ import annotations
@@ -51,6 +57,15 @@ def _int(text: str) -> int:
         return int(f)
 
 
+_int.__name__ = "integer"  # argparse names the type in its message: "invalid integer value: '2.5'"
+
+
+def _dir(text: str) -> Path:
+    if not text.strip():
+        raise argparse.ArgumentTypeError("expected a directory path, got ''")
+    return Path(text)
+
+
 def _flat(v):
     if v is None:
         return None
@@ -65,19 +80,23 @@ def _add_sweep_arguments(p: argparse.ArgumentParser, experiment: str) -> None:
     g = p.add_argument_group("what to run")
     g.add_argument("--profile", default="quick", choices=sorted(mod.PROFILES),
                    help="preset of every value below (default: quick)")
-    g.add_argument("--out", type=Path, default=None,
-                   help=f"results directory (default: results/{experiment}-<profile>); re-running resumes")
+    g.add_argument("--out", type=_dir, default=None,
+                   help=f"results directory (default: results/{experiment}-<profile>, or "
+                        f"results/{experiment}-<profile>-<hash8> when options change the profile's config); "
+                        "re-running resumes")
     g.add_argument("--dry-run", action="store_true",
                    help="print the plan (cells, compiled calls, memory and FLOP estimates) and exit")
     g.add_argument("--quiet", action="store_true", help="no progress bar or per-cell lines on stderr")
     g.add_argument("--no-plot", action="store_true", help="skip the figure at the end (summary.json is written)")
+    g.add_argument("--epoch-progress", action="store_true",
+                   help="a second progress bar inside each network call, per member-epoch (costs ~2 ms each)")
 
     t = p.add_argument_group("target: beta*F(x) + alpha*G(F(x)) on the Boolean cube {-1,1}^d")
     t.add_argument("--d", type=_int, help="input dimension, an even integer >= 2 (paper: 30)")
     t.add_argument("--k", type=_int, help="outputs = degree-2 parities of F, 1 <= k <= d/2 (paper: 15)")
     t.add_argument("--g-degree", type=_int, help="degree of the parity G, 1 <= g <= k (paper: 4)")
     if experiment == "exp1":
-        t.add_argument("--alpha", type=float, help="weight of G(F), in [0, 1) (paper: 0.3; threshold k*alpha^2)")
+        t.add_argument("--alpha", type=float, help="weight of G(F), in (0, 1) (paper: 0.3; threshold k*alpha^2)")
         t.add_argument("--beta", type=float, help="weight of F, > 0 (default 1)")
     else:
         t.add_argument("--alpha", type=_list_of(float, "numbers in (0, 1)"), nargs="+",
@@ -130,7 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_sweep_arguments(p2, "exp2")
     p3 = sub.add_parser("plot", help="summary.json, the figure and the table of a results directory",
                         description="Re-summarise and re-plot a results directory (any finished cells).")
-    p3.add_argument("--out", type=Path, required=True, help="results directory (holding meta.json)")
+    p3.add_argument("--out", type=_dir, required=True, help="results directory (holding meta.json)")
     p3.add_argument("--no-plot", action="store_true", help="only summary.json and the table")
     return parser
 
@@ -161,6 +180,16 @@ def spec_from_args(args: argparse.Namespace, experiment: str):
     return profile_spec(experiment, args.profile, **over)
 
 
+def default_out(spec, experiment: str, profile: str) -> Path:
+    """``results/<exp>-<profile>`` for the profile's own config, else ``results/<exp>-<profile>-<hash8>``."""
+    from rbk.experiments import profile_spec
+
+    base = f"{experiment}-{profile}"
+    if spec.config_hash() != profile_spec(experiment, profile).config_hash():
+        base += f"-{spec.config_hash()[:8]}"
+    return Path("results") / base
+
+
 def _run_experiment(parser, args, experiment: str, argv) -> int:
     from rbk import experiments
     from rbk import plots, sweep
@@ -173,37 +202,20 @@ def _run_experiment(parser, args, experiment: str, argv) -> int:
 
     # process-wide JAX configuration belongs to the entry point: before any JAX computation
     train.configure_cpu_devices(args.cpu_devices)
-    out = args.out or Path("results") / f"{experiment}-{args.profile}"
+    out = args.out or default_out(spec, experiment, args.profile)
     mem = None if args.device_memory_gb is None else int(args.device_memory_gb * 2**30)
-    if args.dry_run:
-        import jax
-
-        dev_mem, source = (mem, "--device-memory-gb") if mem else sweep.device_memory_bytes()
-        nd = jax.local_device_count()
-        mm = sweep.resolve_max_members(spec, dev_mem, nd)
-        import dataclasses
-
-        spec = dataclasses.replace(spec, max_members_per_call=mm)
-        done = set()
-        meta_p = Path(out) / "meta.json"
-        if meta_p.exists():
-            import json
-
-            meta = json.loads(meta_p.read_text())
-            if meta.get("config_hash") == spec.config_hash():
-                spec = dataclasses.replace(spec, max_members_per_call=meta.get("resolved", {}).get(
-                    "max_members_per_call", mm))
-                done = sweep.Store(out, spec, sweep.plan(spec)).done()
-            else:
-                print(f"note: {out} holds another config; running this one there would be refused", file=sys.stderr)
-        cells = sweep.plan(spec)
-        print(f"dry run: nothing is computed. Results would go to {out}")
-        print(sweep.format_plan(spec, cells, memory_bytes=dev_mem, memory_source=source, n_devices=nd, done=done))
-        return 0
+    try:
+        sweep.check_out_dir(out)
+        if args.dry_run:
+            return _dry_run(spec, out, mem)
+    except sweep.SweepInputError as e:
+        print(f"rbk {experiment}: error: {e}", file=sys.stderr)
+        return 2
     t0 = time.perf_counter()
     try:
-        res = sweep.run(spec, out, quiet=args.quiet, argv=["rbk", *argv], memory_bytes=mem)
-    except (sweep.ConfigMismatchError, sweep.StoreLockedError) as e:
+        res = sweep.run(spec, out, quiet=args.quiet, argv=["rbk", *argv], memory_bytes=mem,
+                        epoch_progress=args.epoch_progress)
+    except (sweep.SweepInputError, sweep.StoreLockedError) as e:
         print(f"rbk {experiment}: error: {e}", file=sys.stderr)
         return 2
     if not res.is_writer:
@@ -222,13 +234,55 @@ def _run_experiment(parser, args, experiment: str, argv) -> int:
     return 0
 
 
+def _dry_run(spec, out: Path, mem: int | None) -> int:
+    """Print the plan (nothing computed or written); say when it will not fit in memory."""
+    import dataclasses
+
+    import jax
+
+    from rbk import sweep
+
+    dev_mem, source = (mem, "--device-memory-gb") if mem else sweep.device_memory_bytes()
+    nd = jax.local_device_count()
+    mm = sweep.resolve_max_members(spec, dev_mem, nd)
+    spec = dataclasses.replace(spec, max_members_per_call=mm)
+    done = set()
+    meta = sweep.load_meta_file(Path(out) / "meta.json")
+    if meta is not None:
+        same = meta.get("config_hash") == spec.config_hash()
+        extend = None if same else sweep.extension_parts(meta, spec)
+        if same or extend is not None:
+            spec = dataclasses.replace(spec, parts=sweep.spec_from_meta(meta).parts if same else extend,
+                                       max_members_per_call=meta.get("resolved", {}).get("max_members_per_call", mm))
+            done = sweep.Store(out, spec, sweep.plan(spec)).done()
+            if extend is not None:
+                print(f"note: this extends the sweep in {out} (extra --n or --seeds values); its finished cells "
+                      "are kept", file=sys.stderr)
+        else:
+            try:
+                sweep.Store(out, spec, []).check_config(meta)
+            except sweep.ConfigMismatchError as e:
+                print(f"note: running this config there would be refused: {e}", file=sys.stderr)
+    cells = sweep.plan(spec)
+    print(f"dry run: nothing is computed. Results would go to {out}")
+    print(sweep.format_plan(spec, cells, memory_bytes=dev_mem, memory_source=source, n_devices=nd, done=done))
+    todo = [c for c in cells if c.id not in done]
+    for msg in sweep.memory_problems(spec, todo, dev_mem, nd, sweep.host_memory_bytes()):
+        print(f"WILL NOT FIT: {msg}")
+    return 0
+
+
 def _plot(parser, args) -> int:
     from rbk import experiments
-    from rbk import plots
+    from rbk import plots, sweep
 
     if not (args.out / "meta.json").exists():
         parser.error(f"--out {args.out} is not an rbk results directory (no meta.json)")
-    summary = experiments.finalize(args.out, plot=not args.no_plot)
+    try:
+        summary = experiments.finalize(args.out, plot=not args.no_plot)
+    except sweep.SweepInputError as e:
+        print(f"rbk plot: error: {e}", file=sys.stderr)
+        return 2
     if summary is None:
         return 1
     print(plots.format_table(summary))
@@ -240,10 +294,15 @@ def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command in ("exp1", "exp2"):
-        sub = parser._subparsers._group_actions[0].choices[args.command]  # for errors naming the subcommand
-        return _run_experiment(sub, args, args.command, argv)
-    return _plot(parser, args)
+    try:
+        if args.command in ("exp1", "exp2"):
+            sub = parser._subparsers._group_actions[0].choices[args.command]  # for errors naming the subcommand
+            return _run_experiment(sub, args, args.command, argv)
+        return _plot(parser, args)
+    except KeyboardInterrupt:
+        # finished cells are on disk (each written atomically); nothing half-written counts
+        print("interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ from typing import Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from rbk._checks import check_choice, check_int, check_real
+from rbk._checks import check_choice, check_int, check_key, check_real
 
 DISTRIBUTIONS = ("cube", "sphere", "gaussian")
 
@@ -40,6 +40,7 @@ def sample_inputs(key: jax.Array, n: int, d: int, distribution: str = "cube", dt
 
     All three have ``E[x x^T] = I`` (cube, Gaussian) or ``|x|^2 = d`` (cube, sphere).
     """
+    check_key("key", key)
     n = check_int("n", n, lo=1)
     d = check_int("d", d, lo=1)
     check_choice("distribution", distribution, DISTRIBUTIONS)
@@ -78,12 +79,17 @@ def make_dataset(
       distribution: ``'cube'``, ``'sphere'`` or ``'gaussian'``.
       noise: standard deviation of Gaussian noise on training and validation labels.
     """
+    check_key("key", key)
     n = check_int("n", n, lo=1)
+    if not callable(target):
+        raise ValueError(f"target must be a callable (n, d) -> (n, k), e.g. rbk.targets.paper_instance(), got {target!r}")
     if d is None:
         d = getattr(target, "d", None)
         if d is None:
             raise ValueError("d must be given when target has no attribute d")
     d = check_int("d", d, lo=1)
+    if getattr(target, "d", d) != d:
+        raise ValueError(f"d = {d} must equal the target's input dimension target.d = {target.d}")
     n_val = default_n_val(n) if n_val is None else check_int("n_val", n_val, lo=1)
     n_test = check_int("n_test", n_test, lo=1)
     check_choice("distribution", distribution, DISTRIBUTIONS)
@@ -101,6 +107,12 @@ def make_dataset(
 
 def stack(datasets) -> Dataset:
     """Stack same-shaped datasets along a new leading (seed) axis."""
+    datasets = list(datasets)
+    if not datasets or not all(isinstance(ds, Dataset) for ds in datasets):
+        raise ValueError("datasets must be a non-empty sequence of rbk.data.Dataset (from make_dataset)")
+    shapes = {tuple(a.shape for a in ds) for ds in datasets}
+    if len(shapes) > 1:
+        raise ValueError(f"datasets must all have the same split sizes to be stacked, got shapes {sorted(shapes)}")
     return jax.tree_util.tree_map(lambda *a: jnp.stack(a), *datasets)
 
 

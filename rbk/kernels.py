@@ -45,7 +45,8 @@ convention: a string ``get`` returns one array, a tuple a namedtuple in that ord
 Predictors (float64, Cholesky; eigh with a warning only on failure): :func:`ridge_solve`,
 :func:`gradient_flow_predict` (``nt.predict.gradient_descent_mse``'s convention),
 :func:`fit_predict` (kernel ridge with the ridge chosen on validation),
-:func:`random_features_fit_predict`, :func:`linearized_fit_predict`.
+:func:`random_features_fit_predict`, :func:`linearized_fit_predict`. :func:`fit_bytes` is the one
+estimate of a fit's host memory; :func:`fit_predict` refuses a fit that exceeds the machine.
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ import jax.numpy as jnp
 import numpy as np
 import scipy.linalg
 
-from rbk._checks import check_array, check_choice, check_int, check_real
+from rbk._checks import check_array, check_choice, check_int, check_memory, check_real, host_memory_bytes
 from rbk.models import ARCHS, FROZEN, Model
 
 GETS = ("nngp", "ntk")
@@ -586,10 +587,18 @@ def _as_2d_targets(name: str, y, n: int) -> tuple[np.ndarray, bool]:
     return np.array(y.reshape(n, -1), np.float64), vec
 
 
-def _check_square(name: str, k) -> np.ndarray:
+def _check_square(name: str, k, rtol: float = 1e-6, block: int = 1024) -> np.ndarray:
+    """A square, symmetric (to ``rtol`` of its largest entry) finite matrix; checked in row blocks."""
     k = check_array(name, k, ndim=2)
     if k.shape[0] != k.shape[1] or k.shape[0] < 1:
         raise ValueError(f"{name} must be a square (n, n) matrix, got shape {k.shape}")
+    tol = rtol * float(np.max(np.abs(k)))
+    for i0 in range(0, k.shape[0], block):
+        rows, cols = k[i0 : i0 + block], k[:, i0 : i0 + block]
+        gap = float(np.max(np.abs(rows - cols.T)))
+        if gap > tol:
+            raise ValueError(f"{name} must be symmetric (a kernel matrix): entries differ from their transpose "
+                             f"by up to {gap:.3g}, more than {rtol:g} x max |entry|")
     return k
 
 
@@ -879,6 +888,16 @@ def _select(lams, ridges, scale, solvers, pred, ys, t, learning_rate, extra) -> 
     return out
 
 
+def fit_bytes(n: int, block_size: int | None = None, *, gradient_flow: bool = False) -> int:
+    """Estimated host bytes of :func:`fit_predict` with ``n`` training points (the one place this is estimated).
+
+    The float64 ``(n, n)`` training Gram and one working copy (kernel ridge) or the eigenvectors
+    and a working copy (gradient flow, ``t`` given), plus two streamed ``block_size x n`` blocks.
+    """
+    block = DEFAULT_BLOCK if block_size is None else block_size
+    return (3 if gradient_flow else 2) * 8 * n * n + 2 * 8 * block * max(n, block)
+
+
 def _kernel_rows(kfn, x, x_train, get, block):
     """Row blocks ``(i0, i1, K(x[i0:i1], x_train))`` of a (possibly foreign) kernel function."""
     for i0, i1 in _blocks(x.shape[0], block):
@@ -939,6 +958,10 @@ def fit_predict(
     block = _check_block(block_size)
     ds = _check_dataset(dataset)
     xtr, ytr = ds["x_train"], ds["y_train"]
+    n = xtr.shape[0]
+    need = fit_bytes(n, block, gradient_flow=t is not None)
+    check_memory(f"a kernel fit with N = {n} training points (dataset.x_train)", need, host_memory_bytes(),
+                 "fit on fewer training points")
     if isinstance(kernel_fn, KernelFn):
         K = kernel_fn(xtr, None, get=get, block_size=block)
     else:

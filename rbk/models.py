@@ -40,7 +40,7 @@ import math
 import jax
 import jax.numpy as jnp
 
-from rbk._checks import check_choice, check_int, check_real
+from rbk._checks import check_choice, check_int, check_key, check_real
 
 ARCHS = ("2nn", "3nn", "3resnet")
 PARAMETERIZATIONS = ("standard", "ntk")
@@ -88,6 +88,7 @@ class Model:
     # ------------------------------------------------------------------ init
     def init(self, key: jax.Array) -> dict:
         """Random parameters (a dict pytree)."""
+        check_key("key", key)
         shapes = self._shapes()
         keys = dict(zip(shapes, jax.random.split(key, len(shapes))))
         p = {}
@@ -130,6 +131,8 @@ class Model:
 
     def features(self, params: dict, x: jax.Array) -> jax.Array:
         """The last hidden representation, the input of ``A``: ``(n, m)``."""
+        if jnp.shape(x)[-1:] != (self.d,):  # static: free under jit
+            raise ValueError(f"x must have shape (n, d={self.d}) (the model's input dimension), got {jnp.shape(x)}")
         p = self.effective(params)
         ntk = self.parameterization == "ntk"
         ws = self.W_std / math.sqrt(self.d) if ntk else 1.0
@@ -193,6 +196,8 @@ def get_model(
 
 
 def param_count(model: Model) -> int:
+    if not isinstance(model, Model):
+        raise ValueError(f"model must be an rbk.models.Model (use get_model), got {type(model).__name__}")
     return sum(math.prod(s) for s in model._shapes().values())
 
 

@@ -468,8 +468,13 @@ def format_table(summary: Mapping) -> str:
     and the network-kernel separation per N. Experiment 2: per (learner, N) an alpha x beta
     table of ``error / (k alpha^2)``.
     """
+    if not isinstance(summary, Mapping) or "rows" not in summary:
+        raise ValueError("summary must be a summary dict (rbk.stats.summarize_exp1 / summarize_exp2, or summary.json)")
+    cells = summary.get("cells") or {}
+    missing = cells.get("total", 0) - cells.get("done", 0)
+    note = f"\n{missing} of {cells['total']} cells missing: run the same command to finish" if missing > 0 else ""
     if stats.is_exp2_summary(summary):
-        return _format_exp2(summary)
+        return _format_exp2(summary) + note
     thr = float(summary["threshold"])
     inst = _instance_text(summary.get("instance", {}) or {})
     lines = [f"Experiment 1{' (' + inst + ')' if inst else ''}: mean test error over seeds [95% t-CI]",
@@ -507,7 +512,7 @@ def format_table(summary: Mapping) -> str:
             lines.append(
                 f"  N={e['n']:,}: {e['best_kernel']} - {e['best_network']} = {_fmt_num(e['difference_mean'])}{ci}{mark}"
             )
-    return "\n".join(lines)
+    return "\n".join(lines) + note
 
 
 def _format_exp2(summary: Mapping) -> str:

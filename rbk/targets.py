@@ -28,7 +28,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rbk._checks import check_choice, check_int, check_real
+from rbk._checks import check_choice, check_int, check_key, check_real
 
 Array = jax.Array
 
@@ -56,6 +56,8 @@ class Target:
     parts: Mapping[str, Callable] = dataclasses.field(default_factory=dict)
 
     def __call__(self, x: Array) -> Array:
+        if jnp.ndim(x) < 1 or jnp.shape(x)[-1] != self.d:  # static: free under jit
+            raise ValueError(f"x must have shape (n, d={self.d}) (the target's input dimension), got {jnp.shape(x)}")
         return self.fn(x)
 
 
@@ -211,6 +213,7 @@ def random_instance(
     """
     from rbk.data import sample_inputs  # local import: data does not depend on targets
 
+    check_key("key", key)
     d = check_int("d", d, lo=1)
     k = check_int("k", k, lo=1)
     p = check_int("p", p, lo=1)

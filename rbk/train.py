@@ -34,7 +34,7 @@ import os
 import re
 import time
 import warnings
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -142,7 +142,9 @@ class TrainResult:
     params: dict | None = None
 
     def final(self, split: str = "test") -> np.ndarray:
-        """Errors after the last epoch, ``(S, L, W)``."""
+        """Errors after the last epoch, ``(S, L, W)``; ``split`` is one of ``'train'``, ``'val'``, ``'test'``."""
+        if split not in self.errors:
+            raise ValueError(f"split must be one of {list(self.errors)}, got {split!r}")
         return self.errors[split][..., -1]
 
 
@@ -192,7 +194,17 @@ def _flip(params: dict) -> dict:
     return {k: v.T if v.ndim == 2 else v for k, v in params.items()}
 
 
-def _run_member(model: Model, cfg: TrainConfig, data: Dataset, key, lr, wd):
+def _tick(epochs) -> None:
+    """Host side of the per-epoch progress callback: forward the count to the running calls' sinks."""
+    for sink in list(_PROGRESS):
+        sink(int(np.size(epochs)))
+
+
+#: Progress sinks of the calls now running with ``progress=`` (host-side display only, never numbers).
+_PROGRESS: list = []
+
+
+def _run_member(model: Model, cfg: TrainConfig, data: Dataset, key, lr, wd, progress: bool = False):
     n = data.x_train.shape[0]
     bs = cfg.batch_size
     steps = n // bs
@@ -218,6 +230,8 @@ def _run_member(model: Model, cfg: TrainConfig, data: Dataset, key, lr, wd):
     def epoch(carry, ep):
         perm = jax.random.permutation(jax.random.fold_in(k_order, ep), n)[: steps * bs].reshape(steps, bs)
         carry, losses = jax.lax.scan(step, carry, perm)
+        if progress:  # an unordered host callback: no data flows back, the numbers are unchanged
+            jax.debug.callback(_tick, ep, ordered=False)
         return carry, jnp.mean(losses)
 
     carry = (params, opt_state)
@@ -269,8 +283,12 @@ def _validate(model: Model, data: Dataset, keys, lrs, wds, cfg: TrainConfig):
     keys = np.asarray(jax.random.key_data(keys) if jnp.issubdtype(jnp.asarray(keys).dtype, jax.dtypes.prng_key) else keys)
     if keys.shape != (s, 2):
         raise ValueError(f"keys must be {s} PRNG keys (one per seed, shape ({s}, 2)), got shape {keys.shape}")
-    lrs = check_array("lrs", np.atleast_1d(np.asarray(lrs, np.float64)), ndim=1)
-    wds = check_array("wds", np.atleast_1d(np.asarray(wds, np.float64)), ndim=1)
+    try:
+        lrs, wds = (np.atleast_1d(np.asarray(v, np.float64)) for v in (lrs, wds))
+    except (TypeError, ValueError):
+        raise ValueError(f"lrs and wds must be lists of numbers, got {lrs!r} and {wds!r}") from None
+    lrs = check_array("lrs", lrs, ndim=1)
+    wds = check_array("wds", wds, ndim=1)
     if lrs.size == 0 or np.any(lrs <= 0):
         raise ValueError(f"lrs (learning rates) must be a non-empty list of numbers > 0, got {lrs.tolist()}")
     if wds.size == 0 or np.any(wds < 0):
@@ -284,7 +302,7 @@ def _as_batched(data: Dataset) -> Dataset:
     return data
 
 
-def _prepare(model: Model, data: Dataset, keys, lrs, wds, cfg: TrainConfig | None, devices=None):
+def _prepare(model: Model, data: Dataset, keys, lrs, wds, cfg: TrainConfig | None, devices=None, progress=False):
     """Validate and lay out one call: ``(fn, args, (S, L, W, M), lrs, wds)``.
 
     ``fn(*args)`` is the jitted trainer :func:`train` compiles and runs (``benchmarks/`` times
@@ -292,6 +310,8 @@ def _prepare(model: Model, data: Dataset, keys, lrs, wds, cfg: TrainConfig | Non
     member axis may be padded to a multiple of the device count).
     """
     cfg = config() if cfg is None else cfg
+    if not isinstance(data, Dataset):
+        raise ValueError("data must be an rbk.data.Dataset (use rbk.data.make_dataset / rbk.data.stack)")
     data = _as_batched(data)
     keys = jnp.atleast_2d(jnp.asarray(keys)) if not jnp.issubdtype(jnp.asarray(keys).dtype, jax.dtypes.prng_key) else keys
     keys, lrs, wds = _validate(model, data, keys, lrs, wds, cfg)
@@ -309,7 +329,7 @@ def _prepare(model: Model, data: Dataset, keys, lrs, wds, cfg: TrainConfig | Non
     if pad:  # pad with copies of the last member so the axis divides the devices
         seed_idx, m_lr, m_wd = (np.concatenate([a, np.repeat(a[-1:], pad)]) for a in (seed_idx, m_lr, m_wd))
 
-    fn = _compiled_fn(model, cfg, _member_group(devices), tuple(devices) if len(devices) > 1 else ())
+    fn = _compiled_fn(model, cfg, _member_group(devices), tuple(devices) if len(devices) > 1 else (), progress)
     args = (data, jnp.asarray(keys), jnp.asarray(seed_idx), jnp.asarray(m_lr), jnp.asarray(m_wd))
     if len(devices) > 1:
         mesh = _mesh(devices)
@@ -333,6 +353,7 @@ def train(
     *,
     return_params: bool = False,
     devices: Sequence | None = None,
+    progress: Callable[[int], None] | None = None,
 ) -> TrainResult:
     """Train every (seed, lr, wd) member in one compiled, vmapped call.
 
@@ -345,16 +366,29 @@ def train(
       cfg: :class:`TrainConfig` (default ``config()``: 60 epochs, the paper's recipe).
       return_params: also return the final parameters.
       devices: devices to shard the members over (default: all local devices).
+      progress: a host function called with a count of finished member-epochs as training
+        advances (``members x epochs`` in all, padding members included), e.g. a tqdm bar's
+        ``update``; from an unordered ``jax.debug.callback`` in the epoch loop (its own compiled
+        program; the numbers are the same as without).
 
     Bad arguments raise ``ValueError`` before anything is compiled.
     """
     cfg = config() if cfg is None else cfg
-    fn, args, (S, L, W, M), lrs, wds = _prepare(model, data, keys, lrs, wds, cfg, devices)
+    if progress is not None and not callable(progress):
+        raise ValueError(f"progress must be None or a callable taking a count, got {progress!r}")
+    fn, args, (S, L, W, M), lrs, wds = _prepare(model, data, keys, lrs, wds, cfg, devices, progress is not None)
     t0 = time.perf_counter()
     compiled = fn.lower(*args).compile()
     t1 = time.perf_counter()
-    errs, losses, diverged, params = compiled(*args)
-    errs, losses, diverged = jax.device_get((errs, losses, diverged))
+    if progress is not None:
+        _PROGRESS.append(progress)
+    try:
+        errs, losses, diverged, params = compiled(*args)
+        errs, losses, diverged = jax.device_get((errs, losses, diverged))
+        jax.effects_barrier()  # every callback delivered before the sink is removed
+    finally:
+        if progress is not None:
+            _PROGRESS.remove(progress)
     t2 = time.perf_counter()
 
     def shape(a):
@@ -384,7 +418,7 @@ def _mesh(devices) -> jax.sharding.Mesh:
     return jax.sharding.Mesh(np.asarray(devices), ("members",))
 
 
-def _compiled_fn(model: Model, cfg: TrainConfig, group: int = 0, devices: tuple = ()):
+def _compiled_fn(model: Model, cfg: TrainConfig, group: int = 0, devices: tuple = (), progress: bool = False):
     """The jitted trainer for one (model, config, member layout); cached on the host.
 
     ``group > 0``: the members run in sequential groups of ``group``, vmapped within a group
@@ -393,13 +427,13 @@ def _compiled_fn(model: Model, cfg: TrainConfig, group: int = 0, devices: tuple 
     ``devices`` (two or more): the member axis is split across them with ``jax.shard_map``,
     each device running its own members as above.
     """
-    key = (model, cfg, group, devices)
+    key = (model, cfg, group, devices, progress)
     if key not in _CACHE:
 
         def run_all(data, keys, seed_idx, lrs, wds):
             def member(si, lr, wd):
                 d = jax.tree_util.tree_map(lambda a: a[si], data)
-                return _run_member(model, cfg, d, keys[si], lr, wd)
+                return _run_member(model, cfg, d, keys[si], lr, wd, progress)
 
             batch = jax.vmap(member)
             members = (seed_idx, lrs, wds)
@@ -533,6 +567,15 @@ def fit(
     from rbk.data import make_dataset, seed_keys, stack
 
     n = check_int("n", n, lo=1)
+    if not callable(target):
+        raise ValueError(f"target must be a callable (n, d) -> (n, k), e.g. rbk.targets.paper_instance(), got {target!r}")
+    if not isinstance(model, Model):
+        raise ValueError(f"model must be an rbk.models.Model (use rbk.models.get_model), got {type(model).__name__}")
+    for dim in ("d", "k"):
+        want = getattr(target, dim, getattr(model, dim))
+        if want != getattr(model, dim):
+            raise ValueError(f"model.{dim} = {getattr(model, dim)} must equal the target's {dim} = {want} "
+                             f"({'input dimension' if dim == 'd' else 'outputs'})")
     cfg = config() if cfg is None else cfg
     if cfg.batch_size > n:
         raise ValueError(f"batch_size must be in [1, N={n}] (the training-set size), got {cfg.batch_size}")
@@ -554,6 +597,7 @@ def total_flops(model: Model, n: int, cfg: TrainConfig, members: int = 1) -> flo
     """Training FLOPs of one call (excluding evaluation): ``6 x MACs`` per example seen."""
     from rbk.models import flops_per_example
 
+    n = check_int("n", n, lo=0)
     return float(flops_per_example(model)) * (n // cfg.batch_size) * cfg.batch_size * cfg.epochs * members
 
 

@@ -130,7 +130,7 @@ def test_tiny_exp1_run_resume_and_plot(tmp_path, capsys):
     assert {(r["learner"], r["n"]) for r in summary["rows"]} == {(a, n) for a in ("nngp-2nn", "ntk-2nn") for n in (60, 80)}
     assert cli.main(argv) == 0  # resume: nothing to do
     assert "0 cells run, 8 resumed" in capsys.readouterr().out
-    assert cli.main(["exp1", *argv[1:], "--seeds", "3"]) == 2  # another config, same --out
+    assert cli.main(["exp1", *argv[1:], "--n-test", "60"]) == 2  # another config, same --out
     assert "different config" in capsys.readouterr().err
     (out / "exp1.png").unlink()
     assert cli.main(["plot", "--out", str(out)]) == 0
@@ -179,3 +179,49 @@ def test_no_generic_top_level_module_is_installed():
     import rbk.experiments
 
     assert Path(rbk.experiments.__file__).parent.parent.name == "rbk"
+
+
+def test_extra_n_and_seeds_extend_a_finished_sweep(tmp_path, capsys):
+    """A superset of --n / --seeds runs only the new cells; every finished cell file stays as it was."""
+    out = tmp_path / "e1"
+    base = ["exp1", "--out", str(out), "--learners", "nngp-2nn", *TINY, "--no-plot"]
+    assert cli.main([*base, "--n", "60,80"]) == 0
+    before = {p.name: p.read_bytes() for p in (out / "cells").glob("*.jsonl")}
+    assert len(before) == 4
+    capsys.readouterr()
+    assert cli.main([*base, "--n", "60,80,100", "--seeds", "3"]) == 0
+    assert "5 cells run, 4 resumed" in capsys.readouterr().out  # N=100 x 3 seeds, seed 2 at N=60, 80
+    after = {p.name: p.read_bytes() for p in (out / "cells").glob("*.jsonl")}
+    assert all(after[name] == blob for name, blob in before.items())
+    rows = [json.loads(x) for x in (out / "results.jsonl").read_text().splitlines()]
+    keys = [(r["n"], r["seed"], r["ridge"]) for r in rows]
+    assert len(keys) == len(set(keys)) and {k[:2] for k in keys} == {(n, s) for n in (60, 80, 100) for s in (0, 1, 2)}
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["config"]["seeds"] == [0, 1, 2] and meta["runs"][-1]["extended_from"]
+    assert cli.main([*base, "--n", "60,80,100", "--seeds", "3"]) == 0  # the extended sweep resumes as itself
+    assert "0 cells run, 9 resumed" in capsys.readouterr().out
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["complete"] and {r["seeds"] for r in summary["rows"]} == {3}
+    assert cli.main([*base, "--n", "60"]) == 2  # fewer values is another config
+    assert "only extra --n or --seeds values extend a sweep" in capsys.readouterr().err
+
+
+def test_an_extension_trains_only_the_new_network_members():
+    """Network calls hold every seed of an N: an extension's calls are tagged and hold only the new members."""
+    old = sweep.make_spec("exp1", learners=("2nn", "ntk-2nn"), ns=(100, 200), seeds=(0, 1), lrs=(0.1, 0.01))
+    new = sweep.make_spec("exp1", learners=("2nn", "ntk-2nn"), ns=(100, 200, 400), seeds=(0, 1, 2), lrs=(0.1, 0.01))
+    meta = {"config": old.config(), "config_hash": old.config_hash()}
+    parts = sweep.extension_parts(meta, new)
+    assert parts == (((100, 200), (0, 1), ""), ((400,), (0, 1, 2), "_ext1"), ((100, 200), (2,), "_ext1"))
+    import dataclasses
+
+    cells = sweep.plan(dataclasses.replace(new, parts=parts))
+    kept = sweep.plan(old)
+    assert cells[: len(kept)] == kept  # the original cells, ids and members unchanged
+    members = [(c.learner, c.n, s[2], lr) for c in cells for s in c.slots for lr in (c.lrs or (None,))]
+    full = [(c.learner, c.n, s[2], lr) for c in sweep.plan(new) for s in c.slots for lr in (c.lrs or (None,))]
+    assert sorted(members) == sorted(full)  # every member of the new config exactly once
+    ext = [c for c in cells[len(kept):] if c.kind == "net"]
+    assert {c.id for c in ext} == {"2nn_n400_w256_a0.3_b1_ext1", "2nn_n100_w256_a0.3_b1_ext1", "2nn_n200_w256_a0.3_b1_ext1"}
+    assert sweep.extension_parts(meta, sweep.make_spec("exp1", learners=("2nn", "ntk-2nn"), ns=(100, 200, 400),
+                                                       seeds=(0, 1), lrs=(0.1,))) is None  # lr changed too

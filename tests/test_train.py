@@ -114,3 +114,18 @@ def test_layer_lr_zero_freezes_a_layer():
     r = train.train(m, ds, keys, [0.05], [1e-2], cfg, return_params=True)
     init = m.init(jax.random.split(keys[0])[0])
     np.testing.assert_allclose(r.params["U"][0, 0, 0], init["U"], rtol=1e-6, atol=1e-7)
+
+
+def test_epoch_progress_counts_member_epochs_and_changes_no_number():
+    target = targets.paper_instance(d=8, k=2, g_degree=2)
+    model = models.get_model("2nn", 8, 8, 2)
+    kd, kt = data.seed_keys(0)
+    ds = data.make_dataset(kd, target, 100, n_val=50, n_test=50)
+    cfg = train.config(3, record_epochs=[3])
+    ticks = []
+    with_bar = train.train(model, ds, kt[None], [0.1, 0.01], [0.0], cfg, progress=ticks.append)
+    plain = train.train(model, ds, kt[None], [0.1, 0.01], [0.0], cfg)
+    assert sum(ticks) == 2 * 3  # members x epochs
+    np.testing.assert_array_equal(with_bar.final("test"), plain.final("test"))
+    np.testing.assert_array_equal(with_bar.epoch_loss, plain.epoch_loss)
+    assert not train._PROGRESS  # the sink is gone after the call

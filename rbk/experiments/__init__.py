@@ -55,7 +55,16 @@ def finalize(out_dir, *, plot: bool = True, quiet: bool = False) -> dict | None:
     out_dir = Path(out_dir)
     meta = sweep.read_meta(out_dir)
     spec = sweep.spec_from_meta(meta)
-    rows = sweep.load_rows(out_dir)
+    store = sweep.Store(out_dir, spec, sweep.plan(spec))
+    try:  # regenerate results.jsonl/.csv from the cell files (a torn table is repaired) unless a run is writing
+        store.lock()
+    except sweep.StoreLockedError:
+        rows = store.rows()
+    else:
+        try:
+            rows = store.rebuild()
+        finally:
+            store.unlock()
     if not rows:
         if not quiet:
             print(f"[rbk] {out_dir}: no finished cells yet, nothing to summarise", file=sys.stderr)
@@ -72,7 +81,9 @@ def finalize(out_dir, *, plot: bool = True, quiet: bool = False) -> dict | None:
         summary = stats.summarize_exp1(rows, threshold=threshold, instance=inst)
     else:
         summary = stats.summarize_exp2(rows)
-    summary["complete"] = len(sweep.Store(out_dir, spec, sweep.plan(spec)).done()) == meta.get("cells")
+    done, total = len(store.done()), len(store.cells)
+    summary["complete"] = done == total
+    summary["cells"] = {"done": done, "total": total}
     stats.write_json(summary, out_dir / "summary.json")
     if plot:
         from rbk import plots
