@@ -65,7 +65,7 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
-from rbk._checks import check_int, check_real
+from rbk._checks import check_choice, check_int, check_real
 from rbk.models import ARCHS
 
 SCHEMA_VERSION = 1
@@ -127,7 +127,9 @@ class SweepSpec:
 
     ``instances`` is a tuple of ``(alpha, beta)`` pairs; ``seeds`` explicit seed numbers;
     ``widths`` the network widths (each its own compiled call; a hyper-parameter selected on
-    validation like the learning rate); ``ridges`` relative ridges of the kernel learners.
+    validation like the learning rate); ``ridges`` relative ridges of the kernel learners;
+    ``matmul_precision`` the float32 matrix-product precision of the network training
+    (:func:`rbk.train.config`; the kernels run in float64).
     ``max_members_per_call`` (``None``: automatic from the device's memory, see
     :func:`resolve_max_members`) only chunks the calls; it is not part of the config hash.
     """
@@ -155,6 +157,7 @@ class SweepSpec:
     W_std: float = math.sqrt(2.0)
     b_std: float = 0.1
     max_members_per_call: int | None = None
+    matmul_precision: str = "highest"
 
     def config(self) -> dict:
         """The JSON config that defines the results (hashed; excludes the chunking)."""
@@ -170,15 +173,14 @@ class SweepSpec:
         return out
 
     def config_hash(self) -> str:
-        text = json.dumps(self.config(), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(text.encode()).hexdigest()[:16]
+        return _hash(self.config())
 
     def train_config(self):
         from rbk import train
 
         # only the final errors are stored: record them alone (a shorter program to compile)
         return train.config(self.epochs, batch_size=self.batch_size, decay_epoch=self.decay_epoch,
-                            record_epochs=[self.epochs])
+                            record_epochs=[self.epochs], matmul_precision=self.matmul_precision)
 
     def target(self, alpha: float, beta: float):
         from rbk.targets import paper_instance
@@ -189,6 +191,11 @@ class SweepSpec:
         from rbk.data import default_n_val
 
         return default_n_val(n) if self.n_val is None else self.n_val
+
+
+def _hash(config: dict) -> str:
+    text = json.dumps(config, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def _unique_list(name: str, values, conv) -> tuple:
@@ -228,6 +235,7 @@ def make_spec(
     W_std: float = math.sqrt(2.0),
     b_std: float = 0.1,
     max_members_per_call: int | None = None,
+    matmul_precision: str = "highest",
 ) -> SweepSpec:
     """Validated :class:`SweepSpec`; the instances are the grid ``alphas x betas``.
 
@@ -284,10 +292,15 @@ def make_spec(
     b_std = check_real("b_std", b_std, lo=0.0)
     if max_members_per_call is not None:
         max_members_per_call = check_int("max_members_per_call (--max-members-per-call)", max_members_per_call, lo=1)
+    from rbk.train import MATMUL_PRECISIONS
+
+    matmul_precision = MATMUL_PRECISIONS[check_choice("matmul_precision (--matmul-precision)", matmul_precision,
+                                                      MATMUL_PRECISIONS)]  # fmt: skip
     instances = tuple((a, b) for a in alphas for b in betas)
     return SweepSpec(
         experiment, learners, ns, seeds, instances, d, k, g_degree, widths, epochs, decay_epoch, batch_size,
         lrs, wds, ridges, n_val, n_test, distribution, noise, kernel_max_n, W_std, b_std, max_members_per_call,
+        matmul_precision,
     )  # fmt: skip
 
 
@@ -796,7 +809,10 @@ def spec_from_meta(meta: dict) -> SweepSpec:
         c["n_val"] = None
     mm = meta.get("resolved", {}).get("max_members_per_call")
     spec = SweepSpec(**c, max_members_per_call=mm)
-    if spec.config_hash() != meta.get("config_hash"):
+    config = spec.config()
+    if "matmul_precision" not in meta["config"]:  # written before it was recorded (readable; resuming is refused)
+        config.pop("matmul_precision")
+    if _hash(config) != meta.get("config_hash"):
         raise ValueError(f"meta.json's config does not reproduce its hash (written by another rbk version?)")
     return spec
 
@@ -947,6 +963,7 @@ def run(
     memory_bytes: int | None = None,
     wait_timeout_s: float = 7 * 24 * 3600.0,
     on_cell: Callable[[Cell, list[dict]], None] | None = None,
+    on_start: Callable[[Cell], None] | None = None,
 ) -> SweepResult:
     """Run (or resume) a sweep into ``out_dir``; see the module docstring.
 
@@ -954,6 +971,9 @@ def run(
     returns, then the combined tables are regenerated. Progress (tqdm, ETA over cells) and one
     line per cell go to stderr unless ``quiet``. Returns every row of the directory.
     ``memory_bytes`` overrides the device memory used for automatic member chunking.
+    ``on_start(cell)`` is called just before a cell starts to run, ``on_cell(cell, rows)`` once
+    its rows are written and the tables regenerated (progress signals: the tests kill a
+    driver at random points after it reports a started cell).
     """
     import jax
     from tqdm.auto import tqdm
@@ -1023,6 +1043,8 @@ def run(
         try:
             for cell in todo:
                 bar.set_postfix_str(cell.id, refresh=True)
+                if on_start is not None:
+                    on_start(cell)
                 rows = run_cell(spec, cell)
                 store.write_cell(cell.id, rows)
                 ran.append(cell.id)

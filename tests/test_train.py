@@ -114,3 +114,21 @@ def test_layer_lr_zero_freezes_a_layer():
     r = train.train(m, ds, keys, [0.05], [1e-2], cfg, return_params=True)
     init = m.init(jax.random.split(keys[0])[0])
     np.testing.assert_allclose(r.params["U"][0, 0, 0], init["U"], rtol=1e-6, atol=1e-7)
+
+
+def test_matmul_precision_is_validated_recorded_and_set_on_every_product():
+    """The option reaches every dot of the compiled call, whatever the caller's own setting."""
+    assert train.config(2).matmul_precision == "highest"
+    assert train.config(2, matmul_precision="tensorfloat32").matmul_precision == "high"
+    assert train.config(2, matmul_precision="bfloat16").describe()["matmul_precision"] == "default"
+    with pytest.raises(ValueError, match=r"matmul_precision must be one of \[.*'highest'.*\], got 'tf32'"):
+        train.config(2, matmul_precision="tf32")
+    m = models.get_model("3resnet", 8, 8, 2)
+    ds, keys = _toy_data([0], n=100)
+    for prec, name in (("highest", "HIGHEST"), ("tensorfloat32", "HIGH"), ("default", "DEFAULT")):
+        cfg = train.config(2, batch_size=20, matmul_precision=prec)
+        fn, args, *_ = train._prepare(m, ds, keys, [0.05], [0.0], cfg)
+        with jax.default_matmul_precision("bfloat16" if name == "HIGHEST" else "highest"):
+            text = fn.lower(*args).as_text()
+        dots = [line for line in text.splitlines() if "dot_general" in line]
+        assert len(dots) >= 6 and all(f"precision = [{name}, {name}]" in line for line in dots), (prec, dots[:2])
