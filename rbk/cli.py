@@ -130,6 +130,10 @@ def _add_sweep_arguments(p: argparse.ArgumentParser, experiment: str) -> None:
                    help="on a CPU: split it into this many JAX devices, >= 1, so the (seed, lr, wd) members of a "
                         "call train side by side (default: one per core; 1: one device, each member on every core; "
                         "ignored when XLA_FLAGS or JAX_NUM_CPU_DEVICES already set a count)")
+    r.add_argument("--matmul-precision", metavar="{highest,high,default}",
+                   help="float32 matrix-product precision of the network training: highest (alias float32; the "
+                        "default: full float32 on every platform), high (tensorfloat32) or default (bfloat16): TF32 "
+                        "on NVIDIA GPUs, bfloat16 passes on TPUs, no change on a CPU (docs/devices.md)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -175,7 +179,7 @@ def spec_from_args(args: argparse.Namespace, experiment: str):
         k=args.k, g_degree=args.g_degree, widths=_flat(args.width), epochs=args.epochs,
         decay_epoch=args.decay_epoch, lrs=_flat(args.lr), wds=_flat(args.wd), ridges=_flat(args.ridges),
         n_val=args.n_val, n_test=args.n_test, kernel_max_n=args.kernel_max_n,
-        max_members_per_call=args.max_members_per_call,
+        max_members_per_call=args.max_members_per_call, matmul_precision=args.matmul_precision,
     )  # fmt: skip
     return profile_spec(experiment, args.profile, **over)
 

@@ -69,7 +69,7 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
-from rbk._checks import check_int, check_real, gib, host_memory_bytes
+from rbk._checks import check_choice, check_int, check_real, gib, host_memory_bytes
 from rbk.models import ARCHS
 
 SCHEMA_VERSION = 1
@@ -135,7 +135,9 @@ class SweepSpec:
 
     ``instances`` is a tuple of ``(alpha, beta)`` pairs; ``seeds`` explicit seed numbers;
     ``widths`` the network widths (each its own compiled call; a hyper-parameter selected on
-    validation like the learning rate); ``ridges`` relative ridges of the kernel learners.
+    validation like the learning rate); ``ridges`` relative ridges of the kernel learners;
+    ``matmul_precision`` the float32 matrix-product precision of the network training
+    (:func:`rbk.train.config`; the kernels run in float64).
     ``max_members_per_call`` (``None``: automatic from the device's memory, see
     :func:`resolve_max_members`) only chunks the calls; it is not part of the config hash.
     ``parts`` (set from ``meta.json``, never by hand) lays out a sweep extended by extra ``ns`` or
@@ -165,6 +167,7 @@ class SweepSpec:
     W_std: float = math.sqrt(2.0)
     b_std: float = 0.1
     max_members_per_call: int | None = None
+    matmul_precision: str = "highest"
     parts: tuple = ()
 
     def config(self) -> dict:
@@ -182,15 +185,14 @@ class SweepSpec:
         return out
 
     def config_hash(self) -> str:
-        text = json.dumps(self.config(), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(text.encode()).hexdigest()[:16]
+        return _hash(self.config())
 
     def train_config(self):
         from rbk import train
 
         # only the final errors are stored: record them alone (a shorter program to compile)
         return train.config(self.epochs, batch_size=self.batch_size, decay_epoch=self.decay_epoch,
-                            record_epochs=[self.epochs])
+                            record_epochs=[self.epochs], matmul_precision=self.matmul_precision)
 
     def target(self, alpha: float, beta: float):
         from rbk.targets import paper_instance
@@ -201,6 +203,11 @@ class SweepSpec:
         from rbk.data import default_n_val
 
         return default_n_val(n) if self.n_val is None else self.n_val
+
+
+def _hash(config: dict) -> str:
+    text = json.dumps(config, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def _unique_list(name: str, values, conv) -> tuple:
@@ -240,6 +247,7 @@ def make_spec(
     W_std: float = math.sqrt(2.0),
     b_std: float = 0.1,
     max_members_per_call: int | None = None,
+    matmul_precision: str = "highest",
 ) -> SweepSpec:
     """Validated :class:`SweepSpec`; the instances are the grid ``alphas x betas``.
 
@@ -299,10 +307,15 @@ def make_spec(
     b_std = check_real("b_std", b_std, lo=0.0)
     if max_members_per_call is not None:
         max_members_per_call = check_int("max_members_per_call (--max-members-per-call)", max_members_per_call, lo=1)
+    from rbk.train import MATMUL_PRECISIONS
+
+    matmul_precision = MATMUL_PRECISIONS[check_choice("matmul_precision (--matmul-precision)", matmul_precision,
+                                                      MATMUL_PRECISIONS)]  # fmt: skip
     instances = tuple((a, b) for a in alphas for b in betas)
     return SweepSpec(
         experiment, learners, ns, seeds, instances, d, k, g_degree, widths, epochs, decay_epoch, batch_size,
         lrs, wds, ridges, n_val, n_test, distribution, noise, kernel_max_n, W_std, b_std, max_members_per_call,
+        matmul_precision,
     )  # fmt: skip
 
 
@@ -932,7 +945,10 @@ def spec_from_meta(meta: dict) -> SweepSpec:
     try:
         parts = tuple((tuple(ns), tuple(seeds), tag) for ns, seeds, tag in meta.get("parts") or ())
         spec = SweepSpec(**c, max_members_per_call=mm, parts=parts)
-        ok = spec.config_hash() == meta.get("config_hash")
+        config = spec.config()
+        if "matmul_precision" not in meta["config"]:  # written before it was recorded (readable; resuming is refused)
+            config.pop("matmul_precision")
+        ok = _hash(config) == meta.get("config_hash")
     except (TypeError, ValueError) as e:
         raise SweepInputError(f"meta.json's config is not one rbk can read ({e}); written by another rbk version?") from None
     if not ok:
@@ -1091,6 +1107,7 @@ def run(
     wait_timeout_s: float = 7 * 24 * 3600.0,
     on_cell: Callable[[Cell, list[dict]], None] | None = None,
     epoch_progress: bool = False,
+    on_start: Callable[[Cell], None] | None = None,
 ) -> SweepResult:
     """Run (or resume) a sweep into ``out_dir``; see the module docstring.
 
@@ -1101,6 +1118,9 @@ def run(
     ``epoch_progress`` adds a second bar inside each network call, advanced per member-epoch by
     a host callback (opt-in: about 2 ms per member-epoch on a CPU, 9% of a 3resnet width-128
     call at N = 2000; the numbers are unchanged).
+    ``on_start(cell)`` is called just before a cell starts to run, ``on_cell(cell, rows)`` once
+    its rows are written and the tables regenerated (progress signals: the tests kill a
+    driver at random points after it reports a started cell).
     """
     import jax
     from tqdm.auto import tqdm
@@ -1190,6 +1210,8 @@ def run(
         try:
             for cell in todo:
                 bar.set_postfix_str(cell.id, refresh=True)
+                if on_start is not None:
+                    on_start(cell)
                 if quiet or not epoch_progress or cell.kind != NET_KIND:
                     rows = run_cell(spec, cell)
                 else:  # a second bar inside the cell: member-epochs of the compiled call

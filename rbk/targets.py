@@ -182,10 +182,10 @@ def _two_layer(key, fan_in: int, p: int, k: int, activations: Sequence[str]):
     picks = [activations[int(i)] for i in jax.random.randint(kp, (p,), 0, len(activations))]
     fns = [ACTIVATIONS[name][0] for name in picks]
 
-    def net(z):
-        h = z @ W.astype(z.dtype)
+    def net(z):  # full-precision products: the labels do not depend on the platform's default (TF32 on GPUs)
+        h = jnp.matmul(z, W.astype(z.dtype), precision="highest")
         h = jnp.stack([fns[j](h[..., j]) for j in range(p)], axis=-1)
-        return h @ a.astype(z.dtype)
+        return jnp.matmul(h, a.astype(z.dtype), precision="highest")
 
     return net, picks
 

@@ -41,11 +41,21 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from rbk._checks import check_array, check_int, check_real
+from rbk._checks import check_array, check_choice, check_int, check_real
 from rbk.data import Dataset
 from rbk.models import FROZEN, Model
 
 SPLITS = ("train", "val", "test")
+
+#: Float32 matrix-product precisions of the trainer (JAX's ``jax.default_matmul_precision``
+#: names), alias -> the name recorded. ``highest``: full float32 (the default); ``high``:
+#: TF32 on NVIDIA GPUs (3 bfloat16 passes on a TPU); ``default``: the platform's fastest (TF32
+#: on NVIDIA GPUs, one bfloat16 pass on a TPU). A CPU computes every one in full float32.
+MATMUL_PRECISIONS = {
+    "highest": "highest", "float32": "highest",
+    "high": "high", "tensorfloat32": "high",
+    "default": "default", "bfloat16": "default",
+}  # fmt: skip
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,6 +75,8 @@ class TrainConfig:
         sorted ``(label, factor)`` pairs; labels are those of :meth:`rbk.models.Model.labels`
         (``'W'``, ``'b1'``, ``'U'``, ``'b2'``, ``'A'``). Missing labels get 1.
       eval_chunk: points per chunk when evaluating errors (bounds memory).
+      matmul_precision: float32 matrix-product precision of the compiled call (``'highest'``,
+        ``'high'`` or ``'default'``; see :func:`config`).
     """
 
     epochs: int = 60
@@ -76,6 +88,7 @@ class TrainConfig:
     layer_lr: tuple[tuple[str, float], ...] = ()
     layer_wd: tuple[tuple[str, float], ...] = ()
     eval_chunk: int = 4096
+    matmul_precision: str = "highest"
 
     def describe(self) -> dict:
         out = dataclasses.asdict(self)
@@ -96,8 +109,20 @@ def config(
     layer_lr: Mapping[str, float] | None = None,
     layer_wd: Mapping[str, float] | None = None,
     eval_chunk: int = 4096,
+    matmul_precision: str = "highest",
 ) -> TrainConfig:
-    """Validated :class:`TrainConfig`. ``record_epochs`` defaults to ``(E/4, E/2, 3E/4, E)``."""
+    """Validated :class:`TrainConfig`. ``record_epochs`` defaults to ``(E/4, E/2, 3E/4, E)``.
+
+    ``matmul_precision`` sets the precision of every float32 matrix product of the compiled
+    training call (forward, gradients, error evaluation), as ``jax.default_matmul_precision``
+    would: ``'highest'`` (alias ``'float32'``, the default) computes them in full float32 on
+    every platform, so a recipe gives the same numbers, up to float reassociation, on a CPU
+    and a GPU, as in PyTorch's default. ``'high'`` (alias ``'tensorfloat32'``) and
+    ``'default'`` (alias ``'bfloat16'``) are opt-in speed settings for accelerators: TF32
+    products on NVIDIA GPUs (Ampere and later) for both, 3 or 1 bfloat16 passes on a TPU. A
+    CPU computes all three in full float32 (the numbers do not change). The alias is recorded
+    by its JAX name (``'high'`` for ``'tensorfloat32'``); see ``docs/devices.md``.
+    """
     epochs = check_int("epochs", epochs, lo=1)
     batch_size = check_int("batch_size", batch_size, lo=1)
     momentum = check_real("momentum", momentum, lo=0.0, hi=1.0, hi_open=True)
@@ -115,7 +140,9 @@ def config(
             check_real(f"{name}[{label!r}]", factor, lo=0.0)
         pairs.append(tuple(sorted((k, float(v)) for k, v in table.items())))
     eval_chunk = check_int("eval_chunk", eval_chunk, lo=1)
-    return TrainConfig(epochs, batch_size, momentum, decay_epoch, decay_factor, tuple(rec), pairs[0], pairs[1], eval_chunk)
+    precision = MATMUL_PRECISIONS[check_choice("matmul_precision", matmul_precision, MATMUL_PRECISIONS)]
+    return TrainConfig(epochs, batch_size, momentum, decay_epoch, decay_factor, tuple(rec), pairs[0], pairs[1], eval_chunk,
+                       precision)  # fmt: skip
 
 
 @dataclasses.dataclass
@@ -425,12 +452,18 @@ def _compiled_fn(model: Model, cfg: TrainConfig, group: int = 0, devices: tuple 
     (:func:`_member_group`): the same computation up to float reassociation inside the
     batched matmuls (a member's numbers then match those of training it alone).
     ``devices`` (two or more): the member axis is split across them with ``jax.shard_map``,
-    each device running its own members as above.
+    each device running its own members as above. Every matrix product is traced at
+    ``cfg.matmul_precision`` (recorded on each dot of the program, whatever the caller's
+    ``jax.default_matmul_precision``; ``cfg`` is part of the cache key).
     """
     key = (model, cfg, group, devices, progress)
     if key not in _CACHE:
 
-        def run_all(data, keys, seed_idx, lrs, wds):
+        def run_all(*args):
+            with jax.default_matmul_precision(cfg.matmul_precision):
+                return run_members(*args)
+
+        def run_members(data, keys, seed_idx, lrs, wds):
             def member(si, lr, wd):
                 d = jax.tree_util.tree_map(lambda a: a[si], data)
                 return _run_member(model, cfg, d, keys[si], lr, wd, progress)
@@ -602,6 +635,7 @@ def total_flops(model: Model, n: int, cfg: TrainConfig, members: int = 1) -> flo
 
 
 __all__ = [
+    "MATMUL_PRECISIONS",
     "TrainConfig",
     "TrainResult",
     "config",

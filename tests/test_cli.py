@@ -64,6 +64,7 @@ BAD = [
     (["exp1", "--ridges", "1,2,3,4,5,6"], "--ridges"),
     (["exp1", "--max-members-per-call", "0"], "--max-members-per-call"),
     (["exp1", "--cpu-devices", "0"], "--cpu-devices"),
+    (["exp1", "--matmul-precision", "tf32"], "--matmul-precision"),
     (["exp1", "--profile", "huge"], "--profile"),
     (["exp2", "--alpha", "0", "0.3"], "--alpha"),
     (["exp2", "--alpha", "0.3", "1.0"], "--alpha"),
@@ -225,3 +226,11 @@ def test_an_extension_trains_only_the_new_network_members():
     assert {c.id for c in ext} == {"2nn_n400_w256_a0.3_b1_ext1", "2nn_n100_w256_a0.3_b1_ext1", "2nn_n200_w256_a0.3_b1_ext1"}
     assert sweep.extension_parts(meta, sweep.make_spec("exp1", learners=("2nn", "ntk-2nn"), ns=(100, 200, 400),
                                                        seeds=(0, 1), lrs=(0.1,))) is None  # lr changed too
+
+
+def test_matmul_precision_option_reaches_the_spec(tmp_path):
+    parser = cli.build_parser()
+    for given, want in ((None, "highest"), ("tensorfloat32", "high"), ("default", "default")):
+        args = parser.parse_args(["exp1"] + ([] if given is None else ["--matmul-precision", given]))
+        assert cli.spec_from_args(args, "exp1").matmul_precision == want
+        assert cli.spec_from_args(args, "exp1").train_config().matmul_precision == want

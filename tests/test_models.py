@@ -26,7 +26,7 @@ def _numpy_forward(arch, p, x, ntk=False, W_std=1.0, b_std=1.0):
 
 @pytest.mark.parametrize("arch", models.ARCHS)
 @pytest.mark.parametrize("par", models.PARAMETERIZATIONS)
-def test_forward_matches_numpy(arch, par):
+def test_forward_matches_numpy(arch, par, full_f32):
     m = models.get_model(arch, 16, 6, 3, parameterization=par, W_std=1.3, b_std=0.4)
     p = m.init(jax.random.PRNGKey(0))
     # non-zero biases so the bias path is exercised in both parameterizations
@@ -48,7 +48,7 @@ def test_standard_init_scales():
 
 
 @pytest.mark.parametrize("arch", models.ARCHS)
-def test_theory_variant_starts_at_the_random_init(arch):
+def test_theory_variant_starts_at_the_random_init(arch, full_f32):
     prac = models.get_model(arch, 32, 6, 3)
     theo = models.get_model(arch, 32, 6, 3, variant="theory")
     pp, pt = prac.init(jax.random.PRNGKey(4)), theo.init(jax.random.PRNGKey(4))
@@ -61,7 +61,7 @@ def test_theory_variant_starts_at_the_random_init(arch):
 
 @pytest.mark.parametrize("arch", models.ARCHS)
 @pytest.mark.parametrize("par", models.PARAMETERIZATIONS)
-def test_gradients_match_finite_differences(arch, par):
+def test_gradients_match_finite_differences(arch, par, full_f32):
     """Directional derivative of the loss along a random direction vs central differences."""
     m = models.get_model(arch, 24, 5, 2, parameterization=par)
     p = m.init(jax.random.PRNGKey(0))

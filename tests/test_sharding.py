@@ -2,7 +2,7 @@
 
 A subprocess gets four host devices (``XLA_FLAGS=--xla_force_host_platform_device_count=4``);
 its sweep cell (6 members: split over 3 of the CPU devices, 2 each) must match, to 1e-5
-relative, the same cell on this process's single device, and record the four devices in
+relative, the same cell on one CPU device (another subprocess), and record the four devices in
 ``meta.json``. Direct ``train`` calls split evenly, padded, or with the CPU split by
 :func:`rbk.train.configure_cpu_devices` must give each member's numbers bit for bit (on CPU
 devices each member runs alone, as on one device).
@@ -14,7 +14,6 @@ import subprocess
 import sys
 import textwrap
 
-import jax
 import numpy as np
 import pytest
 
@@ -37,22 +36,21 @@ _CHILD = textwrap.dedent(
 )
 
 
-def _rows(res):
-    return np.array([[r["seed"], r["lr"], r["train_error"], r["val_error"], r["test_error"]] for r in res.rows])
+def _child_sweep(out, devices: int) -> dict:
+    """The sweep of ``SPEC`` in a subprocess on ``devices`` CPU devices (whatever this process runs on)."""
+    env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}", JAX_PLATFORMS="cpu")
+    env.pop("JAX_NUM_CPU_DEVICES", None)
+    child = subprocess.run([sys.executable, "-c", _CHILD, json.dumps(SPEC), str(out)], capture_output=True, text=True,
+                           env=env, timeout=600)  # fmt: skip
+    assert child.returncode == 0, child.stderr[-3000:]
+    got = json.loads(child.stdout.strip().splitlines()[-1])
+    assert got["devices"] == devices
+    return got
 
 
 def test_four_devices_match_one(tmp_path):
-    assert len(jax.local_devices()) == 1, "run the test suite without XLA_FLAGS device_count"
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu")
-    child = subprocess.run(
-        [sys.executable, "-c", _CHILD, json.dumps(SPEC), str(tmp_path / "four")],
-        capture_output=True, text=True, env=env, timeout=600,
-    )  # fmt: skip
-    assert child.returncode == 0, child.stderr[-3000:]
-    got = json.loads(child.stdout.strip().splitlines()[-1])
-    assert got["devices"] == 4
-    one = sweep.run(sweep.make_spec("exp1", **SPEC), tmp_path / "one", quiet=True)
-    a, b = _rows(one), np.array(got["rows"])
+    got, one = _child_sweep(tmp_path / "four", 4), _child_sweep(tmp_path / "one", 1)
+    a, b = np.array(one["rows"]), np.array(got["rows"])
     assert a.shape == b.shape == (6, 5)
     np.testing.assert_array_equal(a[:, :2], b[:, :2])
     np.testing.assert_allclose(b[:, 2:], a[:, 2:], rtol=1e-5)
@@ -67,10 +65,14 @@ _PROC = textwrap.dedent(
     jax.distributed.initialize(coordinator_address=sys.argv[1], num_processes=2, process_id=int(sys.argv[2]))
     from rbk import sweep
     spec = sweep.make_spec("exp1", **json.loads(sys.argv[3]))
-    res = sweep.run(spec, sys.argv[4], quiet=True, wait_timeout_s=300)
+    res = sweep.run(spec, sys.argv[4], quiet=True, wait_timeout_s=float(sys.argv[5]))
     print(json.dumps({"index": jax.process_index(), "ran": res.ran, "writer": res.is_writer}))
     """
 )
+
+
+#: Last-resort limit (s) of a process's wait on the other's files (a healthy run needs seconds).
+LAST_RESORT_S = 600
 
 
 @pytest.mark.slow
@@ -87,11 +89,17 @@ def test_two_processes_with_jax_distributed_split_the_cells(tmp_path):
     env.pop("XLA_FLAGS", None)
     out = tmp_path / "two"
     procs = [
-        subprocess.Popen([sys.executable, "-c", _PROC, f"127.0.0.1:{port}", str(i), json.dumps(spec), str(out)],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)  # fmt: skip
+        subprocess.Popen([sys.executable, "-c", _PROC, f"127.0.0.1:{port}", str(i), json.dumps(spec), str(out),
+                          str(LAST_RESORT_S)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)  # fmt: skip
         for i in range(2)
     ]
-    outs = [p.communicate(timeout=600) for p in procs]
+    try:  # the processes wait on each other's files; these limits only turn a stalled run into a failure
+        outs = [p.communicate(timeout=2 * LAST_RESORT_S) for p in procs]
+    except subprocess.TimeoutExpired:
+        for p in procs:
+            p.kill()
+        raise AssertionError(f"the two processes did not finish in {2 * LAST_RESORT_S} s (stalled?): "
+                             + " | ".join(p.communicate()[1][-1500:] for p in procs)) from None  # fmt: skip
     for p, (o, e) in zip(procs, outs):
         assert p.returncode == 0, e[-3000:]
     got = [json.loads(o.strip().splitlines()[-1]) for o, _ in outs]
@@ -165,11 +173,29 @@ def test_devices_used_never_pads_a_cpu_much(members, n, cpu, gpu):
     assert members % used == 0 or (-members) % used * 8 <= members + (-members) % used
 
 
-def test_configure_cpu_devices_after_jax_started_warns_and_changes_nothing():
-    jax.numpy.zeros(1).block_until_ready()  # backends initialised in this process
+_STARTED = textwrap.dedent(
+    """
+    import warnings
+    import jax
+    from rbk import train
+    jax.numpy.zeros(1).block_until_ready()  # backends initialised
     have = len(jax.devices("cpu"))
-    with pytest.warns(UserWarning, match="already initialised"):
-        assert train.configure_cpu_devices(have + 3) == have
-    assert len(jax.devices("cpu")) == have
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        got = train.configure_cpu_devices(have + 3)
+    assert got == have == len(jax.devices("cpu")), (got, have)
+    assert any("already initialised" in str(x.message) for x in w), [str(x.message) for x in w]
+    print("ok")
+    """
+)
+
+
+def test_configure_cpu_devices_after_jax_started_warns_and_changes_nothing():
+    # in a fresh process: in this one an earlier test may have set the count before JAX started
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    for var in ("XLA_FLAGS", "JAX_NUM_CPU_DEVICES"):
+        env.pop(var, None)
+    r = subprocess.run([sys.executable, "-c", _STARTED], capture_output=True, text=True, env=env, timeout=600)
+    assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr[-3000:]
     with pytest.raises(ValueError, match="n must be"):
         train.configure_cpu_devices(0)

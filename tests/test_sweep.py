@@ -5,14 +5,17 @@ import csv
 import json
 import math
 import os
+import queue
 import re
 import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
+import jax
 import numpy as np
 import pytest
 
@@ -115,6 +118,7 @@ BAD = [
     (dict(ridges=(1, 2, 3, 4, 5, 6)), "ridges (--ridges)"),
     (dict(ridges=(-1.0,)), "ridges (--ridges)"),
     (dict(max_members_per_call=0), "max_members_per_call"),
+    (dict(matmul_precision="tf32"), "matmul_precision (--matmul-precision) must be one of"),
 ]
 
 
@@ -137,6 +141,19 @@ def test_config_hash_ignores_chunking_and_tracks_results():
     assert a.config_hash() != _spec(seeds=(0, 1, 2)).config_hash()
     assert a.config_hash() == _spec(decay_epoch=30).config_hash()  # the default, written out
     assert sweep.spec_from_meta({"config": a.config(), "config_hash": a.config_hash()}) == a
+    assert a.config_hash() == _spec(matmul_precision="float32").config_hash() != _spec(matmul_precision="high").config_hash()
+
+
+def test_meta_written_before_the_precision_was_recorded_is_read_but_not_resumed(tmp_path):
+    spec = _spec(ns=(60,), learners=("nngp-2nn",))
+    sweep.run(spec, tmp_path, quiet=True)
+    meta = json.loads((tmp_path / "meta.json").read_text())
+    del meta["config"]["matmul_precision"]
+    meta["config_hash"] = sweep._hash(meta["config"])
+    (tmp_path / "meta.json").write_text(json.dumps(meta))
+    assert sweep.spec_from_meta(meta) == spec and len(sweep.load_rows(tmp_path)) == 2 * 2
+    with pytest.raises(sweep.ConfigMismatchError, match=r"matmul_precision: None -> 'highest'"):
+        sweep.run(spec, tmp_path, quiet=True)
 
 
 # --------------------------------------------------------------------------------------------
@@ -174,7 +191,8 @@ def test_run_writes_tidy_rows_meta_and_resumes(tmp_path):
     assert meta["config_hash"] == spec.config_hash() and meta["config"]["ns"] == [60, 80]
     for key in ("jax", "jaxlib", "optax", "numpy", "python"):
         assert meta["versions"][key]
-    assert meta["device"]["platform"] == "cpu" and meta["device"]["devices"] and meta["device"]["cpu_model"]
+    assert meta["device"]["platform"] == jax.default_backend() and meta["device"]["devices"] and meta["device"]["cpu_model"]
+    assert meta["config"]["matmul_precision"] == "highest"
     assert set(meta["git"]) == {"revision", "dirty"}
     # selection: one row per (learner, n, seed), the lowest validation error
     sel = stats.select(rows)
@@ -227,83 +245,117 @@ def test_incomplete_or_stray_files_are_not_rows(tmp_path):
     _check_table(tmp_path, spec)
 
 
+# A sweep in a subprocess that reports on stdout each cell it starts and finishes, and holds
+# (waits on stdin, until killed) once it has finished ``hold`` cells: a kill after its k-th
+# start (k <= hold) lands in the middle of the sweep however fast or busy the machine is.
 _DRIVER = textwrap.dedent(
     """
-    import sys, time
+    import json, sys
     from rbk import sweep
-    spec = sweep.make_spec("exp1", learners=("nngp-2nn", "ntk-2nn"), ns=(60, 80, 100), seeds=(0, 1), d=8, k=2,
-                           g_degree=2, n_val=40, n_test=50, ridges=(1e-3, 1e-1))
-    pause = float(sys.argv[2])
-    sweep.run(spec, sys.argv[1], quiet=True, on_cell=lambda c, r: time.sleep(pause))
+    spec = sweep.make_spec("exp1", **json.loads(sys.argv[2]))
+    hold, finished = int(sys.argv[3]), []
+
+    def on_start(cell):
+        print("started", cell.id, flush=True)
+
+    def on_cell(cell, rows):
+        finished.append(cell.id)
+        print("finished", cell.id, flush=True)
+        if len(finished) == hold:
+            sys.stdin.readline()  # until killed (or the test's end closes stdin)
+
+    sweep.run(spec, sys.argv[1], quiet=True, on_start=on_start, on_cell=on_cell)
     """
 )
+DRIVER_SPEC = dict(TINY_KERNELS, ns=(60, 80, 100))
+#: Last-resort limit on the wait for one line of the driver (a healthy one reports within
+#: seconds, JAX's start-up included): only turns a stalled driver into a clear failure.
+DRIVER_LINE_TIMEOUT_S = 600
 
 
-def _driver(tmp_path, out, pause):
-    script = tmp_path / "driver.py"
-    script.write_text(_DRIVER)
-    env = dict(os.environ, JAX_PLATFORMS="cpu")
-    return subprocess.Popen([sys.executable, str(script), str(out), str(pause)], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+class _Driver:
+    def __init__(self, tmp_path, out, hold):
+        script = tmp_path / "driver.py"
+        script.write_text(_DRIVER)
+        self.err = tmp_path / "driver.err"
+        env = dict(os.environ, JAX_PLATFORMS="cpu")
+        with open(self.err, "w") as err:
+            self.proc = subprocess.Popen([sys.executable, str(script), str(out), json.dumps(DRIVER_SPEC), str(hold)],
+                                         env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err, text=True)  # fmt: skip
+        self.lines = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
 
+    def _read(self):
+        for line in self.proc.stdout:
+            self.lines.put(line.split())
+        self.lines.put(None)
 
-def _driver_spec():
-    ns = {}
-    exec(_DRIVER.split("pause =")[0].replace("import sys, time", ""), ns)
-    return ns["spec"]
+    def wait_for(self, word: str) -> str:
+        """The cell id of the driver's next ``word`` ('started' or 'finished') line."""
+        while True:
+            try:
+                got = self.lines.get(timeout=DRIVER_LINE_TIMEOUT_S)
+            except queue.Empty:
+                self.kill()
+                raise AssertionError(f"the driver printed nothing for {DRIVER_LINE_TIMEOUT_S} s while the test waited "
+                                     f"for {word!r} (stalled?); its stderr: {self.err.read_text()[-2000:]}") from None  # fmt: skip
+            if got is None:
+                raise AssertionError(f"the driver ended (exit {self.proc.wait()}) before {word!r}; "
+                                     f"its stderr: {self.err.read_text()[-2000:]}")  # fmt: skip
+            if got[0] == word:
+                return got[1]
 
-
-def _kill_after_first_cell(proc, cells_dir, timeout=120):
-    t0 = time.monotonic()
-    while time.monotonic() - t0 < timeout:
-        if cells_dir.exists() and any(cells_dir.glob("*.jsonl")):
-            break
-        if proc.poll() is not None:
-            raise AssertionError(f"driver ended early: {proc.stderr.read().decode()[-2000:]}")
-        time.sleep(0.02)
-    else:
-        raise AssertionError("no cell landed")
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    def kill(self):
+        os.kill(self.proc.pid, signal.SIGKILL)
+        self.proc.wait()
+        self.proc.stdin.close()
+        assert self.proc.returncode == -signal.SIGKILL, self.err.read_text()[-2000:]
 
 
 def test_kill_9_after_the_first_cell_then_resume_gives_every_row_once(tmp_path):
     out = tmp_path / "res"
-    spec = _driver_spec()
-    proc = _driver(tmp_path, out, pause=2.0)
-    _kill_after_first_cell(proc, out / "cells")
-    assert proc.returncode == -signal.SIGKILL
-    done = sweep.Store(out, spec, sweep.plan(spec)).done()
-    assert 1 <= len(done) < len(sweep.plan(spec))
+    spec = sweep.make_spec("exp1", **DRIVER_SPEC)
+    cells = sweep.plan(spec)
+    drv = _Driver(tmp_path, out, hold=1)
+    assert drv.wait_for("finished") == cells[0].id
+    drv.kill()
+    assert sweep.Store(out, spec, cells).done() == {cells[0].id}
     res = sweep.run(spec, out, quiet=True)
-    assert res.complete and set(res.skipped) == done and len(res.ran) == len(res.cells) - len(done)
+    assert res.complete and res.skipped == [cells[0].id] and res.ran == [c.id for c in cells[1:]]
     _check_table(out, spec)
     assert not list(out.glob(".*.tmp")) and not list((out / "cells").glob(".*.tmp"))
 
 
 @pytest.mark.slow
 def test_kill_9_at_random_instants(tmp_path):
+    """Each round kills a driver at a random point of its k-th cell: a random delay after it
+    reports the start, so the kill lands in the computation, in writing the cell file, in
+    regenerating the tables, or after (where the driver holds). The delay only moves the
+    instant; what is asserted holds at any instant."""
     out = tmp_path / "res"
-    spec = _driver_spec()
+    spec = sweep.make_spec("exp1", **DRIVER_SPEC)
     cells = sweep.plan(spec)
     rng = np.random.default_rng(0)
-    mid = 0
-    for _ in range(8):
-        proc = _driver(tmp_path, out, pause=0.0)
-        time.sleep(float(rng.uniform(1.0, 5.0)))
-        if proc.poll() is None:
-            os.kill(proc.pid, signal.SIGKILL)
-        proc.wait()
-        done = sweep.Store(out, spec, cells).done()
-        mid += 0 < len(done) < len(cells)
+    done, kills = set(), 0
+    while kills < 8 and len(cells) - len(done) >= 2:
+        hold = int(rng.integers(1, min(len(cells) - len(done) - 1, 3) + 1))  # the sweep cannot finish
+        k = int(rng.integers(1, hold + 1))
+        drv = _Driver(tmp_path, out, hold)
+        for _ in range(k):
+            drv.wait_for("started")
+        time.sleep(float(rng.uniform(0.0, 0.5)))
+        drv.kill()
+        kills += 1
+        now = sweep.Store(out, spec, cells).done()
+        # whole cells only: the k-1 cells before the one killed in are there, at most `hold` new ones
+        assert done <= now and len(done) + k - 1 <= len(now) <= len(done) + hold < len(cells)
         if (out / "results.jsonl").exists():  # the table may lag the cells by one, never duplicate or tear
             keys = [_key(json.loads(line)) for line in (out / "results.jsonl").read_text().splitlines()]
             assert len(keys) == len(set(keys))
-        if len(done) == len(cells):
-            break
-    assert mid >= 1, "no kill landed in the middle of the sweep"
+        done = now
+    assert kills >= 4
     res = sweep.run(spec, out, quiet=True)
-    assert res.complete
+    assert res.complete and set(res.skipped) == done
     _check_table(out, spec)
 
 

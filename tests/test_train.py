@@ -129,3 +129,21 @@ def test_epoch_progress_counts_member_epochs_and_changes_no_number():
     np.testing.assert_array_equal(with_bar.final("test"), plain.final("test"))
     np.testing.assert_array_equal(with_bar.epoch_loss, plain.epoch_loss)
     assert not train._PROGRESS  # the sink is gone after the call
+
+
+def test_matmul_precision_is_validated_recorded_and_set_on_every_product():
+    """The option reaches every dot of the compiled call, whatever the caller's own setting."""
+    assert train.config(2).matmul_precision == "highest"
+    assert train.config(2, matmul_precision="tensorfloat32").matmul_precision == "high"
+    assert train.config(2, matmul_precision="bfloat16").describe()["matmul_precision"] == "default"
+    with pytest.raises(ValueError, match=r"matmul_precision must be one of \[.*'highest'.*\], got 'tf32'"):
+        train.config(2, matmul_precision="tf32")
+    m = models.get_model("3resnet", 8, 8, 2)
+    ds, keys = _toy_data([0], n=100)
+    for prec, name in (("highest", "HIGHEST"), ("tensorfloat32", "HIGH"), ("default", "DEFAULT")):
+        cfg = train.config(2, batch_size=20, matmul_precision=prec)
+        fn, args, *_ = train._prepare(m, ds, keys, [0.05], [0.0], cfg)
+        with jax.default_matmul_precision("bfloat16" if name == "HIGHEST" else "highest"):
+            text = fn.lower(*args).as_text()
+        dots = [line for line in text.splitlines() if "dot_general" in line]
+        assert len(dots) >= 6 and all(f"precision = [{name}, {name}]" in line for line in dots), (prec, dots[:2])
