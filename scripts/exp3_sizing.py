@@ -102,12 +102,13 @@ def run(args) -> None:
                     print(json.dumps(row), flush=True)
 
 
-def slope_ci(ds, boots, bounds, n_boot):
-    """Least-squares slope of log n* on log d per bootstrap replicate; ``boots[d]``: crossings."""
+def slope_ci(ds, boots, n_boot):
+    """Least-squares slope of log n* on log d per bootstrap replicate; ``boots[d]``: crossings
+    (a censored replicate at its bound, N_min or N_max)."""
     x = np.log(np.asarray(ds, float))
     slopes = []
     for b in range(n_boot):
-        y = np.log([boots[d][b] if np.isfinite(boots[d][b]) else bounds[d] for d in ds])
+        y = np.log([boots[d][b] for d in ds])
         slopes.append(np.polyfit(x, y, 1)[0])
     return np.percentile(slopes, [2.5, 97.5])
 
@@ -129,8 +130,8 @@ def report(args) -> None:
             means = {n: np.mean([r["test_error"] for r in sel if r["n"] == n]) for n in ns}
             s = stats.n_star(sel, thr, n_boot=args.n_boot)
             cr = stats.bootstrap_crossings(sel, thr, n_boot=args.n_boot)
-            boots[d] = [v if st == "none" else (ns[0] if st == "below_at_min_n" else math.nan) for st, v in cr]
-            bounds[d] = ns[-1]
+            boots[d] = [v if st == "none" else (ns[0] if st == "below_at_min_n" else ns[-1]) for st, v in cr]
+            bounds[d] = s["bound"]  # N_max (never below: n* >= it) or N_min (below at once: n* <= it)
             est[d] = s["estimate"] if s["censored"] == "none" else math.nan
             curve = " ".join(f"{n}:{means[n]:.3f}" for n in ns)
             line.append(f"  d={d:3d} n*={s['estimate']:.0f} ci={[round(v) if np.isfinite(v) else None for v in s['ci95']]}"
@@ -141,10 +142,10 @@ def report(args) -> None:
         if len(ds) >= 2:
             y = np.log([est[d] if np.isfinite(est[d]) else bounds[d] for d in ds])
             slope = np.polyfit(np.log(ds), y, 1)[0]
-            lo, hi = slope_ci(ds, boots, bounds, args.n_boot)
+            lo, hi = slope_ci(ds, boots, args.n_boot)
             cens = len(ok) < len(ds)
             print(f"  slope={slope:.2f} ci95=[{lo:.2f}, {hi:.2f}] censored={cens}"
-                  + (" (censored d use N_max: slope is a lower bound)" if cens else ""))
+                  + (" (a censored d enters at its bound: N_max, or N_min when below at once)" if cens else ""))
 
 
 def main(argv=None):
