@@ -70,6 +70,7 @@ def run(args) -> None:
                 ds = data.make_dataset(jax.random.fold_in(k_data, d), t, n, n_test=args.n_test)
                 base = {"d": d, "n": n, "seed": seed, "target": args.target, "r": args.r, "p": args.p,
                         "threshold": t.threshold, "width": args.width}
+                # rows of different kernel biases must go to different --out files
                 for learner in todo:
                     t0 = time.perf_counter()
                     if learner == "two_stage":
@@ -78,10 +79,11 @@ def run(args) -> None:
                         res = train.two_stage(ds, k_train, cfg)
                         extra = {"eta": res["eta"], "lam": res.get("lam")}
                     elif learner in ("ntk", "nngp"):
-                        res = kernels.fit_predict(kernels.kernel_fn("2nn"), ds, tuple(args.kernel_ridges), get=learner)
-                        extra = {"lam": res["lam"]}
+                        kfn = kernels.kernel_fn("2nn", b_std=args.b_std)
+                        res = kernels.fit_predict(kfn, ds, tuple(args.kernel_ridges), get=learner)
+                        extra = {"lam": res["lam"], "b_std": args.b_std}
                     elif learner == "rf":
-                        model = models.get_model("2nn", args.width, d, 1, parameterization="ntk")
+                        model = models.get_model("2nn", args.width, d, 1, parameterization="ntk", b_std=args.b_std)
                         res = kernels.random_features_fit_predict(model, model.init(k_train), ds, tuple(args.kernel_ridges))
                         extra = {"lam": res["lam"]}
                     elif learner == "sgd":
@@ -164,6 +166,7 @@ def main(argv=None):
     ap.add_argument("--width", type=int, default=512)
     ap.add_argument("--eta-mults", type=float, nargs="+", default=[0.5, 1.0, 2.0])
     ap.add_argument("--split", type=float, default=0.5)
+    ap.add_argument("--b-std", type=float, default=0.1, help="bias scale of the kernels and random features")
     ap.add_argument("--kernel-ridges", type=float, nargs="+", default=[1e-4, 1e-2, 1e-1])
     ap.add_argument("--sgd-width", type=int, default=256)
     ap.add_argument("--epochs", type=int, default=30)
