@@ -56,6 +56,18 @@ def default_n_val(n: int) -> int:
     return max(1000, n // 5)
 
 
+def resolve_distribution(target, distribution: str | None = None) -> str:
+    """The input distribution to sample for ``target``: ``distribution`` if given, else the target's
+    (``target.distribution``), else ``'cube'``; a given one that differs from the target's is an error."""
+    own = getattr(target, "distribution", None)
+    if distribution is None:
+        return own if own is not None else "cube"
+    check_choice("distribution", distribution, DISTRIBUTIONS)
+    if own is not None and own != distribution:
+        raise ValueError(f"distribution must be the target's own ({own!r}) or None, got {distribution!r}")
+    return distribution
+
+
 def make_dataset(
     key: jax.Array,
     target: Callable,
@@ -64,7 +76,7 @@ def make_dataset(
     d: int | None = None,
     n_val: int | None = None,
     n_test: int = 10000,
-    distribution: str = "cube",
+    distribution: str | None = None,
     noise: float = 0.0,
 ) -> Dataset:
     """Draw one train/validation/test split labelled by ``target``.
@@ -76,7 +88,9 @@ def make_dataset(
       d: input dimension (default ``target.d``).
       n_val: validation size, default ``max(1000, n // 5)``; not counted in ``n``.
       n_test: test size (default 10000).
-      distribution: ``'cube'``, ``'sphere'`` or ``'gaussian'``.
+      distribution: ``'cube'``, ``'sphere'`` or ``'gaussian'``; default (``None``): the target's own
+        ``distribution`` (``'gaussian'`` for a multi-index target) when it has one, else ``'cube'``.
+        Naming another distribution than the target's is an error.
       noise: standard deviation of Gaussian noise on training and validation labels.
     """
     check_key("key", key)
@@ -92,7 +106,7 @@ def make_dataset(
         raise ValueError(f"d = {d} must equal the target's input dimension target.d = {target.d}")
     n_val = default_n_val(n) if n_val is None else check_int("n_val", n_val, lo=1)
     n_test = check_int("n_test", n_test, lo=1)
-    check_choice("distribution", distribution, DISTRIBUTIONS)
+    distribution = resolve_distribution(target, distribution)
     noise = check_real("noise", noise, lo=0.0)
 
     k_tr, k_va, k_te, k_nz = jax.random.split(key, 4)
