@@ -179,3 +179,15 @@ def test_no_generic_top_level_module_is_installed():
     import rbk.experiments
 
     assert Path(rbk.experiments.__file__).parent.parent.name == "rbk"
+
+
+def test_profile_epochs_override_keeps_the_lr_step_fraction():
+    from rbk.experiments import exp1, exp2
+
+    assert exp1.spec("quick").decay_epoch == 45 and exp1.spec("quick").train_config().decay_epoch == 45
+    assert exp1.spec("quick", epochs=20).decay_epoch == 15  # 3/4 of the run, as the profile
+    assert exp1.spec("paper", epochs=100).decay_epoch == 50
+    assert exp1.spec("quick", epochs=20, decay_epoch=4).decay_epoch == 4
+    assert exp2.spec("quick", epochs=20).decay_epoch == 10  # no step in the profile: half
+    with pytest.raises(ValueError, match="epochs"):
+        exp1.spec("quick", epochs=0)
