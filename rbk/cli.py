@@ -110,7 +110,7 @@ def _add_sweep_arguments(p: argparse.ArgumentParser, experiment: str) -> None:
                    help="training-set sizes, each >= the batch size 50")
     s.add_argument("--seeds", type=_int, help="number of seeds (0, 1, ..., seeds-1), >= 1")
     s.add_argument("--width", type=_list_of(_int, "integers >= 1"), nargs="+", help="network width(s)")
-    s.add_argument("--epochs", type=_int, help="training epochs (lr/10 at half, unless --decay-epoch)")
+    s.add_argument("--epochs", type=_int, help="training epochs (lr/10 at the profile's fraction of them, unless --decay-epoch)")
     s.add_argument("--decay-epoch", type=_int, help="epoch of the lr/10 step, in [0, epochs]")
     s.add_argument("--lr", type=_list_of(float, "numbers > 0"), nargs="+", help="learning rates, each > 0")
     s.add_argument("--wd", type=_list_of(float, "numbers >= 0"), nargs="+", help="weight decays, each >= 0")

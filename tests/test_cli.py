@@ -234,3 +234,15 @@ def test_matmul_precision_option_reaches_the_spec(tmp_path):
         args = parser.parse_args(["exp1"] + ([] if given is None else ["--matmul-precision", given]))
         assert cli.spec_from_args(args, "exp1").matmul_precision == want
         assert cli.spec_from_args(args, "exp1").train_config().matmul_precision == want
+
+
+def test_profile_epochs_override_keeps_the_lr_step_fraction():
+    from rbk.experiments import exp1, exp2
+
+    assert exp1.spec("quick").decay_epoch == 45 and exp1.spec("quick").train_config().decay_epoch == 45
+    assert exp1.spec("quick", epochs=20).decay_epoch == 15  # 3/4 of the run, as the profile
+    assert exp1.spec("paper", epochs=100).decay_epoch == 50
+    assert exp1.spec("quick", epochs=20, decay_epoch=4).decay_epoch == 4
+    assert exp2.spec("quick", epochs=20).decay_epoch == 10  # no step in the profile: half
+    with pytest.raises(ValueError, match="epochs"):
+        exp1.spec("quick", epochs=0)

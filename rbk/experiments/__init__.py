@@ -16,6 +16,7 @@ directory; ``rbk plot --out DIR`` calls it.
 
 from __future__ import annotations
 
+import numbers
 from pathlib import Path
 
 EXPERIMENTS = {"exp1": "rbk.experiments.exp1", "exp2": "rbk.experiments.exp2"}
@@ -31,14 +32,23 @@ def module(experiment: str):
 
 def profile_spec(experiment: str, profile: str, **overrides):
     """The :class:`rbk.sweep.SweepSpec` of a profile with ``overrides`` (``make_spec`` keywords;
-    ``None`` values are ignored)."""
+    ``None`` values are ignored).
+
+    Overriding ``epochs`` alone keeps the profile's learning-rate step at the same fraction of
+    the run (``quick`` exp1: 3/4, ``paper``: 1/2), rounded down.
+    """
     from rbk import sweep
 
     mod = module(experiment)
     if profile not in mod.PROFILES:
         raise ValueError(f"profile must be one of {sorted(mod.PROFILES)}, got {profile!r}")
     kw = dict(mod.PROFILES[profile])
-    kw.update({k: v for k, v in overrides.items() if v is not None})
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    if "epochs" in overrides and "decay_epoch" not in overrides and kw.get("decay_epoch") is not None:
+        epochs = overrides["epochs"]
+        if isinstance(epochs, numbers.Integral) and epochs >= 1:  # else make_spec names the bad value
+            kw["decay_epoch"] = kw["decay_epoch"] * int(epochs) // kw["epochs"]
+    kw.update(overrides)
     return sweep.make_spec(experiment, **kw)
 
 
