@@ -41,7 +41,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from rbk._checks import check_array, check_int, check_real
+from rbk._checks import check_array, check_choice, check_int, check_real
 from rbk.data import Dataset
 from rbk.models import FROZEN, Model
 
@@ -65,6 +65,11 @@ class TrainConfig:
         sorted ``(label, factor)`` pairs; labels are those of :meth:`rbk.models.Model.labels`
         (``'W'``, ``'b1'``, ``'U'``, ``'b2'``, ``'A'``). Missing labels get 1.
       eval_chunk: points per chunk when evaluating errors (bounds memory).
+      phases: stage schedule as sorted ``(label, start_epoch, stop_epoch)`` triples: a label listed
+        here is trained only in ``[start, stop)`` (gradient and update gated to exactly 0 outside,
+        so its parameters stay bit-identical there), with the recipe's decay placed at the same
+        fraction of its own phase as ``decay_epoch`` is of the run. Labels not listed train
+        throughout. Layer-wise training of :class:`rbk.models.DeepQuad`: one phase per level.
     """
 
     epochs: int = 60
@@ -76,12 +81,14 @@ class TrainConfig:
     layer_lr: tuple[tuple[str, float], ...] = ()
     layer_wd: tuple[tuple[str, float], ...] = ()
     eval_chunk: int = 4096
+    phases: tuple[tuple[str, int, int], ...] = ()
 
     def describe(self) -> dict:
         out = dataclasses.asdict(self)
         out["layer_lr"] = dict(self.layer_lr)
         out["layer_wd"] = dict(self.layer_wd)
         out["record_epochs"] = list(self.record_epochs)
+        out["phases"] = {label: [a, b] for label, a, b in self.phases}
         return out
 
 
@@ -96,8 +103,12 @@ def config(
     layer_lr: Mapping[str, float] | None = None,
     layer_wd: Mapping[str, float] | None = None,
     eval_chunk: int = 4096,
+    phases: Mapping[str, tuple[int, int]] | None = None,
 ) -> TrainConfig:
-    """Validated :class:`TrainConfig`. ``record_epochs`` defaults to ``(E/4, E/2, 3E/4, E)``."""
+    """Validated :class:`TrainConfig`. ``record_epochs`` defaults to ``(E/4, E/2, 3E/4, E)``.
+
+    ``phases``: ``{label: (start_epoch, stop_epoch)}`` with ``0 <= start < stop <= epochs`` (see
+    :class:`TrainConfig`); labels are the model's (:meth:`rbk.models.Model.labels`)."""
     epochs = check_int("epochs", epochs, lo=1)
     batch_size = check_int("batch_size", batch_size, lo=1)
     momentum = check_real("momentum", momentum, lo=0.0, hi=1.0, hi_open=True)
@@ -115,7 +126,17 @@ def config(
             check_real(f"{name}[{label!r}]", factor, lo=0.0)
         pairs.append(tuple(sorted((k, float(v)) for k, v in table.items())))
     eval_chunk = check_int("eval_chunk", eval_chunk, lo=1)
-    return TrainConfig(epochs, batch_size, momentum, decay_epoch, decay_factor, tuple(rec), pairs[0], pairs[1], eval_chunk)
+    phase_list = []
+    if phases is not None and not isinstance(phases, Mapping):
+        raise ValueError(f"phases must be a mapping label -> (start_epoch, stop_epoch), got {phases!r}")
+    for label, span in dict(phases or {}).items():
+        if not isinstance(label, str) or not isinstance(span, (tuple, list)) or len(span) != 2:
+            raise ValueError(f"phases must map label strings to (start_epoch, stop_epoch), got {label!r}: {span!r}")
+        a = check_int(f"phases[{label!r}] start", span[0], lo=0, hi=epochs - 1)
+        b = check_int(f"phases[{label!r}] stop", span[1], lo=a + 1, hi=epochs)
+        phase_list.append((label, a, b))
+    return TrainConfig(epochs, batch_size, momentum, decay_epoch, decay_factor, tuple(rec), pairs[0], pairs[1], eval_chunk,
+                       tuple(sorted(phase_list)))
 
 
 @dataclasses.dataclass
@@ -129,6 +150,8 @@ class TrainResult:
       record_epochs, lrs, wds: the axes.
       compile_s, run_s: compilation and execution wall time of the call.
       params: the final parameters (leading axes S, L, W), if requested.
+      probes: ``(S, L, W, R, P)`` the model's ``probe(params, data)`` after each recorded epoch,
+        for models that define one (e.g. :class:`rbk.models.DeepQuad` with a reference target).
     """
 
     errors: dict
@@ -140,6 +163,7 @@ class TrainResult:
     compile_s: float
     run_s: float
     params: dict | None = None
+    probes: np.ndarray | None = None
 
     def final(self, split: str = "test") -> np.ndarray:
         """Errors after the last epoch, ``(S, L, W)``."""
@@ -154,14 +178,46 @@ def optimizer(model: Model, params: dict, lr, wd, cfg: TrainConfig, steps_per_ep
     boundary = cfg.decay_epoch * steps_per_epoch
     lr_mult, wd_mult = dict(cfg.layer_lr), dict(cfg.layer_wd)
     labels = model.labels(params)
+    phases = {label: (a, b) for label, a, b in cfg.phases}
+    unknown = set(phases) - set(labels.values())
+    if unknown:
+        raise ValueError(f"cfg.phases names labels the model does not have: {sorted(unknown)} "
+                         f"(labels: {sorted(set(labels.values()))})")
     transforms = {FROZEN: optax.set_to_zero()}
     for label in set(labels.values()) - {FROZEN}:
+        if label in phases:
+            transforms[label] = _phased(lr * lr_mult.get(label, 1.0), wd * wd_mult.get(label, 1.0), phases[label],
+                                        cfg, steps_per_epoch)
+            continue
         schedule = optax.piecewise_constant_schedule(lr * lr_mult.get(label, 1.0), {boundary: cfg.decay_factor})
         transforms[label] = optax.chain(
             optax.add_decayed_weights(wd * wd_mult.get(label, 1.0)),
             optax.sgd(schedule, momentum=cfg.momentum or None),
         )
     return optax.multi_transform(transforms, labels)
+
+
+def _phased(lr, wd, phase: tuple[int, int], cfg: TrainConfig, steps_per_epoch: int):
+    """The recipe confined to epochs ``[start, stop)`` (its decay at the same fraction of the phase).
+
+    The gradient is gated before the momentum (nothing accumulates while frozen) and the step
+    after it (no leftover momentum moves a finished phase): outside the phase every update is
+    exactly 0, so the parameters stay bit-identical.
+    """
+    start, stop = phase[0] * steps_per_epoch, phase[1] * steps_per_epoch
+    boundary = start + ((phase[1] - phase[0]) * cfg.decay_epoch // cfg.epochs) * steps_per_epoch
+
+    def gate(step):
+        return jnp.where((step >= start) & (step < stop), 1.0, 0.0)
+
+    def rate(step):
+        return gate(step) * jnp.where(step < boundary, lr, lr * cfg.decay_factor)
+
+    return optax.chain(
+        optax.add_decayed_weights(wd),
+        optax.scale_by_schedule(gate),
+        optax.sgd(rate, momentum=cfg.momentum or None),
+    )
 
 
 def batch_loss(model: Model, params: dict, x, y):
@@ -221,7 +277,8 @@ def _run_member(model: Model, cfg: TrainConfig, data: Dataset, key, lr, wd):
         return carry, jnp.mean(losses)
 
     carry = (params, opt_state)
-    errs, losses, start = [], [], 0
+    probe = getattr(model, "probe", None)  # optional per-model diagnostics at each recorded epoch
+    errs, losses, probes, start = [], [], [], 0
     for stop in cfg.record_epochs:
         carry, ls = jax.lax.scan(epoch, carry, jnp.arange(start, stop))
         losses.append(ls)
@@ -235,12 +292,16 @@ def _run_member(model: Model, cfg: TrainConfig, data: Dataset, key, lr, wd):
                 ]
             )
         )
+        if probe is not None:
+            probes.append(probe(p, data))
         start = stop
     params = _flip(carry[0])
     errs = jnp.stack(errs, axis=-1)  # (3, R)
     losses = jnp.concatenate(losses)
     finite = jnp.all(jnp.isfinite(errs)) & jnp.all(jnp.isfinite(losses))
     finite &= jnp.all(jnp.stack([jnp.all(jnp.isfinite(v)) for v in jax.tree_util.tree_leaves(params)]))
+    if probe is not None:
+        return errs, losses, ~finite, params, jnp.stack(probes)
     return errs, losses, ~finite, params
 
 
@@ -353,7 +414,7 @@ def train(
     t0 = time.perf_counter()
     compiled = fn.lower(*args).compile()
     t1 = time.perf_counter()
-    errs, losses, diverged, params = compiled(*args)
+    errs, losses, diverged, params, *probes = compiled(*args)
     errs, losses, diverged = jax.device_get((errs, losses, diverged))
     t2 = time.perf_counter()
 
@@ -372,6 +433,7 @@ def train(
         compile_s=t1 - t0,
         run_s=t2 - t1,
         params=jax.tree_util.tree_map(shape, jax.device_get(params)) if return_params else None,
+        probes=shape(jax.device_get(probes[0])) if probes else None,
     )
 
 
@@ -511,6 +573,44 @@ def configure_cpu_devices(n: int | None = None) -> int:
     return n
 
 
+# --------------------------------------------------------------------------- training regimes
+
+REGIMES = ("joint", "layerwise", "progressive")
+
+
+def regime_config(regime: str, levels: int, epochs: int, *, record_per_stage: int = 2, **kwargs) -> TrainConfig:
+    """A :class:`TrainConfig` training the levels of a :class:`rbk.models.DeepQuad` by ``regime``.
+
+    The run has ``epochs`` epochs split into ``levels`` equal stages (``epochs`` must be a multiple):
+    ``'joint'``: every level from the start, the plain recipe; ``'layerwise'``: level ``l`` only in
+    stage ``l``, frozen before (at its initialisation, read-out 0) and after (each stage a full
+    run of the recipe, its own decay); ``'progressive'``: level ``l`` from stage ``l`` to the end.
+    Errors and probes are recorded ``record_per_stage`` times per stage. ``kwargs`` go to
+    :func:`config` (not ``phases`` or ``record_epochs``). The same number of SGD steps in all three.
+    """
+    check_choice("regime", regime, REGIMES)
+    levels = check_int("levels", levels, lo=1)
+    epochs = check_int("epochs", epochs, lo=levels)
+    record_per_stage = check_int("record_per_stage", record_per_stage, lo=1)
+    if epochs % levels:
+        raise ValueError(f"epochs must be a multiple of levels={levels} (equal stages), got {epochs}")
+    for bad in ("phases", "record_epochs"):
+        if bad in kwargs:
+            raise ValueError(f"regime_config sets {bad} itself; do not pass it")
+    stage = epochs // levels
+    from rbk.models import level_label
+
+    if regime == "joint":
+        phases = None
+    elif regime == "layerwise":
+        phases = {level_label(l): ((l - 1) * stage, l * stage) for l in range(1, levels + 1)}
+    else:
+        phases = {level_label(l): ((l - 1) * stage, epochs) for l in range(1, levels + 1)}
+    rec = sorted({max(1, (s * stage) + (stage * (i + 1)) // record_per_stage)
+                  for s in range(levels) for i in range(record_per_stage)})
+    return config(epochs, record_epochs=rec, phases=phases, **kwargs)
+
+
 # --------------------------------------------------------------------------- convenience
 
 
@@ -568,4 +668,6 @@ __all__ = [
     "error",
     "total_flops",
     "configure_cpu_devices",
+    "regime_config",
+    "REGIMES",
 ]
