@@ -54,7 +54,10 @@ def main(argv=None):
     ap.add_argument("--epochs", type=int, default=30, help="total epochs (a multiple of the number of levels)")
     ap.add_argument("--lrs", type=_floats, default=[5e-4, 1e-3])
     ap.add_argument("--wds", type=_floats, default=[0.0])
-    ap.add_argument("--clip", type=float, default=4.0)
+    ap.add_argument("--clip", type=float, default=2.0, help="truncation of the learner's quadratic activation")
+    ap.add_argument("--readout", default="square", choices=["square", "linear"],
+                    help="target read-out (the learner and its kernel read sigma(h_l) for 'square', h_l for 'linear')")
+    ap.add_argument("--ridges", type=_floats, default=[1e-4, 1e-2, 1.0], help="relative ridges of ntk-deep")
     ap.add_argument("--n-val", type=int, default=2000)
     ap.add_argument("--n-test", type=int, default=4000)
     ap.add_argument("--learners", default="deep-joint,deep-layerwise,ntk-deep")
@@ -62,7 +65,9 @@ def main(argv=None):
     args = ap.parse_args(argv)
 
     t0 = time.perf_counter()
-    target = targets.hierarchy(jax.random.PRNGKey(0), d=args.d, widths=args.widths, alphas=args.alphas)
+    target = targets.hierarchy(jax.random.PRNGKey(0), d=args.d, widths=args.widths, alphas=args.alphas,
+                               readout=args.readout)
+    head = "post" if args.readout == "square" else "pre"
     L = len(args.widths)
     info = target.info
     print(f"target: E[y^2]={info['second_moment']:.4f} thresholds={info['thresholds']} "
@@ -79,7 +84,7 @@ def main(argv=None):
             if name not in learners:
                 continue
             m = models.get_deepquad(args.width, args.d, levels=L, activation="truncated", clip=args.clip,
-                                    reference=target)
+                                    readout=head, reference=target)
             cfg = train.regime_config(regime, L, args.epochs, record_per_stage=1)
             tt = time.perf_counter()
             r = train.train(m, batch, keys, args.lrs, args.wds, cfg)
@@ -96,17 +101,21 @@ def main(argv=None):
                              "record_epochs": list(r.record_epochs),
                              "feature_quality": q[si, li, wi].tolist()})
             print(f"{name} N={n}: {timing[f'{name}/N={n}']}", flush=True)
+            for row in rows[-len(args.seeds):]:
+                print(f"  seed {row['seed']} lr {row['lr']} test {row['test_error']:.4f} "
+                      f"quality {np.round(row['feature_quality'][-1], 3).tolist()}", flush=True)
         if "ntk-deep" in learners:
             mk = models.get_deepquad(args.width, args.d, levels=L, activation="hermite", parameterization="ntk",
-                                     head_init="random")
+                                     readout=head, head_init="random")
             kfn = mk.kernel_fn()
             tt = time.perf_counter()
             for si, s in enumerate(args.seeds):
-                res = kernels.fit_predict(kfn, sets[si], ridges=(1e-6, 1e-4, 1e-2, 1e-1, 1.0))
+                res = kernels.fit_predict(kfn, sets[si], ridges=args.ridges)
                 rows.append({"learner": "ntk-deep", "n": n, "seed": s, "ridge": res["lam"], "diverged": False,
                              "val_error": res["val_error"], "test_error": res["test_error"]})
             timing[f"ntk-deep/N={n}"] = {"wall_s": time.perf_counter() - tt}
-            print(f"ntk-deep N={n}: {timing[f'ntk-deep/N={n}']}", flush=True)
+            print(f"ntk-deep N={n}: {timing[f'ntk-deep/N={n}']} test "
+                  f"{[round(r['test_error'], 4) for r in rows[-len(args.seeds):]]}", flush=True)
         if "2nn" in learners:
             m2 = models.get_model("2nn", args.width * L, args.d, 1)
             tt = time.perf_counter()
