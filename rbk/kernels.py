@@ -1129,3 +1129,234 @@ def linearized_fit_predict(
         out["pred_val"], out["pred_test"] = pred["val"][best], pred["test"][best]
     out["seconds"] = time.perf_counter() - t0
     return out
+
+
+# ----------------------------------------------------------------------------- described architectures
+#
+# The same closed forms, derived from a *description* instead of an architecture name: a table of
+# Gaussian moments per activation and one recursion over layers with arbitrary skips and heads.
+# ``describe_arch('2nn' | '3nn' | '3resnet')`` reproduces the hand-written closed forms above
+# (tests/test_hierarchy.py checks it to 1e-12); ``'deepquad'`` (:class:`rbk.models.DeepQuad`) is the
+# deep quadratic network of the hierarchy experiments.
+#
+# Layer ``l`` (1-based; 0 is the input) reads the post-activations ``phi_j`` of the layers ``j`` in
+# ``inputs``: ``h_l = e_l sum_j W_std/sqrt(fan_j) phi_j W_{l,j} + b_std b_l`` (``e_l = 1/sqrt(#inputs)``
+# when ``normalize_edges``, else 1; ``phi_0 = x``). A head reads a sum of terms ``(layer, 'pre' | 'post')``
+# through one read-out ``W_std/sqrt(m) (sum of terms) A``; the output is the sum of the heads. In the
+# infinite-width limit the pre-activations of different layers are independent centred Gaussian
+# processes, so for a pair of inputs, with ``S_l`` the pre-activation covariance, ``K_l = E[phi phi']``,
+# ``D_l = E[phi' phi'']`` (derivatives) and ``M_l = E[phi]``::
+#
+#     S_l   = e_l^2 sum_{j in inputs_l} sw2 K_j + sb2              (K_0 = x.x'/d)
+#     NNGP  = sw2 sum_heads ( sum_t C_t + sum_{t != t'} M_t(x) M_t'(x') )   (C = K_l post, S_l pre; M_pre = 0)
+#     B_l   = sw2 (#post-terms of l) D_l + sw2 (#pre-terms of l) + sum_{k: l in inputs_k} e_k^2 sw2 D_l B_k
+#     Theta_layer_l = (e_l^2 sum_j sw2 K_j + sb2) B_l,   Theta_head = NNGP of that head
+#
+# (``B_l``: the backward kernel, ``sum_i E[d out/d h_li (x) d out/d h_li (x')]``).
+
+
+def _relu_table(qa, qb, s):
+    k, kd = _relu_moments(qa, qb, s)
+    return k, kd
+
+
+def _poly2_table(a: float, b: float, c: float):
+    """Moments of ``sigma(u) = a u^2 + b u + c`` (Isserlis: ``E[u^2 v^2] = q q' + 2 s^2``)."""
+
+    def table(qa, qb, s):
+        k = a * a * (qa * qb + 2.0 * s * s) + a * c * (qa + qb) + b * b * s + c * c
+        kd = 4.0 * a * a * s + b * b
+        return k, kd
+
+    return table
+
+
+#: Activation -> ``(moments(qa, qb, s) -> (E[phi(u) phi(v)], E[phi'(u) phi'(v)]), mean(q) -> E[phi(u)])``.
+GAUSSIAN_MOMENTS: dict[str, tuple[Callable, Callable]] = {
+    "relu": (_relu_table, lambda q: jnp.sqrt(q / _TWO_PI)),
+    "square": (_poly2_table(1.0, 0.0, 0.0), lambda q: q),
+    "hermite": (_poly2_table(1.0 / math.sqrt(2.0), 0.0, -1.0 / math.sqrt(2.0)), lambda q: (q - 1.0) / math.sqrt(2.0)),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class ArchDescription:
+    """A layered network with skips and several heads (hashable; see the section comment).
+
+    Attributes:
+      inputs: per layer ``l = 1..L``, the tuple of layers it reads (``0`` = the input ``x``).
+      activations: per layer, a name of :data:`GAUSSIAN_MOMENTS`.
+      heads: per head, a tuple of ``(layer, 'pre' | 'post')`` terms sharing one read-out.
+      normalize_edges: scale each layer's sum over inputs by ``1/sqrt(#inputs)``.
+    """
+
+    inputs: tuple[tuple[int, ...], ...]
+    activations: tuple[str, ...]
+    heads: tuple[tuple[tuple[int, str], ...], ...]
+    normalize_edges: bool = False
+
+    @property
+    def n_layers(self) -> int:
+        return len(self.inputs)
+
+
+def check_description(desc: ArchDescription) -> ArchDescription:
+    """Validate an :class:`ArchDescription` (``ValueError`` naming the bad field)."""
+    if not isinstance(desc, ArchDescription):
+        raise ValueError(f"description must be an rbk.kernels.ArchDescription, got {type(desc).__name__}")
+    L = desc.n_layers
+    if L < 1 or len(desc.activations) != L:
+        raise ValueError(f"description.inputs and description.activations must both have one entry per layer "
+                         f"(>= 1), got {L} and {len(desc.activations)}")
+    for l, ins in enumerate(desc.inputs, start=1):
+        if not ins or any(not isinstance(j, int) or not 0 <= j < l for j in ins) or len(set(ins)) != len(ins):
+            raise ValueError(f"description.inputs[{l - 1}] (layer {l}) must be distinct earlier layers in [0, {l - 1}], "
+                             f"got {ins!r}")
+    for name in desc.activations:
+        check_choice("description.activations", name, GAUSSIAN_MOMENTS)
+    if not desc.heads:
+        raise ValueError("description.heads must name at least one head")
+    for h in desc.heads:
+        layers = [t[0] for t in h]
+        if not h or len(set(layers)) != len(layers):
+            raise ValueError(f"description.heads: each head needs >= 1 term and each layer at most once, got {h!r}")
+        for l, kind in h:
+            if not isinstance(l, int) or not 1 <= l <= L or kind not in ("pre", "post"):
+                raise ValueError(f"description.heads terms must be (layer in [1, {L}], 'pre' | 'post'), got {(l, kind)!r}")
+    return desc
+
+
+def describe_arch(arch: str) -> ArchDescription:
+    """The description of ``'2nn'``, ``'3nn'`` or ``'3resnet'`` (equal to :func:`kernel_fn`'s closed forms)."""
+    check_choice("arch", arch, ARCHS)
+    if arch == "2nn":
+        return ArchDescription(((0,),), ("relu",), (((1, "post"),),))
+    if arch == "3nn":
+        return ArchDescription(((0,), (1,)), ("relu", "relu"), (((2, "post"),),))
+    return ArchDescription(((0,), (1,)), ("relu", "relu"), (((1, "post"), (2, "post")),))
+
+
+def _described_closed_form(x1, x2, W_std, b_std, layer_rates, head_rates, *, desc, diag):
+    """One block of ``(nngp, ntk)`` of a described architecture (traced under x64)."""
+    d = x1.shape[1]
+    sw2, sb2 = W_std * W_std, b_std * b_std
+    eye = jnp.eye(x1.shape[0], x2.shape[0], dtype=bool) if diag else None
+    # post-activation kernels K_j(x, x') and diagonals K_j(x, x), K_j(x', x'); layer 0 = input
+    K = {0: (x1 @ x2.T) / d}
+    Ka = {0: jnp.sum(x1 * x1, axis=1, keepdims=True) / d}
+    Kb = {0: jnp.sum(x2 * x2, axis=1, keepdims=True).T / d}
+    S, D, Ma, Mb, inner = {}, {}, {}, {}, {}
+    for l, ins in enumerate(desc.inputs, start=1):
+        e2 = 1.0 / len(ins) if desc.normalize_edges else 1.0
+        inner[l] = e2 * sum(sw2 * K[j] for j in ins) + sb2
+        qa = e2 * sum(sw2 * Ka[j] for j in ins) + sb2
+        qb = e2 * sum(sw2 * Kb[j] for j in ins) + sb2
+        s = jnp.where(eye, jnp.sqrt(qa * qb), inner[l]) if diag else inner[l]
+        S[l] = s
+        moments, mean = GAUSSIAN_MOMENTS[desc.activations[l - 1]]
+        K[l], D[l] = moments(qa, qb, s)
+        Ka[l], _ = moments(qa, qa, qa)
+        Kb[l], _ = moments(qb, qb, qb)
+        Ma[l], Mb[l] = mean(qa), mean(qb)
+    nngp_heads = []
+    for head in desc.heads:
+        h = sum(K[l] if kind == "post" else S[l] for l, kind in head)
+        for l, kind in head:
+            for l2, kind2 in head:
+                if l2 != l and kind == "post" and kind2 == "post":
+                    h = h + Ma[l] * Mb[l2]
+        nngp_heads.append(sw2 * h)
+    nngp = sum(nngp_heads)
+    B = {}
+    for l in range(desc.n_layers, 0, -1):
+        b = 0.0
+        for head in desc.heads:
+            for l2, kind in head:
+                if l2 == l:
+                    b = b + sw2 * (D[l] if kind == "post" else 1.0)
+        for k in range(l + 1, desc.n_layers + 1):
+            if l in desc.inputs[k - 1]:
+                e2 = 1.0 / len(desc.inputs[k - 1]) if desc.normalize_edges else 1.0
+                b = b + e2 * sw2 * D[l] * B[k]
+        B[l] = b
+    ntk = sum(head_rates[i] * nngp_heads[i] for i in range(len(desc.heads)))
+    ntk = ntk + sum(layer_rates[l - 1] * inner[l] * B[l] for l in range(1, desc.n_layers + 1))
+    return nngp, ntk
+
+
+_described_closed_form_jit = jax.jit(_described_closed_form, static_argnames=("desc", "diag"))
+
+
+@dataclasses.dataclass(frozen=True)
+class DescribedKernelFn:
+    """Exact NNGP / NTK of an :class:`ArchDescription` (build with :func:`described_kernel_fn`).
+
+    Called like :class:`KernelFn`: ``kfn(x1, x2=None, get=('nngp', 'ntk'), block_size=None)``.
+    ``layer_rates`` weigh each layer's weights and bias, ``head_rates`` each head's read-out
+    (0 = frozen), so the NTK is ``sum_l rate_l Theta_layer_l + sum_h rate_h Theta_head_h``.
+    """
+
+    desc: ArchDescription
+    W_std: float
+    b_std: float
+    layer_rates: tuple[float, ...]
+    head_rates: tuple[float, ...]
+
+    def __call__(self, x1, x2=None, get=("nngp", "ntk"), block_size=None):
+        gets, single = _check_get(get)
+        x1, x2 = _check_x(x1, x2)
+        block = _check_block(block_size)
+        with x64():
+            lr = jnp.asarray(self.layer_rates, jnp.float64)
+            hr = jnp.asarray(self.head_rates, jnp.float64)
+            ws, bs = jnp.asarray(self.W_std, jnp.float64), jnp.asarray(self.b_std, jnp.float64)
+
+            def block_fn(a, b, diag):
+                nngp, ntk = _described_closed_form_jit(jnp.asarray(a, jnp.float64), jnp.asarray(b, jnp.float64),
+                                                       ws, bs, lr, hr, desc=self.desc, diag=diag)
+                return {"nngp": nngp, "ntk": ntk}
+
+            out = _assemble(block_fn, x1, x2, gets, block)
+        return _pack(out, gets, single)
+
+    def describe(self) -> dict:
+        return {"kind": "exact-described", "description": dataclasses.asdict(self.desc), "W_std": self.W_std,
+                "b_std": self.b_std, "layer_rates": list(self.layer_rates), "head_rates": list(self.head_rates)}
+
+
+def described_kernel_fn(
+    desc: ArchDescription,
+    *,
+    W_std: float = 1.0,
+    b_std: float = 0.0,
+    layer_rates: Sequence[float] | None = None,
+    head_rates: Sequence[float] | None = None,
+) -> DescribedKernelFn:
+    """Exact infinite-width kernels of a described architecture (``ntk`` parameterization).
+
+    ``layer_rates`` (one per layer) and ``head_rates`` (one per head), each ``>= 0``, default 1.
+    """
+    desc = check_description(desc)
+    W_std = check_real("W_std", W_std, lo=0.0, lo_open=True)
+    b_std = check_real("b_std", b_std, lo=0.0)
+    rates = []
+    for name, given, n in (("layer_rates", layer_rates, desc.n_layers), ("head_rates", head_rates, len(desc.heads))):
+        given = (1.0,) * n if given is None else tuple(given)
+        if len(given) != n:
+            raise ValueError(f"{name} must have {n} entries (one per {name.split('_')[0]}), got {len(given)}")
+        rates.append(tuple(check_real(name, r, lo=0.0) for r in given))
+    return DescribedKernelFn(desc, W_std, b_std, rates[0], rates[1])
+
+
+def deepquad_description(levels: int, *, activation: str = "hermite", skip: bool = True,
+                         readout: str = "post") -> ArchDescription:
+    """The deep quadratic network of :class:`rbk.models.DeepQuad`: level 1 ``h_1 = x W_1`` (linear),
+    level 2 reads ``sigma(h_1)``, level ``l >= 3`` reads ``sigma(h_{l-1})`` and (``skip``)
+    ``sigma(h_{l-2})``, edges normalised by ``1/sqrt(#inputs)``; one head per level reading
+    ``sigma(h_l)`` (``readout='post'``) or ``h_l`` (``'pre'``)."""
+    levels = check_int("levels", levels, lo=1)
+    check_choice("activation", activation, ("square", "hermite"))
+    check_choice("readout", readout, ("pre", "post"))
+    ins = [(0,)] + [((l - 1, l - 2) if skip and l >= 3 else (l - 1,)) for l in range(2, levels + 1)]
+    heads = tuple((((l, readout),)) for l in range(1, levels + 1))
+    return ArchDescription(tuple(ins), (activation,) * levels, heads, normalize_edges=True)

@@ -79,6 +79,11 @@ class TrainConfig:
       eval_chunk: points per chunk when evaluating errors (bounds memory).
       matmul_precision: float32 matrix-product precision of the compiled call (``'highest'``,
         ``'high'`` or ``'default'``; see :func:`config`).
+      phases: stage schedule as sorted ``(label, start_epoch, stop_epoch)`` triples: a label listed
+        here is trained only in ``[start, stop)`` (gradient and update gated to exactly 0 outside,
+        so its parameters stay bit-identical there), with the recipe's decay placed at the same
+        fraction of its own phase as ``decay_epoch`` is of the run. Labels not listed train
+        throughout. Layer-wise training of :class:`rbk.models.DeepQuad`: one phase per level.
     """
 
     epochs: int = 60
@@ -91,12 +96,14 @@ class TrainConfig:
     layer_wd: tuple[tuple[str, float], ...] = ()
     eval_chunk: int = 4096
     matmul_precision: str = "highest"
+    phases: tuple[tuple[str, int, int], ...] = ()
 
     def describe(self) -> dict:
         out = dataclasses.asdict(self)
         out["layer_lr"] = dict(self.layer_lr)
         out["layer_wd"] = dict(self.layer_wd)
         out["record_epochs"] = list(self.record_epochs)
+        out["phases"] = {label: [a, b] for label, a, b in self.phases}
         return out
 
 
@@ -112,6 +119,7 @@ def config(
     layer_wd: Mapping[str, float] | None = None,
     eval_chunk: int = 4096,
     matmul_precision: str = "highest",
+    phases: Mapping[str, tuple[int, int]] | None = None,
 ) -> TrainConfig:
     """Validated :class:`TrainConfig`. ``record_epochs`` defaults to ``(E/4, E/2, 3E/4, E)``.
 
@@ -124,7 +132,9 @@ def config(
     products on NVIDIA GPUs (Ampere and later) for both, 3 or 1 bfloat16 passes on a TPU. A
     CPU computes all three in full float32 (the numbers do not change). The alias is recorded
     by its JAX name (``'high'`` for ``'tensorfloat32'``); see ``docs/devices.md``.
-    """
+
+    ``phases``: ``{label: (start_epoch, stop_epoch)}`` with ``0 <= start < stop <= epochs`` (see
+    :class:`TrainConfig`); labels are the model's (:meth:`rbk.models.Model.labels`)."""
     epochs = check_int("epochs", epochs, lo=1)
     batch_size = check_int("batch_size", batch_size, lo=1)
     momentum = check_real("momentum", momentum, lo=0.0, hi=1.0, hi_open=True)
@@ -143,8 +153,17 @@ def config(
         pairs.append(tuple(sorted((k, float(v)) for k, v in table.items())))
     eval_chunk = check_int("eval_chunk", eval_chunk, lo=1)
     precision = MATMUL_PRECISIONS[check_choice("matmul_precision", matmul_precision, MATMUL_PRECISIONS)]
+    phase_list = []
+    if phases is not None and not isinstance(phases, Mapping):
+        raise ValueError(f"phases must be a mapping label -> (start_epoch, stop_epoch), got {phases!r}")
+    for label, span in dict(phases or {}).items():
+        if not isinstance(label, str) or not isinstance(span, (tuple, list)) or len(span) != 2:
+            raise ValueError(f"phases must map label strings to (start_epoch, stop_epoch), got {label!r}: {span!r}")
+        a = check_int(f"phases[{label!r}] start", span[0], lo=0, hi=epochs - 1)
+        b = check_int(f"phases[{label!r}] stop", span[1], lo=a + 1, hi=epochs)
+        phase_list.append((label, a, b))
     return TrainConfig(epochs, batch_size, momentum, decay_epoch, decay_factor, tuple(rec), pairs[0], pairs[1], eval_chunk,
-                       precision)  # fmt: skip
+                       precision, tuple(sorted(phase_list)))  # fmt: skip
 
 
 @dataclasses.dataclass
@@ -158,6 +177,8 @@ class TrainResult:
       record_epochs, lrs, wds: the axes.
       compile_s, run_s: compilation and execution wall time of the call.
       params: the final parameters (leading axes S, L, W), if requested.
+      probes: ``(S, L, W, R, P)`` the model's ``probe(params, data)`` after each recorded epoch,
+        for models that define one (e.g. :class:`rbk.models.DeepQuad` with a reference target).
     """
 
     errors: dict
@@ -169,6 +190,7 @@ class TrainResult:
     compile_s: float
     run_s: float
     params: dict | None = None
+    probes: np.ndarray | None = None
 
     def final(self, split: str = "test") -> np.ndarray:
         """Errors after the last epoch, ``(S, L, W)``; ``split`` is one of ``'train'``, ``'val'``, ``'test'``."""
@@ -185,14 +207,46 @@ def optimizer(model: Model, params: dict, lr, wd, cfg: TrainConfig, steps_per_ep
     boundary = cfg.decay_epoch * steps_per_epoch
     lr_mult, wd_mult = dict(cfg.layer_lr), dict(cfg.layer_wd)
     labels = model.labels(params)
+    phases = {label: (a, b) for label, a, b in cfg.phases}
+    unknown = set(phases) - set(labels.values())
+    if unknown:
+        raise ValueError(f"cfg.phases names labels the model does not have: {sorted(unknown)} "
+                         f"(labels: {sorted(set(labels.values()))})")
     transforms = {FROZEN: optax.set_to_zero()}
     for label in set(labels.values()) - {FROZEN}:
+        if label in phases:
+            transforms[label] = _phased(lr * lr_mult.get(label, 1.0), wd * wd_mult.get(label, 1.0), phases[label],
+                                        cfg, steps_per_epoch)
+            continue
         schedule = optax.piecewise_constant_schedule(lr * lr_mult.get(label, 1.0), {boundary: cfg.decay_factor})
         transforms[label] = optax.chain(
             optax.add_decayed_weights(wd * wd_mult.get(label, 1.0)),
             optax.sgd(schedule, momentum=cfg.momentum or None),
         )
     return optax.multi_transform(transforms, labels)
+
+
+def _phased(lr, wd, phase: tuple[int, int], cfg: TrainConfig, steps_per_epoch: int):
+    """The recipe confined to epochs ``[start, stop)`` (its decay at the same fraction of the phase).
+
+    The gradient is gated before the momentum (nothing accumulates while frozen) and the step
+    after it (no leftover momentum moves a finished phase): outside the phase every update is
+    exactly 0, so the parameters stay bit-identical.
+    """
+    start, stop = phase[0] * steps_per_epoch, phase[1] * steps_per_epoch
+    boundary = start + ((phase[1] - phase[0]) * cfg.decay_epoch // cfg.epochs) * steps_per_epoch
+
+    def gate(step):
+        return jnp.where((step >= start) & (step < stop), 1.0, 0.0)
+
+    def rate(step):
+        return gate(step) * jnp.where(step < boundary, lr, lr * cfg.decay_factor)
+
+    return optax.chain(
+        optax.add_decayed_weights(wd),
+        optax.scale_by_schedule(gate),
+        optax.sgd(rate, momentum=cfg.momentum or None),
+    )
 
 
 def batch_loss(model: Model, params: dict, x, y):
@@ -264,7 +318,8 @@ def _run_member(model: Model, cfg: TrainConfig, data: Dataset, key, lr, wd, prog
         return carry, jnp.mean(losses)
 
     carry = (params, opt_state)
-    errs, losses, start = [], [], 0
+    probe = getattr(model, "probe", None)  # optional per-model diagnostics at each recorded epoch
+    errs, losses, probes, start = [], [], [], 0
     for stop in cfg.record_epochs:
         carry, ls = jax.lax.scan(epoch, carry, jnp.arange(start, stop))
         losses.append(ls)
@@ -278,12 +333,16 @@ def _run_member(model: Model, cfg: TrainConfig, data: Dataset, key, lr, wd, prog
                 ]
             )
         )
+        if probe is not None:
+            probes.append(probe(p, data))
         start = stop
     params = _flip(carry[0])
     errs = jnp.stack(errs, axis=-1)  # (3, R)
     losses = jnp.concatenate(losses)
     finite = jnp.all(jnp.isfinite(errs)) & jnp.all(jnp.isfinite(losses))
     finite &= jnp.all(jnp.stack([jnp.all(jnp.isfinite(v)) for v in jax.tree_util.tree_leaves(params)]))
+    if probe is not None:
+        return errs, losses, ~finite, params, jnp.stack(probes)
     return errs, losses, ~finite, params
 
 
@@ -412,7 +471,7 @@ def train(
     if progress is not None:
         _PROGRESS.append(progress)
     try:
-        errs, losses, diverged, params = compiled(*args)
+        errs, losses, diverged, params, *probes = compiled(*args)
         errs, losses, diverged = jax.device_get((errs, losses, diverged))
         jax.effects_barrier()  # every callback delivered before the sink is removed
     finally:
@@ -435,6 +494,7 @@ def train(
         compile_s=t1 - t0,
         run_s=t2 - t1,
         params=jax.tree_util.tree_map(shape, jax.device_get(params)) if return_params else None,
+        probes=shape(jax.device_get(probes[0])) if probes else None,
     )
 
 
@@ -578,6 +638,44 @@ def configure_cpu_devices(n: int | None = None) -> int:
         )
         return have
     return n
+
+
+# --------------------------------------------------------------------------- training regimes
+
+REGIMES = ("joint", "layerwise", "progressive")
+
+
+def regime_config(regime: str, levels: int, epochs: int, *, record_per_stage: int = 2, **kwargs) -> TrainConfig:
+    """A :class:`TrainConfig` training the levels of a :class:`rbk.models.DeepQuad` by ``regime``.
+
+    The run has ``epochs`` epochs split into ``levels`` equal stages (``epochs`` must be a multiple):
+    ``'joint'``: every level from the start, the plain recipe; ``'layerwise'``: level ``l`` only in
+    stage ``l``, frozen before (at its initialisation, read-out 0) and after (each stage a full
+    run of the recipe, its own decay); ``'progressive'``: level ``l`` from stage ``l`` to the end.
+    Errors and probes are recorded ``record_per_stage`` times per stage. ``kwargs`` go to
+    :func:`config` (not ``phases`` or ``record_epochs``). The same number of SGD steps in all three.
+    """
+    check_choice("regime", regime, REGIMES)
+    levels = check_int("levels", levels, lo=1)
+    epochs = check_int("epochs", epochs, lo=levels)
+    record_per_stage = check_int("record_per_stage", record_per_stage, lo=1)
+    if epochs % levels:
+        raise ValueError(f"epochs must be a multiple of levels={levels} (equal stages), got {epochs}")
+    for bad in ("phases", "record_epochs"):
+        if bad in kwargs:
+            raise ValueError(f"regime_config sets {bad} itself; do not pass it")
+    stage = epochs // levels
+    from rbk.models import level_label
+
+    if regime == "joint":
+        phases = None
+    elif regime == "layerwise":
+        phases = {level_label(l): ((l - 1) * stage, l * stage) for l in range(1, levels + 1)}
+    else:
+        phases = {level_label(l): ((l - 1) * stage, epochs) for l in range(1, levels + 1)}
+    rec = sorted({max(1, (s * stage) + (stage * (i + 1)) // record_per_stage)
+                  for s in range(levels) for i in range(record_per_stage)})
+    return config(epochs, record_epochs=rec, phases=phases, **kwargs)
 
 
 # --------------------------------------------------------------------------- convenience
@@ -899,4 +997,6 @@ __all__ = [
     "first_step",
     "linear_part",
     "fit_readout",
+    "regime_config",
+    "REGIMES",
 ]
