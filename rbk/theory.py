@@ -41,9 +41,9 @@ Numerics
   :attr:`Spectrum.roundoff` with ``|dk| <= VALUE_ULPS * eps * max |k|``.
   An eigenvalue below ``-roundoff`` means the kernel is not positive semi-definite (an
   error); one within ``[-roundoff, 0)`` is round-off and is set to 0.
-* ``kappa`` is found by bisection in ``log kappa`` between proven bounds
-  (``max(delta, lambda_min (R - N)) / N <= kappa <= (tr + delta) / N``, ``R`` the number of
-  modes with ``lambda > 0``), vectorised over many ``(N, delta)`` at once, and
+* ``kappa`` is found by Newton's method on the equation times ``kappa`` (a concave function of
+  ``kappa``), started at the upper bound ``(tr + delta) / N``, so the iterates decrease
+  monotonically to the root; vectorised over many ``(N, delta)`` at once, and
   ``N - sum L^2`` is evaluated as ``delta / kappa + sum C(d, l) L_l (1 - L_l)`` (no
   cancellation). Ridgeless with ``N >= R``: ``kappa = 0``, every mode with ``lambda > 0`` learned.
 
@@ -80,7 +80,7 @@ EXACT_MAX_D = 16
 #: Relative ridges over which :func:`optimal_curve` searches (log grid, then refined), plus 0.
 OPTIMAL_RIDGE_RANGE = (1e-12, 1e6)
 _KINDS = ("ntk", "nngp")
-_BISECT_STEPS = 80  # log-kappa bracket <= ~750 wide: 750 / 2^80 is far below float64 resolution
+_MAX_STEPS = 500  # Newton steps for kappa (monotone; typically converges in well under 50)
 
 
 # ----------------------------------------------------------------------------- the spectrum
@@ -278,8 +278,10 @@ def _evaluate(target, x: np.ndarray) -> np.ndarray:
 
     from rbk.kernels import x64
 
+    import jax
+
     with x64():
-        return np.asarray(target(jnp.asarray(x, jnp.float64)), np.float64)
+        return np.asarray(jax.jit(target)(jnp.asarray(x, jnp.float64)), np.float64)
 
 
 def _power_exact(target, d: int) -> np.ndarray:
@@ -373,21 +375,27 @@ def _check_ridge(ridge) -> np.ndarray:
 
 def _solve_kappa(lam: np.ndarray, mult: np.ndarray, n: np.ndarray, delta: np.ndarray) -> np.ndarray:
     """``kappa`` with ``sum_l mult_l lam_l / (lam_l + kappa) + delta / kappa = n``, elementwise over
-    ``n, delta`` (same shape); 0 where ridgeless and ``n >= rank``."""
+    ``n, delta`` (same shape); 0 where ridgeless and ``n >= rank``.
+
+    Newton's method on ``h(kappa) = delta + kappa sum_l mult_l lam_l / (lam_l + kappa) - n kappa``
+    (the equation times ``kappa``), which is concave with ``h(0) = delta >= 0``: started right
+    of the root at the upper bound ``(tr + delta) / n`` it decreases monotonically to the root.
+    """
     pos = lam > 0
     lam, mult = lam[pos], mult[pos]
-    rank, tr, lmin = float(mult.sum()), float(np.sum(mult * lam)), float(lam.min()) if lam.size else 0.0
+    rank, tr = float(mult.sum()), float(np.sum(mult * lam))
     interp = (delta == 0) & (n >= rank)
-    hi = np.log((tr + delta) / n)
-    lo_val = np.where(delta > 0, delta / n, lmin * np.maximum(rank - n, 0.0) / n)
-    lo = np.log(np.where(interp | (lo_val <= 0), np.exp(hi), lo_val))
-    for _ in range(_BISECT_STEPS):
-        mid = 0.5 * (lo + hi)
-        kap = np.exp(mid)[..., None]
-        f = np.sum(mult * lam / (lam + kap), axis=-1) + delta / kap[..., 0]
-        above = f > n  # f decreases in kappa: root is above mid
-        lo, hi = np.where(above, mid, lo), np.where(above, hi, mid)
-    return np.where(interp, 0.0, np.exp(0.5 * (lo + hi)))
+    kap = (tr + delta) / n
+    for _ in range(_MAX_STEPS):
+        r = lam / (lam + kap[..., None])
+        h = delta + kap * np.sum(mult * r, axis=-1) - n * kap
+        dh = np.sum(mult * r * r, axis=-1) - n  # < 0 right of the root
+        new = np.where((dh < 0) & (h < 0) & ~interp, kap - h / np.where(dh < 0, dh, -1.0), kap)
+        done = new >= kap * (1.0 - 1e-14)
+        kap = np.minimum(new, kap)
+        if np.all(done):
+            break
+    return np.where(interp, 0.0, kap)
 
 
 def predict(spectrum: Spectrum, power, n, ridge, *, noise_var: float = 0.0) -> dict:
@@ -421,8 +429,8 @@ def predict(spectrum: Spectrum, power, n, ridge, *, noise_var: float = 0.0) -> d
     with np.errstate(divide="ignore"):
         e0 = np.where(rest > 0, n_ / np.where(rest > 0, rest, 1.0), np.inf)
     bias = np.sum(one_minus**2 * p, axis=-1)
-    with np.errstate(invalid="ignore"):
-        err = e0 * bias + noise_var * (e0 - 1.0)
+    with np.errstate(invalid="ignore"):  # ridgeless at N = rank: the estimate diverges (inf)
+        err = np.where(np.isinf(e0), np.inf, e0 * bias + noise_var * (e0 - 1.0))
     return {"test_error": err, "kappa": kap[..., 0], "e0": e0, "bias": bias, "learnability": L}
 
 
@@ -480,8 +488,9 @@ def n_star(curve: Callable[[np.ndarray], np.ndarray], threshold: float, *, n_max
     """First ``N`` in ``[1, n_max]`` where ``curve(N)`` gets below ``threshold`` (``None``: never).
 
     ``curve`` maps an array of ``N`` to test errors (e.g. ``lambda n: grid_curve(s, p, n,
-    ridges)['test_error']``). A log grid of 32 points per decade locates the first crossing from
-    above; bisection in ``log N`` refines it to 1e-9 relative. Already below at ``N = 1``: 1.0.
+    ridges)['test_error']``, vectorised). A log grid of 32 points per decade locates the first
+    crossing from above; four rounds of 64 points in ``log N`` refine it to ~1e-9 relative.
+    Already below at ``N = 1``: 1.0.
     """
     threshold = check_real("threshold", threshold, lo=0.0, lo_open=True)
     n_max = check_real("n_max", n_max, lo=1.0, lo_open=True)
@@ -494,12 +503,11 @@ def n_star(curve: Callable[[np.ndarray], np.ndarray], threshold: float, *, n_max
     if j == 0:
         return 1.0
     a, b = math.log(ns[j - 1]), math.log(ns[j])
-    while b - a > 1e-9:
-        m = 0.5 * (a + b)
-        if np.asarray(curve(np.array([math.exp(m)])))[0] < threshold:
-            b = m
-        else:
-            a = m
+    for _ in range(4):  # 4 rounds of 64 points: the bracket shrinks 64^4-fold (~1e-9 relative in N)
+        t = np.linspace(a, b, 65)
+        below = np.asarray(curve(np.exp(t[1:-1]))) < threshold
+        i = int(np.argmax(below)) + 1 if below.any() else 64  # first point below (b if none inside)
+        a, b = t[i - 1], t[i]
     return float(math.exp(b))
 
 
