@@ -37,15 +37,16 @@ Numerics
   remains is the float64 error of the kernel values themselves; it moves ``lambda_l`` by at
   most ``sum_h |w_lh| max_h |dk(h)| <= max_h |dk(h)| / sqrt(C(d, l))`` with ``w_lh`` the
   weights above (Cauchy-Schwarz with the orthogonality of the Krawtchouk polynomials), reported
-  per degree as
-  :attr:`Spectrum.roundoff` with ``|dk| <= VALUE_ULPS * eps * max |k|``.
+  per degree as :attr:`Spectrum.roundoff` with ``|dk| <= VALUE_ULPS * eps * max |k|`` (measured:
+  rbk's float64 kernel values are within ~2.4 ulps of ``max |k|``; see the tests).
   An eigenvalue below ``-roundoff`` means the kernel is not positive semi-definite (an
   error); one within ``[-roundoff, 0)`` is round-off and is set to 0.
 * ``kappa`` is found by Newton's method on the equation times ``kappa`` (a concave function of
   ``kappa``), started at the upper bound ``(tr + delta) / N``, so the iterates decrease
   monotonically to the root; vectorised over many ``(N, delta)`` at once, and
   ``N - sum L^2`` is evaluated as ``delta / kappa + sum C(d, l) L_l (1 - L_l)`` (no
-  cancellation). Ridgeless with ``N >= R``: ``kappa = 0``, every mode with ``lambda > 0`` learned.
+  cancellation). Ridgeless with ``N >= R`` (``R`` the number of modes with ``lambda > 0``):
+  ``kappa = 0``, every such mode learned (at ``N = R`` exactly the estimate diverges: ``inf``).
 
 Public API
 ----------
