@@ -4,7 +4,9 @@
   solid with filled markers; kernels dashed / dash-dot / dotted for NTK / NNGP / RF with open
   markers; one colour per architecture), a band spanning the seeds' min-max, the threshold
   ``k alpha^2`` as a labelled horizontal line and each learner's ``n_star`` as a small
-  triangle on it.
+  triangle on it; each exact kernel's learning curve predicted from its spectrum (the summary's
+  ``predicted``, :mod:`rbk.theory`) as a thin dashed line out to its last N (``10^7``), its
+  predicted ``n*`` as an open triangle.
 * :func:`plot_exp2`: the (beta, alpha) phase diagram of ``test error / (k alpha^2)`` with a
   diverging colour map centred at 1 on a symmetric log scale (blue: below the threshold,
   red: above), the ratio written in every cell and the line ``alpha = beta`` drawn.
@@ -180,7 +182,8 @@ def figure_exp1(rows_or_summary, *, title: str | None = None):
     One line per learner (seed-mean test error), a band over the seeds' min-max (seeds that
     diverged left out; no band with one seed), ``j div.`` above a point where j seeds
     diverged, an ``x`` at the top where all did, the threshold ``k alpha^2`` dashed and
-    labelled, and each learner's ``n_star`` as a triangle on it.
+    labelled, each learner's ``n_star`` as a triangle on it, and the predicted curves of the
+    summary's ``predicted`` (thin dashed) with their ``n*`` (open triangles).
     """
     s = _as_summary(rows_or_summary, "exp1")
     thr = float(s["threshold"])
@@ -229,6 +232,23 @@ def figure_exp1(rows_or_summary, *, title: str | None = None):
                             bbox=dict(boxstyle="square,pad=0.05", fc="white", ec="none", alpha=0.7))  # fmt: skip
                 part_div = True
 
+    # each exact kernel's learning curve predicted from its spectrum: thin dashed, out to its last N
+    pred_drawn = False
+    pred_nstar = []
+    for lr, pr in (s.get("predicted") or {}).items():
+        pts = sorted((float(n), e) for n, e in (pr.get("curve") or {}).items() if e is not None and e > 0)
+        if not pts:
+            continue
+        arch = learners[lr]["arch"] if lr in learners else lr.partition("-")[2]
+        pn, pe_ = np.array([p[0] for p in pts]), np.array([p[1] for p in pts])
+        ax.plot(pn, pe_, color=arch_color(arch), lw=0.9, ls=(0, (4, 2.5)), alpha=0.85, zorder=2)
+        all_n.update([pn.min(), pn.max()])
+        all_y.extend(pe_.tolist())
+        curves.append((pn, pe_))
+        pred_drawn = True
+        if pr.get("n_star") is not None and pr["n_star"] <= pn.max():
+            pred_nstar.append((pr["n_star"], arch_color(arch)))
+
     # threshold line, labelled at the right end
     ax.axhline(thr, color="0.25", lw=1.1, ls=(0, (6, 3)), zorder=2)
     ax.set_xscale("log")
@@ -253,6 +273,10 @@ def figure_exp1(rows_or_summary, *, title: str | None = None):
                     markeredgecolor="black", markeredgewidth=0.6, zorder=4, linestyle="none")  # fmt: skip
             nstar_drawn = True
             nstar_x.append(est)
+    for est, color in pred_nstar:  # predicted n*: open triangles
+        ax.plot([est], [thr], marker="v", ms=7, color="white", markeredgecolor=color, markeredgewidth=1.2,
+                zorder=4, linestyle="none")  # fmt: skip
+        nstar_x.append(est)
     _label_threshold(ax, thr, curves, nstar_x)
 
     # all seeds diverged: an x at the top edge
@@ -265,7 +289,7 @@ def figure_exp1(rows_or_summary, *, title: str | None = None):
 
     # x ticks at the grid N when there are few of them, else 1-2-5 ticks; compact labels
     grid = sorted(all_n)
-    if 1 < len(grid) <= 9:
+    if 1 < len(grid) <= 9 and not pred_drawn:
         ax.xaxis.set_major_locator(FixedLocator(grid))
         ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: _fmt_n(v)))
         ax.xaxis.set_minor_locator(NullLocator())
@@ -285,6 +309,11 @@ def figure_exp1(rows_or_summary, *, title: str | None = None):
     extra = [Line2D([], [], color="0.25", lw=1.1, ls=(0, (6, 3)), label=f"threshold k·α² = {thr:g}")]
     if band_drawn:
         extra.append(Patch(facecolor="0.5", alpha=0.25, label="seed min–max"))
+    if pred_drawn:
+        extra.append(Line2D([], [], color="0.3", lw=0.9, ls=(0, (4, 2.5)), label="kernel, predicted\nfrom its spectrum"))
+    if pred_nstar:
+        extra.append(Line2D([], [], marker="v", color="white", markeredgecolor="0.3", markeredgewidth=1.2,
+                            linestyle="none", ms=7, label="predicted n*"))  # fmt: skip
     if nstar_drawn:
         extra.append(Line2D([], [], marker="v", color="0.4", markeredgecolor="black", markeredgewidth=0.6,
                             linestyle="none", ms=7, label="n* (crosses threshold)"))  # fmt: skip

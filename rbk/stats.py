@@ -45,6 +45,9 @@ Conventions (all of them deliberate choices, documented here once):
   them, the lowest mean *validation* error. The difference kernel minus network of the test
   errors is paired by seed (seeds present in both with finite errors); its mean and Student-t
   CI are reported; ``significant`` means the CI excludes 0 (false when the CI is undefined).
+* **Separation ratio** (:func:`separation_ratio`): ``n*(best kernel) / n*(3resnet)``, the
+  kernels' ``n*`` measured where their measured curve crosses the threshold, else predicted
+  from the spectrum (:mod:`rbk.theory`); the basis of the best kernel's ``n*`` is stated.
 
 Every summary is plain JSON: NaN / inf become ``null`` (``json.dumps(..., allow_nan=False)``
 works); use :func:`write_json`.
@@ -570,11 +573,56 @@ def threshold_of(rows) -> float:
     return float(ks[0]) * float(alphas[0]) ** 2
 
 
+def separation_ratio(nstar: Mapping[str, Mapping], kinds: Mapping[str, str], predicted: Mapping | None = None,
+                     network: str = "3resnet") -> dict:
+    """``n*(best kernel) / n*(network)`` with its basis (see :func:`summarize_exp1`).
+
+    Each kernel learner's ``n*`` is its measured estimate where the measured curve crosses the
+    threshold within the grid (basis ``"measured"``), else its predicted ``n_star`` from
+    ``predicted`` (basis ``"predicted"``); the best kernel has the smallest. ``value`` is null
+    (with a ``note``) when the network has no measured crossing or no kernel has an ``n*``;
+    ``lower_bound`` then bounds the ratio from below where the censoring allows it.
+    """
+    predicted = predicted or {}
+    out = {"value": None, "basis": None, "kernel": None, "kernel_n_star": None, "network": network,
+           "network_n_star": None, "lower_bound": None, "note": None}  # fmt: skip
+    cands = []
+    for lr, kind in kinds.items():
+        if kind not in ("ntk", "nngp"):
+            continue
+        m = nstar.get(lr) or {}
+        if m.get("censored") == "none" and _finite(m.get("estimate")):
+            cands.append((float(m["estimate"]), lr, "measured"))
+        elif _finite((predicted.get(lr) or {}).get("n_star")):
+            cands.append((float(predicted[lr]["n_star"]), lr, "predicted"))
+    net = nstar.get(network) or {}
+    if cands:
+        out["kernel_n_star"], out["kernel"], out["basis"] = min(cands)
+    if network not in nstar:
+        out["note"] = f"no {network} learner in the sweep"
+    elif net.get("censored") == "none" and _finite(net.get("estimate")):
+        out["network_n_star"] = float(net["estimate"])
+        if cands:
+            out["value"] = out["kernel_n_star"] / out["network_n_star"]
+        else:
+            out["note"] = "no kernel learner crosses the threshold (measured, or predicted up to N = 1e9)"
+            if predicted:
+                out["lower_bound"] = 1e9 / out["network_n_star"]
+    elif net.get("censored") == "below_at_min_n":
+        out["note"] = f"{network} is below the threshold already at the smallest N ({net.get('bound'):g})"
+        if cands:
+            out["lower_bound"] = out["kernel_n_star"] / float(net["bound"])
+    else:
+        out["note"] = f"{network} does not get below the threshold within the sweep"
+    return out
+
+
 def summarize_exp1(
     rows,
     threshold: float | None = None,
     instance: Mapping | None = None,
     *,
+    predicted: Mapping | None = None,
     confidence: float = 0.95,
     n_boot: int = 2000,
     boot_seed: int = 0,
@@ -585,15 +633,24 @@ def summarize_exp1(
     ``threshold`` defaults to ``k * alpha^2`` of the rows, ``instance`` to their
     ``d, k, g_degree, alpha, beta`` (and ``experiment`` if unique).
 
-    Returns ``{"threshold", "instance", "rows", "n_star", "separation"}``:
+    ``predicted``: per exact-kernel learner ``{"n_star": float or None, "curve": {N: error}, ...}``
+    (:func:`rbk.theory.predict_learners`), carried as is.
+
+    Returns ``{"threshold", "instance", "rows", "n_star", "separation", "predicted",
+    "separation_ratio"}``:
     ``rows``: per (learner, N) ``learner, kind, arch, n, test_error_mean, test_error_ci95,
     seeds, diverged_seeds, test_error_min, test_error_max, val_error_mean``; ``n_star``: per
     learner ``estimate, ci95, censored, cross_share, bound, final_below``; ``separation``: see
-    :func:`separation`. Non-finite numbers are ``None``.
+    :func:`separation`; ``predicted`` as given (``{}`` if none); ``separation_ratio``:
+    ``{"value", "basis", "kernel", "kernel_n_star", "network", "network_n_star", "lower_bound",
+    "note"}`` from :func:`separation_ratio` (``basis`` ``"measured"`` or ``"predicted"``: where
+    the best kernel's ``n*`` comes from). Non-finite numbers are ``None``.
     """
     rows = load_rows(rows)
     if not rows:
         raise ValueError("summarize_exp1 needs at least one row")
+    if predicted is not None and not isinstance(predicted, Mapping):
+        raise ValueError(f"predicted must be a mapping learner -> {{'n_star', 'curve'}}, got {type(predicted).__name__}")
     sel = select(rows)
     if threshold is None:
         threshold = threshold_of(sel)
@@ -620,6 +677,8 @@ def summarize_exp1(
         "rows": out_rows,
         "n_star": nstar,
         "separation": separation(sel, confidence),
+        "predicted": dict(predicted or {}),
+        "separation_ratio": separation_ratio(nstar, {lr: kind for lr, kind, _ in learners}, predicted),
     }
     return jsonable(summary)
 

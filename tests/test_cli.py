@@ -129,6 +129,12 @@ def test_tiny_exp1_run_resume_and_plot(tmp_path, capsys):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["threshold"] == pytest.approx(0.18) and summary["complete"] is True
     assert {(r["learner"], r["n"]) for r in summary["rows"]} == {(a, n) for a in ("nngp-2nn", "ntk-2nn") for n in (60, 80)}
+    assert set(summary["predicted"]) == {"nngp-2nn", "ntk-2nn"}  # this instance's spectral predictions
+    for p in summary["predicted"].values():
+        assert p["n_star"] is None or p["n_star"] > 0
+        assert {"60", "80", "10000000"} <= set(p["curve"]) and all(e > 0 for e in p["curve"].values())
+    assert summary["separation_ratio"]["basis"] in ("measured", "predicted", None)
+    assert summary["separation_ratio"]["value"] is None and summary["separation_ratio"]["note"]  # no 3resnet here
     assert cli.main(argv) == 0  # resume: nothing to do
     assert "0 cells run, 8 resumed" in capsys.readouterr().out
     assert cli.main(["exp1", *argv[1:], "--n-test", "60"]) == 2  # another config, same --out

@@ -64,6 +64,20 @@ def test_plot_exp1_files_and_axes(tmp_path):
     plt.close(fig)
 
 
+def test_plot_exp1_draws_predicted_curves(tmp_path):
+    curve = {str(n): 1.35 * (1e6 / n) ** 0.1 for n in (1000, 3000, 10000, 100000, 1000000, 10000000)}
+    s = stats.summarize_exp1(synthetic_rows(), predicted={"ntk-2nn": {"n_star": 1e6, "curve": curve}})
+    fig = plots.figure_exp1(s)
+    ax = fig.axes[0]
+    thin = [ln for ln in ax.get_lines() if ln.get_linewidth() == pytest.approx(0.9) and len(ln.get_xdata()) == 6]
+    assert len(thin) == 1 and thin[0].get_color() == plots.arch_color("2nn")
+    np.testing.assert_allclose(thin[0].get_ydata(), [curve[k] for k in sorted(curve, key=int)])
+    assert ax.get_xlim()[1] >= 1e7
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert any("predicted" in t and "spectrum" in t for t in labels) and "predicted n*" in labels
+    plt.close(fig)
+
+
 def test_plot_exp1_degenerate_inputs(tmp_path):
     # one seed (no bands, no CIs), a learner that diverged everywhere at one N, a 1-point learner
     rows = synthetic_rows(seeds=1)

@@ -281,7 +281,7 @@ def test_separation_best_prefers_fewer_diverged_seeds():
 def test_summarize_exp1_shape_and_values():
     rows = synthetic_rows()
     s = stats.summarize_exp1(rows, 1.35, {"d": 30, "k": 15, "g_degree": 4, "alpha": 0.3})
-    assert set(s) == {"threshold", "instance", "rows", "n_star", "separation"}
+    assert set(s) == {"threshold", "instance", "rows", "n_star", "separation", "predicted", "separation_ratio"}
     assert s["threshold"] == 1.35 and s["instance"]["alpha"] == 0.3
     assert len(s["rows"]) == 5 * 3
     assert [r["learner"] for r in s["rows"][::3]] == ["3resnet", "3nn", "2nn", "ntk-2nn", "nngp-3resnet"]
@@ -377,3 +377,47 @@ def test_summarize_exp2_ratio():
     assert e["ratio_ci95"] == [pytest.approx(lo / 1.35), pytest.approx(hi / 1.35)]
     assert by[(0.5, 0.2)]["ratio"] == pytest.approx(4.1 / (15 * 0.25))
     assert by[(0.0, 0.5)]["ratio"] is None and by[(0.0, 0.5)]["threshold"] == 0.0
+
+
+# --------------------------------------------------------------------------------------------
+# predicted curves and the separation ratio
+# --------------------------------------------------------------------------------------------
+
+
+def test_summary_carries_predicted_and_separation_ratio():
+    rows = synthetic_rows()
+    predicted = {
+        "ntk-2nn": {"n_star": 2.5e6, "curve": {"1000": 3.0, "3000": 1.7, "10000000": 1.2}},
+        "nngp-3resnet": {"n_star": None, "curve": {"1000": 2.7, "10000000": 1.4}},
+    }
+    s = stats.summarize_exp1(rows, predicted=predicted)
+    json.dumps(s, allow_nan=False)
+    assert s["predicted"] == predicted
+    res = s["n_star"]["3resnet"]
+    assert res["censored"] == "none"
+    assert s["n_star"]["ntk-2nn"]["censored"] == "never_below"  # so the kernel's n* is the predicted one
+    sr = s["separation_ratio"]
+    assert sr["basis"] == "predicted" and sr["kernel"] == "ntk-2nn" and sr["network"] == "3resnet"
+    assert sr["value"] == pytest.approx(2.5e6 / res["estimate"], rel=1e-12)
+    assert isinstance(sr["value"], float)
+
+    # a kernel whose measured curve crosses: its measured n* is used (and it is the best kernel)
+    fast = [dict(r, test_error=r["test_error"] * 0.25) if r["learner"] == "nngp-3resnet" else r for r in rows]
+    s2 = stats.summarize_exp1(fast, predicted=predicted)
+    est = s2["n_star"]["nngp-3resnet"]["estimate"]
+    assert s2["n_star"]["nngp-3resnet"]["censored"] == "none"
+    assert s2["separation_ratio"]["basis"] == "measured" and s2["separation_ratio"]["kernel"] == "nngp-3resnet"
+    assert s2["separation_ratio"]["value"] == pytest.approx(est / s2["n_star"]["3resnet"]["estimate"])
+
+    # no kernel crosses, measured or predicted: no value, a lower bound from N = 1e9
+    none = {k: dict(v, n_star=None) for k, v in predicted.items()}
+    s3 = stats.summarize_exp1(rows, predicted=none)
+    assert s3["separation_ratio"]["value"] is None and s3["separation_ratio"]["basis"] is None
+    assert s3["separation_ratio"]["lower_bound"] == pytest.approx(1e9 / res["estimate"])
+    assert "no kernel" in s3["separation_ratio"]["note"]
+
+    # without predictions: both keys still there
+    s4 = stats.summarize_exp1(rows)
+    assert s4["predicted"] == {} and s4["separation_ratio"]["value"] is None
+    with pytest.raises(ValueError, match="predicted"):
+        stats.summarize_exp1(rows, predicted=[1, 2])

@@ -10,7 +10,8 @@ The scripts in a clone's ``experiments/`` folder are thin command-line wrappers 
 Each has ``PROFILES``, ``spec(profile, **overrides)`` and ``run(out_dir, profile=...,
 **overrides)``; the command line is :mod:`rbk.cli` (``rbk exp1``, ``rbk exp2``), which imports
 this package and never the other way round. :func:`finalize` writes ``summary.json``
-(:mod:`rbk.stats`), the figure (:mod:`rbk.plots`) and returns the summary of a results
+(:mod:`rbk.stats`; for exp1 with each exact kernel's learning curve predicted from its spectrum,
+:mod:`rbk.theory`), the figure (:mod:`rbk.plots`) and returns the summary of a results
 directory; ``rbk plot --out DIR`` calls it.
 """
 
@@ -88,7 +89,7 @@ def finalize(out_dir, *, plot: bool = True, quiet: bool = False) -> dict | None:
                 print("[rbk] alpha = 0: no threshold k*alpha^2, summary and figure skipped", file=sys.stderr)
             return None
         inst.update(alpha=alpha, beta=beta)
-        summary = stats.summarize_exp1(rows, threshold=threshold, instance=inst)
+        summary = stats.summarize_exp1(rows, threshold=threshold, instance=inst, predicted=_predicted(spec, threshold))
     else:
         summary = stats.summarize_exp2(rows)
     done, total = len(store.done()), len(store.cells)
@@ -101,6 +102,18 @@ def finalize(out_dir, *, plot: bool = True, quiet: bool = False) -> dict | None:
         fn = plots.plot_exp1 if spec.experiment == "exp1" else plots.plot_exp2
         fn(summary, out_dir, name=spec.experiment)
     return summary
+
+
+def _predicted(spec, threshold: float) -> dict:
+    """Spectral learning-curve predictions of the sweep's exact-kernel learners (:mod:`rbk.theory`);
+    ``{}`` off the uniform cube, where the Walsh spectrum does not apply."""
+    from rbk import theory
+
+    if spec.distribution != "cube":
+        return {}
+    alpha, beta = spec.instances[0]
+    return theory.predict_learners(spec.learners, spec.target(alpha, beta), spec.ns, spec.ridges, threshold,
+                                   W_std=spec.W_std, b_std=spec.b_std, noise=spec.noise)  # fmt: skip
 
 
 __all__ = ["EXPERIMENTS", "module", "profile_spec", "finalize"]
