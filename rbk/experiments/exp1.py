@@ -20,6 +20,12 @@ Profiles
            N = 50000 needs 40 GB of host RAM and hours of Cholesky)*, ``--kernel-max-n`` to
            change it. The members of a (learner, N) call (5 x 225 = 1125) are chunked to fit
            the device (``--max-members-per-call``; see ``rbk exp1 --profile paper --dry-run``).
+``kernels`` exact kernel ridge beyond the dense Gram: ``ntk-3resnet`` and ``ntk-2nn`` at
+           N in {20000, 50000, 100000}, relative ridges {1e-3, 1e-1} (as ``quick``), seed 0
+           (``--seeds 0 1 2`` for three). N = 20000 takes the dense Cholesky path, larger N the
+           matrix-free solver (:func:`rbk.kernels.choose_solver`); about 45 minutes on a quiet
+           2-core CPU for one seed (``docs/kernels.md`` has the measured times), so three seeds
+           take about 2 h 15 min. No networks: run ``quick`` for those and compare.
 
 Run ``rbk exp1 --help`` for the options (``python experiments/exp1_sample_complexity.py`` in a clone takes the same).
 """
@@ -39,6 +45,14 @@ PROFILES = {
         epochs=60,
         lrs=(0.02,),
         wds=(1e-3,),
+        ridges=(1e-3, 1e-1),
+    ),
+    "kernels": dict(
+        learners=("ntk-3resnet", "ntk-2nn"),
+        ns=(20000, 50000, 100000),
+        seeds=(0,),
+        alphas=0.3,
+        betas=1.0,
         ridges=(1e-3, 1e-1),
     ),
     "paper": dict(
