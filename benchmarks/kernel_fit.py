@@ -36,7 +36,7 @@ peaks), ``memory_ratio`` (nt / rbk fit peak), all at the largest N.
 Matrix-free exact kernel ridge (``--n``)::
 
     python benchmarks/kernel_fit.py --arch 3resnet --n 100000 [--get ntk] [--ridges 1e-3,1e-1]
-                                    [--seed 0] [--dense-max 20000]
+                                    [--seed 0] [--dense-max 20000] [--blocks 16384]
 
 For each N of ``--n`` (comma-separated), one fit of ``rbk.kernels.fit_predict(..., solver='cg')``
 on the paper instance as Experiment 1 draws it (``make_dataset(seed_keys(seed)[0], paper_instance(),
@@ -51,7 +51,9 @@ still running), set against what the pass's float32 block products (``2 N^2 m`` 
 and read once, ``8 N^2``) at the copy bandwidth measured in the same run: ``roofline_ratio`` =
 max(FLOP time, byte time) / measured. The JSON line holds the largest N's ``n``, ``fit_s``,
 ``peak_rss_gb``, ``iterations`` (per ridge), ``test_error``, ``residuals``, ``per_iter_s`` and
-``roofline_ratio`` (and, with a dense run, ``dense_fit_s`` and ``max_rel_diff``).
+``roofline_ratio`` (and, with a dense run, ``dense_fit_s`` and ``max_rel_diff``). ``--blocks N``
+first times one pass over K at that N for the block sizes of :data:`BLOCKS`, float32 and
+float64, alternating (the table behind ``rbk.kernels.CG_BLOCK``).
 """
 
 from __future__ import annotations
@@ -239,12 +241,12 @@ def fit_worker(n: str, arch: str, get: str, ridges: str, seed: str, solver: str,
     kfn = kernels.kernel_fn(arch, W_std=W_STD, b_std=B_STD)
     lams = tuple(float(v) for v in ridges.split(","))
     base = C.peak_rss_mb()
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     out = kernels.fit_predict(kfn, ds, ridges=lams, get=get, solver=solver, return_predictions=True)
-    fit_s = time.perf_counter() - t0
+    fit_s, cpu_s = time.perf_counter() - t0, time.process_time() - c0
     np.save(pred_path, out["pred_test"])
     keep = ("test_error", "val_error", "lam", "test_errors", "val_errors", "iterations", "residuals", "cg")
-    print(json.dumps({"n": int(n), "solver": solver, "fit_s": fit_s, "peak_rss_gb": C.peak_rss_mb() / 1024,
+    print(json.dumps({"n": int(n), "solver": solver, "fit_s": fit_s, "cpu_s": cpu_s, "peak_rss_gb": C.peak_rss_mb() / 1024,
                       "rss_before_gb": base / 1024, **{k: out[k] for k in keep if k in out}}), flush=True)
 
 
@@ -254,6 +256,33 @@ def bandwidth_gbs(mb: int = 512, repeats: int = C.MIN_REPEATS) -> float:
     b = np.empty_like(a)
     times, _ = C.alternate({"copy": lambda: np.copyto(b, a)}, repeats)
     return 2 * a.nbytes / C.median(times["copy"]) / 1e9
+
+
+BLOCKS = ((128, 4096), (256, 2048), (256, 4096), (256, 8192), (512, 4096), (1024, 1024), (2048, 2048))
+
+
+def block_table(n: int, m: int, repeats: int) -> list[list]:
+    """One pass over K (``n`` cube points, ``m`` columns) at each ``(B, C)`` of :data:`BLOCKS`, float32
+    (the iterations) and float64 (refinement / predictions): ns per kernel entry, competitors alternating."""
+    import jax
+    import jax.numpy as jnp
+
+    from rbk import kernels
+
+    x = np.random.default_rng(0).choice([-1.0, 1.0], (n, D))
+    kf = kernels.kernel_fn("3resnet", W_std=W_STD, b_std=B_STD)
+    calls = {}
+    with kernels.x64():
+        v = jnp.asarray(np.random.default_rng(1).standard_normal((n, m)))
+        for bc in BLOCKS:
+            op = kernels._Operator(kf, "ntk", x, bc)
+            for f32 in (True, False):
+                calls[(bc, f32)] = (lambda op=op, f32=f32: op.matvec(v, f32=f32))
+        times, first = C.alternate(calls, repeats)
+    jax.clear_caches()
+    return [[f"{b} x {c}", "float32" if f32 else "float64", f"{C.median(ts) * 1e3:.0f}",
+             f"{C.median(ts) / n / n * 1e9:.2f}", f"{C.median(ts) / (n * n / (b * c)) * 1e3:.2f}"]
+            for ((b, c), f32), ts in times.items()]
 
 
 def run_fit(n: int, a, solver: str, pred_path: str) -> dict:
@@ -277,6 +306,9 @@ def matrix_free(a) -> dict:
     peak = roofline.matmul_peak(quick=True)["best"]
     bw = bandwidth_gbs()
     print(f"  fp32 matmul peak {peak:.1f} GFLOP/s, copy bandwidth {bw:.1f} GB/s (this run)", flush=True)
+    blocks = block_table(a.blocks, len(a.ridges.split(",")) * K, a.repeats) if a.blocks else []
+    for r in blocks:
+        print(f"  pass at N={a.blocks}, B x C = {r[0]}, {r[1]}: {r[2]} ms, {r[3]} ns per entry, {r[4]} ms per block", flush=True)
     tmp = tempfile.TemporaryDirectory(prefix="rbk-cg-")
     rows, head = [], {}
     for n in a.ns:
@@ -287,7 +319,8 @@ def matrix_free(a) -> dict:
         t_flop = 2.0 * n * n * m / (peak * 1e9)
         t_byte = 8.0 * n * n / (bw * 1e9)
         ratio = max(t_flop, t_byte) / per_iter
-        head = {"n": n, "fit_s": C.rounded(cg["fit_s"]), "peak_rss_gb": C.rounded(cg["peak_rss_gb"], 3),
+        head = {"n": n, "fit_s": C.rounded(cg["fit_s"]), "cpu_s": C.rounded(cg.get("cpu_s")),
+                "peak_rss_gb": C.rounded(cg["peak_rss_gb"], 3),
                 "iterations": info_cg["iterations"], "test_error": C.rounded(cg["test_error"], 6),
                 "residuals": [C.rounded(v, 3) for v in info_cg["residuals"]], "lam": cg["lam"],
                 "per_iter_s": C.rounded(per_iter), "roofline_ratio": C.rounded(ratio, 3),
@@ -323,7 +356,13 @@ def matrix_free(a) -> dict:
         "",
         C.md_table(["N", "solver", "fit s", "peak GB", "iterations per ridge", "passes over K", "s per iteration",
                     "roofline ratio", "test error", "max rel. diff vs dense"], rows),
-    ])
+    ] + ([
+        "",
+        f"One pass over K at N = {a.blocks} (cube points, {len(a.ridges.split(',')) * K} columns), by block size"
+        f" (median of {a.repeats}, block sizes alternating):",
+        "",
+        C.md_table(["B x C", "precision", "pass ms", "ns per entry", "ms per block"], blocks),
+    ] if blocks else []))
     if not a.no_results:
         C.append_results(f"kernel_fit --arch {a.arch} --n {','.join(map(str, a.ns))}", info, body, head)
     print(body)
@@ -360,6 +399,8 @@ def parse(argv=None):
     ap.add_argument("--ridges", default="1e-3,1e-1", help="with --n: relative ridges (Experiment 1's quick grid)")
     ap.add_argument("--seed", type=int, default=0, help="with --n: the data seed")
     ap.add_argument("--dense-max", type=int, default=20000, help="with --n: also run the dense path up to this N")
+    ap.add_argument("--blocks", type=int, default=0,
+                    help="with --n: first time one pass over K at this N for several block sizes B x C (0: skip)")
     a = ap.parse_args(argv)
     if a.n is not None:
         a.ns = [int(v) for v in a.n.split(",")]

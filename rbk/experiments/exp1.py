@@ -22,7 +22,7 @@ Profiles
            the device (``--max-members-per-call``; see ``rbk exp1 --profile paper --dry-run``).
 ``kernels`` exact kernel ridge beyond the dense Gram: ``ntk-3resnet`` and ``ntk-2nn`` at
            N in {20000, 50000, 100000}, relative ridges {1e-3, 1e-1} (as ``quick``), seed 0
-           (``--seeds 0 1 2`` for three). N = 20000 takes the dense Cholesky path, larger N the
+           (``--seeds 3`` for three). N = 20000 takes the dense Cholesky path, larger N the
            matrix-free solver (:func:`rbk.kernels.choose_solver`); about 45 minutes on a quiet
            2-core CPU for one seed (``docs/kernels.md`` has the measured times), so three seeds
            take about 2 h 15 min. No networks: run ``quick`` for those and compare.
