@@ -46,7 +46,8 @@ another worker, and the predictions are compared (max over test points of the re
 difference, per point over the 15 outputs). Per-iteration cost: the PCG iterations' wall time
 over their number (each iteration is one pass over K for the stacked directions of the ridges
 still running), set against what the pass's float32 block products (``2 N^2 m`` FLOPs,
-``m = ridges x 15`` columns) allow at the machine's fp32 matmul peak measured in the same run
+``m`` = 15 x the ridges still running, averaged over the passes) allow at the machine's fp32
+matmul peak measured in the same run
 (``roofline.matmul_peak``), and against the bytes of its ``(B, C)`` float32 blocks (written
 and read once, ``8 N^2``) at the copy bandwidth measured in the same run: ``roofline_ratio`` =
 max(FLOP time, byte time) / measured. The JSON line holds the largest N's ``n``, ``fit_s``,
@@ -314,9 +315,10 @@ def matrix_free(a) -> dict:
     for n in a.ns:
         cg = run_fit(n, a, "cg", os.path.join(tmp.name, f"cg{n}.npy"))
         info_cg = cg["cg"]
-        per_iter = info_cg["iterations_s"] / max(info_cg["passes"], 1)
-        m = len(a.ridges.split(",")) * K
-        t_flop = 2.0 * n * n * m / (peak * 1e9)
+        passes = max(info_cg["passes"], 1)
+        per_iter = info_cg["iterations_s"] / passes
+        # a pass carries the directions of the ridges still running: FLOPs from the column-passes
+        t_flop = 2.0 * n * n * K * sum(info_cg["iterations"]) / (peak * 1e9) / passes
         t_byte = 8.0 * n * n / (bw * 1e9)
         ratio = max(t_flop, t_byte) / per_iter
         head = {"n": n, "fit_s": C.rounded(cg["fit_s"]), "cpu_s": C.rounded(cg.get("cpu_s")),
@@ -352,7 +354,8 @@ def matrix_free(a) -> dict:
         " Nystrom preconditioner, cube popcount/table blocks, float32 blocks with float64 refinement"
         " (rbk.kernels.fit_predict(solver='cg')); each fit in its own process (peak = its VmHWM).",
         f"Roofline: fp32 matmul peak {peak:.1f} GFLOP/s and copy bandwidth {bw:.1f} GB/s measured in this run;"
-        " ratio = max(2 N^2 m / peak, 8 N^2 / bandwidth) / measured time per iteration (1 = at the bound).",
+        " ratio = max(2 N^2 m / peak, 8 N^2 / bandwidth) / measured time per iteration (1 = at the bound;"
+        " m = 15 x ridges still running, averaged over the passes).",
         "",
         C.md_table(["N", "solver", "fit s", "peak GB", "iterations per ridge", "passes over K", "s per iteration",
                     "roofline ratio", "test error", "max rel. diff vs dense"], rows),
