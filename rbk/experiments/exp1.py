@@ -23,9 +23,10 @@ Profiles
 ``kernels`` exact kernel ridge beyond the dense Gram: ``ntk-3resnet`` and ``ntk-2nn`` at
            N in {20000, 50000, 100000}, relative ridges {1e-3, 1e-1} (as ``quick``), seed 0
            (``--seeds 3`` for three). N = 20000 takes the dense Cholesky path, larger N the
-           matrix-free solver (:func:`rbk.kernels.choose_solver`); about 45 minutes on a quiet
-           2-core CPU for one seed (``docs/kernels.md`` has the measured times), so three seeds
-           take about 2 h 15 min. No networks: run ``quick`` for those and compare.
+           matrix-free solver (:func:`rbk.kernels.choose_solver`); estimated 40-60 minutes on a
+           quiet 2-core CPU for one seed (N = 100000 dominates; ``docs/kernels.md`` section 10
+           has what was measured), three seeds about three times that. No networks: run
+           ``quick`` for those and compare.
 
 Run ``rbk exp1 --help`` for the options (``python experiments/exp1_sample_complexity.py`` in a clone takes the same).
 """
