@@ -80,8 +80,10 @@ ROW_FIELDS = (
     "call_wall_s", "cell",
 )  # fmt: skip
 #: Extra columns: absolute ridge (``ridge`` is relative to the kernel's scale), the cell's compile
-#: and run seconds, members of the call, the process that ran it.
-EXTRA_FIELDS = ("ridge_abs", "compile_s", "run_s", "members", "process")
+#: and run seconds, members of the call, the process that ran it; for exact kernels the solver
+#: (``dense`` or ``cg``, :func:`rbk.kernels.choose_solver`) and, for ``cg``, that ridge's iterations
+#: and final relative residual.
+EXTRA_FIELDS = ("ridge_abs", "compile_s", "run_s", "members", "process", "solver", "iterations", "residual")
 ALL_FIELDS = ROW_FIELDS + EXTRA_FIELDS
 
 NET_KIND = "net"
@@ -501,14 +503,19 @@ def cell_flops(spec: SweepSpec, cell: Cell) -> float:
         solve = len(spec.ridges) * (min(n, m) ** 3 / 3 + 2 * n * m * min(n, m))
         return float(feats + solve + 2 * n_eval * m * spec.k * len(spec.ridges))
     gram = 60.0 * n * n_eval + 2.0 * n * n_eval * spec.k * len(spec.ridges)
+    from rbk import kernels
+
+    if kernels.choose_solver(n) == "cg":  # ~30 float32 passes over K plus two float64 ones
+        return float(gram + 32 * 2.0 * n * n * spec.k * len(spec.ridges))
     return float(gram + len(spec.ridges) * n**3 / 3)
 
 
 def kernel_cell_bytes(n: int) -> int:
-    """Host bytes of the sweep's exact-kernel fit at ``n`` (:func:`rbk.kernels.fit_bytes`, the one estimate)."""
-    from rbk.kernels import fit_bytes
+    """Host bytes of the sweep's exact-kernel fit at ``n`` (:func:`rbk.kernels.fit_bytes`, the one
+    estimate), with the solver ``solver='auto'`` picks (:func:`rbk.kernels.choose_solver`)."""
+    from rbk.kernels import choose_solver, fit_bytes
 
-    return fit_bytes(n, KERNEL_BLOCK)
+    return fit_bytes(n, KERNEL_BLOCK, solver=choose_solver(n))
 
 
 def memory_problems(spec: SweepSpec, cells: Sequence[Cell], memory_bytes: int | None, n_devices: int = 1,
@@ -1051,7 +1058,8 @@ def run_kernel_cell(spec: SweepSpec, cell: Cell) -> list[dict]:
         out = kernels.random_features_fit_predict(model, params, ds, ridges=spec.ridges)
     else:
         kfn = kernels.kernel_fn(cell.arch, W_std=spec.W_std, b_std=spec.b_std)
-        out = kernels.fit_predict(kfn, ds, ridges=spec.ridges, get=cell.kind, block_size=KERNEL_BLOCK)
+        solver = kernels.choose_solver(cell.n, kfn)  # dense up to N = 20000, matrix-free above
+        out = kernels.fit_predict(kfn, ds, ridges=spec.ridges, get=cell.kind, block_size=KERNEL_BLOCK, solver=solver)
     wall = time.perf_counter() - t0
     rows = []
     for i, lam in enumerate(out["lams"]):
@@ -1059,7 +1067,9 @@ def run_kernel_cell(spec: SweepSpec, cell: Cell) -> list[dict]:
         errs = {sp: float(out[f"{sp}_errors"][i]) for sp in ("train", "val", "test")}
         r.update({f"{sp}_error": e for sp, e in errs.items()})
         r.update(ridge=float(lam), ridge_abs=float(out["ridges"][i]), diverged=not all(map(math.isfinite, errs.values())),
-                 call_wall_s=wall, compile_s=0.0, run_s=wall)  # fmt: skip
+                 call_wall_s=wall, compile_s=0.0, run_s=wall, solver=out.get("solver"))  # fmt: skip
+        if out.get("solver") == "cg":
+            r.update(iterations=int(out["iterations"][i]), residual=float(out["residuals"][i]))
         rows.append(r)
     return rows
 

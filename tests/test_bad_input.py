@@ -71,10 +71,11 @@ def _copy(finished, tmp_path):
 
 
 def test_exact_kernel_too_big_for_host_ram_is_refused_before_meta_json(tmp_path, capsys, no_compute):
+    """Above N = 20000 the fit is matrix-free (n x 2000 preconditioner arrays), so this N is past it too."""
     out = tmp_path / "big"
-    code, _, err = _main(["exp1", "--out", str(out), "--learners", "ntk-2nn", "--n", "1000,200000", *TINY], capsys)
+    code, _, err = _main(["exp1", "--out", str(out), "--learners", "ntk-2nn", "--n", "1000,2000000", *TINY], capsys)
     line = _one_error_line(err)
-    assert code == 2 and "N = 200000" in line and "GiB" in line and "--kernel-max-n 1000" in line
+    assert code == 2 and "N = 2000000" in line and "GiB" in line and "--kernel-max-n 1000" in line
     assert not out.exists()
 
 

@@ -24,6 +24,13 @@ Profiles
            N = 50000 needs 40 GB of host RAM and hours of Cholesky)*, ``--kernel-max-n`` to
            change it. The members of a (learner, N) call (5 x 225 = 1125) are chunked to fit
            the device (``--max-members-per-call``; see ``rbk exp1 --profile paper --dry-run``).
+``kernels`` exact kernel ridge beyond the dense Gram: ``ntk-3resnet`` and ``ntk-2nn`` at
+           N in {20000, 50000, 100000}, relative ridges {1e-3, 1e-1} (as ``quick``), seed 0
+           (``--seeds 3`` for three). N = 20000 takes the dense Cholesky path, larger N the
+           matrix-free solver (:func:`rbk.kernels.choose_solver`); estimated 40-60 minutes on a
+           quiet 2-core CPU for one seed (N = 100000 dominates; ``docs/kernels.md`` section 10
+           has what was measured), three seeds about three times that. No networks: run
+           ``quick`` for those and compare.
 
 Run ``rbk exp1 --help`` for the options (``python experiments/exp1_sample_complexity.py`` in a clone takes the same).
 """
@@ -44,6 +51,14 @@ PROFILES = {
         decay_epoch=45,
         lrs=(0.02,),
         wds=(1e-3,),
+        ridges=(1e-3, 1e-1),
+    ),
+    "kernels": dict(
+        learners=("ntk-3resnet", "ntk-2nn"),
+        ns=(20000, 50000, 100000),
+        seeds=(0,),
+        alphas=0.3,
+        betas=1.0,
         ridges=(1e-3, 1e-1),
     ),
     "paper": dict(
