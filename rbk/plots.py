@@ -541,7 +541,27 @@ def format_table(summary: Mapping) -> str:
             lines.append(
                 f"  N={e['n']:,}: {e['best_kernel']} - {e['best_network']} = {_fmt_num(e['difference_mean'])}{ci}{mark}"
             )
+    lines += _format_predicted(summary)
     return "\n".join(lines) + note
+
+
+def _format_predicted(summary: Mapping) -> list[str]:
+    """The kernels' spectrum-predicted ``n*`` and the separation ratio of an Experiment 1 summary."""
+    pred = summary.get("predicted") or {}
+    lines = []
+    if pred:
+        lines += ["", "predicted from each kernel's spectrum (eigenlearning estimate, ridge grid of the sweep):"]
+        w = max(len(k) for k in pred)
+        for k, v in pred.items():
+            ns = v.get("n_star")
+            lines.append(f"  {k.ljust(w)}  n* = " + (f"{ns:,.0f}" if ns is not None else "not below the threshold by N = 1e9"))
+    ratio = summary.get("separation_ratio") or {}
+    if ratio.get("value") is not None:
+        lines += ["", f"separation ratio n*({ratio['kernel']}) / n*({ratio['network']}) = {_fmt_num(ratio['value'])} "
+                      f"({ratio['basis']})"]  # fmt: skip
+    elif ratio.get("note"):
+        lines += ["", f"separation ratio: {ratio['note']}"]
+    return lines
 
 
 def _format_exp2(summary: Mapping) -> str:

@@ -76,6 +76,11 @@ def test_plot_exp1_draws_predicted_curves(tmp_path):
     labels = [t.get_text() for t in ax.get_legend().get_texts()]
     assert any("predicted" in t and "spectrum" in t for t in labels) and "predicted n*" in labels
     plt.close(fig)
+    text = plots.format_table(s)
+    assert "  ntk-2nn  n* = 1,000,000" in text
+    ratio = s["separation_ratio"]
+    assert ratio["basis"] == "predicted" and ratio["value"] == pytest.approx(1e6 / ratio["network_n_star"])
+    assert f"separation ratio n*(ntk-2nn) / n*(3resnet) = {plots._fmt_num(ratio['value'])} (predicted)" in text
 
 
 def test_plot_exp1_degenerate_inputs(tmp_path):
