@@ -7,7 +7,8 @@
 Instance: the paper's (``d = 30``, ``k = 15``, degree-4 ``G``, ``alpha = 0.3``). For every
 ``(arch, N, seed)`` the data are those of an Experiment 1 sweep (``make_dataset(seed_keys(seed)[0],
 ...)``: ``n_val = max(1000, N // 5)``, ``n_test = 10000``) and the measurement is
-``rbk.kernels.fit_predict`` (dense Cholesky, ridge selected on validation among ``--ridges``).
+``rbk.kernels.fit_predict`` (its automatic solver: dense Cholesky up to N = 20000, matrix-free
+conjugate gradients above; ridge selected on validation among ``--ridges``).
 The prediction is ``rbk.theory.grid_curve`` over the same ridge grid (and, for reference,
 ``optimal_curve``: the best ridge of all). Measured rows are appended to ``--results`` as
 they finish (a rerun skips rows already there), so the script can be stopped and resumed.
@@ -39,7 +40,8 @@ def measure(arch, kind, n, seed, ridges):
     out = kernels.fit_predict(kernels.kernel_fn(arch), ds, ridges=ridges, get=kind)
     return {"arch": arch, "kind": kind, "n": n, "seed": seed, "ridges": list(ridges),
             "test_error": out["test_error"], "val_error": out["val_error"], "lam": out["lam"],
-            "test_errors": out["test_errors"], "val_errors": out["val_errors"], "seconds": out["seconds"]}  # fmt: skip
+            "test_errors": out["test_errors"], "val_errors": out["val_errors"], "seconds": out["seconds"],
+            "solver": out.get("solver"), "iterations": out.get("iterations")}  # fmt: skip
 
 
 def predictions(arch, kind, ns, ridges):
