@@ -72,9 +72,9 @@ def _flat(v):
     return [x for part in v for x in part]
 
 
-def _add_sweep_arguments(p: argparse.ArgumentParser, experiment: str) -> None:
+def _add_common_arguments(p: argparse.ArgumentParser, experiment: str) -> None:
+    """The options of every experiment: what to run, where, and the machine."""
     from rbk.experiments import module
-    from rbk.sweep import LEARNERS
 
     mod = module(experiment)
     g = p.add_argument_group("what to run")
@@ -90,6 +90,28 @@ def _add_sweep_arguments(p: argparse.ArgumentParser, experiment: str) -> None:
     g.add_argument("--no-plot", action="store_true", help="skip the figure at the end (summary.json is written)")
     g.add_argument("--epoch-progress", action="store_true",
                    help="a second progress bar inside each network call, per member-epoch (costs ~2 ms each)")
+    g.add_argument("--seeds", type=_int, help="number of seeds (0, 1, ..., seeds-1), >= 1")
+    r = p.add_argument_group("resources")
+    r.add_argument("--device-memory-gb", type=float,
+                   help="device memory to plan the chunking for (default: detected)")
+    r.add_argument("--cpu-devices", type=_int,
+                   help="on a CPU: split it into this many JAX devices, >= 1, so the (seed, lr, wd) members of a "
+                        "call train side by side (default: one per core; 1: one device, each member on every core; "
+                        "ignored when XLA_FLAGS or JAX_NUM_CPU_DEVICES already set a count)")
+    r.add_argument("--matmul-precision", metavar="{highest,high,default}",
+                   help="float32 matrix-product precision of the network training: highest (alias float32; the "
+                        "default: full float32 on every platform), high (tensorfloat32) or default (bfloat16): TF32 "
+                        "on NVIDIA GPUs, bfloat16 passes on TPUs, no change on a CPU (docs/devices.md)")
+    if hasattr(mod, "add_arguments"):
+        mod.add_arguments(p)
+    else:
+        _add_sweep_arguments(p, r, experiment)
+
+
+def _add_sweep_arguments(p: argparse.ArgumentParser, r, experiment: str) -> None:
+    """The options of the concept-class sweeps (exp1, exp2: :class:`rbk.sweep.SweepSpec`)."""
+    from rbk.sweep import LEARNERS
+
 
     t = p.add_argument_group("target: beta*F(x) + alpha*G(F(x)) on the Boolean cube {-1,1}^d")
     t.add_argument("--d", type=_int, help="input dimension, an even integer >= 2 (paper: 30)")
@@ -108,7 +130,6 @@ def _add_sweep_arguments(p: argparse.ArgumentParser, experiment: str) -> None:
                    help=f"learners among {', '.join(LEARNERS)}")
     s.add_argument("--n", type=_list_of(_int, "integers >= 50"), nargs="+",
                    help="training-set sizes, each >= the batch size 50")
-    s.add_argument("--seeds", type=_int, help="number of seeds (0, 1, ..., seeds-1), >= 1")
     s.add_argument("--width", type=_list_of(_int, "integers >= 1"), nargs="+", help="network width(s)")
     s.add_argument("--epochs", type=_int, help="training epochs (lr/10 at the profile's fraction of them, unless --decay-epoch)")
     s.add_argument("--decay-epoch", type=_int, help="epoch of the lr/10 step, in [0, epochs]")
@@ -120,20 +141,9 @@ def _add_sweep_arguments(p: argparse.ArgumentParser, experiment: str) -> None:
     s.add_argument("--n-test", type=_int, help="test points (default 10000)")
     s.add_argument("--kernel-max-n", type=_int, help="run exact kernels only for N up to this")
 
-    r = p.add_argument_group("resources")
     r.add_argument("--max-members-per-call", type=_int,
                    help="split a network call into chunks of at most this many (seed, lr, wd) members "
                         "(default: what fits in 40%% of the device's memory, by the estimate of --dry-run)")
-    r.add_argument("--device-memory-gb", type=float,
-                   help="device memory to plan the chunking for (default: detected)")
-    r.add_argument("--cpu-devices", type=_int,
-                   help="on a CPU: split it into this many JAX devices, >= 1, so the (seed, lr, wd) members of a "
-                        "call train side by side (default: one per core; 1: one device, each member on every core; "
-                        "ignored when XLA_FLAGS or JAX_NUM_CPU_DEVICES already set a count)")
-    r.add_argument("--matmul-precision", metavar="{highest,high,default}",
-                   help="float32 matrix-product precision of the network training: highest (alias float32; the "
-                        "default: full float32 on every platform), high (tensorfloat32) or default (bfloat16): TF32 "
-                        "on NVIDIA GPUs, bfloat16 passes on TPUs, no change on a CPU (docs/devices.md)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -143,14 +153,14 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=__doc__.split("::", 1)[1].split("A profile", 1)[0],
     )
-    sub = parser.add_subparsers(dest="command", metavar="{exp1,exp2,plot}")
+    from rbk.experiments import EXPERIMENTS, module
+
+    sub = parser.add_subparsers(dest="command", metavar="{" + ",".join([*EXPERIMENTS, "plot"]) + "}")
     sub.required = True
-    p1 = sub.add_parser("exp1", help="Experiment 1: test error against the number of samples N",
-                        description="Experiment 1: test error against N, networks vs their kernels, same data per seed.")
-    _add_sweep_arguments(p1, "exp1")
-    p2 = sub.add_parser("exp2", help="Experiment 2: the alpha-beta phase diagram",
-                        description="Experiment 2: target beta*F + alpha*G(F) over an (alpha, beta) grid.")
-    _add_sweep_arguments(p2, "exp2")
+    for name in EXPERIMENTS:
+        doc = (module(name).__doc__ or name).strip().splitlines()
+        px = sub.add_parser(name, help=doc[0], description=doc[0])
+        _add_common_arguments(px, name)
     p3 = sub.add_parser("plot", help="summary.json, the figure and the table of a results directory",
                         description="Re-summarise and re-plot a results directory (any finished cells).")
     p3.add_argument("--out", type=_dir, required=True, help="results directory (holding meta.json)")
@@ -160,7 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def spec_from_args(args: argparse.Namespace, experiment: str):
     """The validated spec of the parsed options (``ValueError`` on a bad value)."""
-    from rbk.experiments import profile_spec
+    from rbk.experiments import module, profile_spec
 
     seeds = None
     if args.seeds is not None:
@@ -171,6 +181,9 @@ def spec_from_args(args: argparse.Namespace, experiment: str):
         raise ValueError(f"--device-memory-gb must be > 0, got {args.device_memory_gb}")
     if args.cpu_devices is not None and args.cpu_devices < 1:
         raise ValueError(f"--cpu-devices (JAX devices the CPU is split into) must be an integer >= 1, got {args.cpu_devices}")
+    mod = module(experiment)
+    if hasattr(mod, "overrides"):
+        return profile_spec(experiment, args.profile, seeds=seeds, **mod.overrides(args))
     alphas, betas = args.alpha, args.beta
     if experiment == "exp2":
         alphas, betas = _flat(alphas), _flat(betas)
@@ -196,7 +209,7 @@ def default_out(spec, experiment: str, profile: str) -> Path:
 
 def _run_experiment(parser, args, experiment: str, argv) -> int:
     from rbk import experiments
-    from rbk import plots, sweep
+    from rbk import sweep
 
     try:
         spec = spec_from_args(args, experiment)
@@ -228,11 +241,11 @@ def _run_experiment(parser, args, experiment: str, argv) -> int:
     wall = time.perf_counter() - t0
     print()
     if summary is not None:
-        print(plots.format_table(summary))
+        print(experiments.format_table(experiment, summary))
         print()
     made = ["meta.json", "results.csv", "results.jsonl"]
     if summary is not None:
-        made += ["summary.json"] + ([] if args.no_plot else [f"{experiment}.png", f"{experiment}.pdf"])
+        made += ["summary.json"] + ([] if args.no_plot else sorted(p.name for p in Path(out).glob("*.p[nd][gf]")))
     print(f"{len(res.ran)} cells run, {len(res.skipped)} resumed, {len(res.rows)} rows; wall {wall:.1f} s")
     print(f"results in {out}/: {', '.join(made)}")
     return 0
@@ -248,6 +261,22 @@ def _dry_run(spec, out: Path, mem: int | None) -> int:
 
     dev_mem, source = (mem, "--device-memory-gb") if mem else sweep.device_memory_bytes()
     nd = jax.local_device_count()
+    if not isinstance(spec, sweep.SweepSpec):  # any other study: its own plan text
+        meta = sweep.load_meta_file(Path(out) / "meta.json")
+        if meta is not None:
+            try:
+                sweep.Store(out, spec, []).check_config(meta)
+            except sweep.ConfigMismatchError as e:
+                print(f"note: running this config there would be refused: {e}", file=sys.stderr)
+                meta = None
+        spec, _, _ = spec.resolve(meta, dev_mem)
+        cells = spec.plan()
+        done = sweep.Store(out, spec, cells).done() if meta is not None else set()
+        print(f"dry run: nothing is computed. Results would go to {out}")
+        print(spec.format_plan(cells, done=done))
+        for msg in spec.memory_problems([c for c in cells if c.id not in done], dev_mem, nd, sweep.host_memory_bytes()):
+            print(f"WILL NOT FIT: {msg}")
+        return 0
     mm = sweep.resolve_max_members(spec, dev_mem, nd)
     spec = dataclasses.replace(spec, max_members_per_call=mm)
     done = set()
@@ -278,7 +307,7 @@ def _dry_run(spec, out: Path, mem: int | None) -> int:
 
 def _plot(parser, args) -> int:
     from rbk import experiments
-    from rbk import plots, sweep
+    from rbk import sweep
 
     if not (args.out / "meta.json").exists():
         parser.error(f"--out {args.out} is not an rbk results directory (no meta.json)")
@@ -289,7 +318,7 @@ def _plot(parser, args) -> int:
         return 2
     if summary is None:
         return 1
-    print(plots.format_table(summary))
+    print(experiments.format_table(sweep.read_meta(args.out)["config"]["experiment"], summary))
     return 0
 
 
@@ -299,7 +328,7 @@ def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        if args.command in ("exp1", "exp2"):
+        if args.command != "plot":
             sub = parser._subparsers._group_actions[0].choices[args.command]  # for errors naming the subcommand
             return _run_experiment(sub, args, args.command, argv)
         return _plot(parser, args)

@@ -1,6 +1,11 @@
 """Experiment grids and the resumable results store.
 
-A sweep is a grid of (learner x N x setting x seed) on one or more instances
+The engine runs any :class:`Study` (a plug-in: its config, its cells and how one runs, the
+columns of its rows): the driver :func:`run`, the :class:`Store` (atomic cells, lock, resume,
+provenance) and ``rbk plot`` know nothing else. Experiments 3 and 4 (``rbk.experiments``)
+are studies of their own; this module's :class:`SweepSpec` is the study of Experiments 1 and 2.
+
+A :class:`SweepSpec` sweep is a grid of (learner x N x setting x seed) on one or more instances
 ``beta * F + alpha * G(F)`` of :func:`rbk.targets.paper_instance`:
 
 * **network learners** (``2nn``, ``3nn``, ``3resnet``) are trained by :func:`rbk.train.train`:
@@ -116,6 +121,82 @@ class StoreLockedError(RuntimeError):
 # --------------------------------------------------------------------------------------------
 
 
+#: The columns every study's rows carry (:class:`Study`); a study appends its own.
+CORE_FIELDS = ("experiment", "learner", "kind", "n", "seed", "train_error", "val_error", "test_error", "diverged",
+               "call_wall_s", "cell")  # fmt: skip
+
+
+class Study:
+    """A sweep the engine can run: the plug-in protocol of :func:`run`, :class:`Store` and ``rbk plot``.
+
+    An experiment is a frozen dataclass subclassing ``Study`` with a field ``experiment`` (its
+    name) and these methods; the engine (driver, store, resume, lock, provenance, multi-process
+    split) knows nothing else about it. :class:`SweepSpec` (the concept class of Allen-Zhu & Li,
+    Experiments 1 and 2) is one; ``rbk.experiments.exp3``/``exp4`` define others.
+
+    * ``config()``: the JSON dict that defines the results (hashed; holds ``experiment``);
+      ``from_config(config, resolved)`` rebuilds the study from it (``meta.json`` records the
+      class as ``module:qualname``, :meth:`study_path`, so ``rbk plot`` and resume find it);
+    * ``plan()``: the cells in run order, objects with ``id`` (unique, a file name), ``learner``
+      and ``kind``; ``run_cell(cell, devices, progress)`` computes one and returns its rows,
+      dicts with :data:`CORE_FIELDS` and the study's own columns (``row_fields``; a non-finite
+      error is a row with ``diverged`` true, never an exception);
+    * optional: ``memory_problems`` (refuse up front what cannot fit), ``format_plan`` (the dry
+      run), ``member_epochs`` (the inner progress bar), ``resolve`` (machine-dependent values
+      fixed at the first run, and extensions of a finished sweep) and ``extends``.
+    """
+
+    row_fields: tuple[str, ...] = CORE_FIELDS
+
+    def config(self) -> dict:
+        raise NotImplementedError
+
+    def config_hash(self) -> str:
+        return _hash(self.config())
+
+    def plan(self) -> list:
+        raise NotImplementedError
+
+    def run_cell(self, cell, devices=None, progress=None) -> list[dict]:
+        raise NotImplementedError
+
+    def memory_problems(self, cells, memory_bytes: int | None, n_devices: int = 1,
+                        host_bytes: int | None = None) -> list[str]:  # fmt: skip
+        """Why ``cells`` would not fit (one message per problem, naming the option that fixes it)."""
+        return []
+
+    def member_epochs(self, cell) -> int | None:
+        """Units of the inner progress bar of ``cell`` (``None``: no inner bar)."""
+        return None
+
+    def format_plan(self, cells, done: Iterable[str] = ()) -> str:
+        """The dry run: the config and one line per cell."""
+        done = set(done)
+        lines = [f"experiment {self.experiment}: config hash {self.config_hash()}"]
+        lines += [f"  {k}: {v}" for k, v in self.config().items() if k != "experiment"]
+        lines += ["", f"cells: {len(cells)}" + (f"; {len(done & {c.id for c in cells})} already finished" if done else "")]
+        lines += [f"  {c.id}" + ("  [done]" if c.id in done else "") for c in cells]
+        return "\n".join(lines)
+
+    def resolve(self, meta: dict | None, memory_bytes: int | None = None) -> tuple:
+        """``(study, resolved, extension)`` for a run into a directory whose ``meta.json`` is ``meta``:
+        the study to run, the machine-dependent values to record (``meta['resolved']``) and the
+        ``meta.json`` fields of an extension of a finished sweep (``None``: not an extension)."""
+        return self, {}, None
+
+    def extends(self, meta: dict) -> bool:
+        """Whether this study extends the (different) one recorded in ``meta``, keeping its cells."""
+        return False
+
+    @classmethod
+    def from_config(cls, config: dict, resolved: dict | None = None) -> "Study":
+        raise NotImplementedError
+
+    @classmethod
+    def study_path(cls) -> str:
+        return f"{cls.__module__}:{cls.__qualname__}"
+
+
 def parse_learner(name: str) -> tuple[str, str]:
     """``'3resnet' -> ('net', '3resnet')``, ``'ntk-2nn' -> ('ntk', '2nn')``."""
     if not isinstance(name, str) or name not in LEARNERS:
@@ -132,7 +213,7 @@ def parse_learner(name: str) -> tuple[str, str]:
 
 
 @dataclasses.dataclass(frozen=True)
-class SweepSpec:
+class SweepSpec(Study):
     """Everything that defines a sweep's results (build it with :func:`make_spec`).
 
     ``instances`` is a tuple of ``(alpha, beta)`` pairs; ``seeds`` explicit seed numbers;
@@ -205,6 +286,58 @@ class SweepSpec:
         from rbk.data import default_n_val
 
         return default_n_val(n) if self.n_val is None else self.n_val
+
+    # -- the Study protocol ------------------------------------------------------------------
+    row_fields = ALL_FIELDS
+
+    def plan(self, max_members_per_call: int | None = None) -> list["Cell"]:
+        return plan(self, max_members_per_call)
+
+    def run_cell(self, cell, devices=None, progress=None) -> list[dict]:
+        if cell.kind == NET_KIND:
+            return run_net_cell(self, cell, devices, progress)
+        return run_kernel_cell(self, cell)
+
+    def memory_problems(self, cells, memory_bytes, n_devices=1, host_bytes=None) -> list[str]:
+        return memory_problems(self, cells, memory_bytes, n_devices, host_bytes)
+
+    def member_epochs(self, cell) -> int | None:
+        return cell.members * self.epochs if cell.kind == NET_KIND else None
+
+    def format_plan(self, cells, done=(), **kw) -> str:
+        return format_plan(self, cells, done=done, **kw)
+
+    def extends(self, meta: dict) -> bool:
+        return extension_parts(meta, self) is not None
+
+    def resolve(self, meta: dict | None, memory_bytes: int | None = None) -> tuple:
+        """Member chunking (the value stored at the first run wins on a resume: automatic chunking
+        depends on the machine) and the layout of an extension (extra ``ns``/``seeds``)."""
+        spec = self
+        stored_mm = (meta or {}).get("resolved", {}).get("max_members_per_call")
+        same = meta is not None and meta.get("config_hash") == spec.config_hash()
+        extend = None if meta is None or same else extension_parts(meta, spec)
+        if same and meta.get("parts"):
+            spec = dataclasses.replace(spec, parts=spec_from_meta(meta).parts)
+        elif extend is not None:
+            spec = dataclasses.replace(spec, parts=extend)
+        same = same or extend is not None  # an extension keeps the recorded chunking too
+        if spec.max_members_per_call is None and same:
+            mm = stored_mm
+        else:
+            mm = resolve_max_members(spec, memory_bytes)
+            if same and stored_mm != mm:
+                raise ConfigMismatchError(
+                    f"this --out was run with --max-members-per-call {stored_mm}; resume with the same value "
+                    f"(or leave it out), not {mm}"
+                )
+        spec = dataclasses.replace(spec, max_members_per_call=mm)
+        ext = None if extend is None else {"parts": [[list(ns), list(seeds), tag] for ns, seeds, tag in extend]}
+        return spec, {"max_members_per_call": mm}, ext
+
+    @classmethod
+    def from_config(cls, config: dict, resolved: dict | None = None) -> "SweepSpec":
+        return spec_from_meta({"config": config, "resolved": resolved or {}, "config_hash": _hash(config)})
 
 
 def _hash(config: dict) -> str:
@@ -741,7 +874,7 @@ def _csv_value(field: str, v) -> str:
 class Store:
     """The results directory of one sweep (see the module docstring)."""
 
-    def __init__(self, out_dir, spec: SweepSpec, cells: Sequence[Cell], *, process_index: int = 0):
+    def __init__(self, out_dir, spec: Study, cells: Sequence, *, process_index: int = 0):
         self.dir = Path(out_dir)
         self.spec = spec
         self.cells = list(cells)
@@ -802,7 +935,7 @@ class Store:
                 f"--out {self.dir} holds results of {old.get('experiment')}, not {self.spec.experiment}: run "
                 f"`rbk {old.get('experiment')}` there (or `rbk plot --out {self.dir}`), or use another --out"
             )
-        if meta.get("config_hash") != self.spec.config_hash() and extension_parts(meta, self.spec) is None:
+        if meta.get("config_hash") != self.spec.config_hash() and not self.spec.extends(meta):
             new = self.spec.config()
             diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
             detail = "; ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in diff[:8])
@@ -840,7 +973,7 @@ class Store:
     def write_cell(self, cell_id: str, rows: Sequence[dict]) -> None:
         out = io.StringIO()
         for r in rows:
-            out.write(json.dumps({k: _clean(r.get(k)) for k in ALL_FIELDS}, allow_nan=False) + "\n")
+            out.write(json.dumps({k: _clean(r.get(k)) for k in self.spec.row_fields}, allow_nan=False) + "\n")
         out.write(json.dumps({"_complete": cell_id, "rows": len(rows)}) + "\n")
         atomic_write(self.cell_path(cell_id), out.getvalue())
 
@@ -860,9 +993,10 @@ class Store:
         atomic_write(self.dir / "results.jsonl", jl)
         buf = io.StringIO()
         w = csv.writer(buf, lineterminator="\n")
-        w.writerow(ALL_FIELDS)
+        fields = self.spec.row_fields
+        w.writerow(fields)
         for r in rows:
-            w.writerow([_csv_value(f, r.get(f)) for f in ALL_FIELDS])
+            w.writerow([_csv_value(f, r.get(f)) for f in fields])
         atomic_write(self.dir / "results.csv", buf.getvalue())
         return rows
 
@@ -939,8 +1073,36 @@ def read_meta(out_dir) -> dict:
     return meta
 
 
-def spec_from_meta(meta: dict) -> SweepSpec:
-    """Rebuild the :class:`SweepSpec` recorded in ``meta.json``."""
+def study_class(path: str) -> type:
+    """The :class:`Study` subclass named ``module:qualname`` (as ``meta.json`` records it)."""
+    import importlib
+
+    mod, _, qual = str(path).partition(":")
+    try:
+        obj = importlib.import_module(mod)
+        for part in qual.split("."):
+            obj = getattr(obj, part)
+    except (ImportError, AttributeError, ValueError) as e:
+        raise SweepInputError(f"meta.json names the study {path!r}, which this rbk cannot import ({e})") from None
+    if not (isinstance(obj, type) and issubclass(obj, Study)):
+        raise SweepInputError(f"meta.json names the study {path!r}, which is not an rbk.sweep.Study")
+    return obj
+
+
+def spec_from_meta(meta: dict) -> Study:
+    """Rebuild the study recorded in ``meta.json`` (its class from ``meta['study']``; written
+    without one: a :class:`SweepSpec`), checked against the recorded config hash."""
+    path = meta.get("study")
+    if path and path != SweepSpec.study_path():
+        cls = study_class(path)
+        try:
+            spec = cls.from_config(dict(meta["config"]), dict(meta.get("resolved") or {}))
+            ok = spec.config_hash() == meta.get("config_hash")
+        except (KeyError, TypeError, ValueError) as e:
+            raise SweepInputError(f"meta.json's config is not one {path} can read ({e})") from None
+        if not ok:
+            raise SweepInputError("meta.json's config does not reproduce its hash (edited, or written by another rbk version?)")
+        return spec
     c = dict(meta["config"])
     c.pop("schema_version", None)
     c["instances"] = tuple(tuple(p) for p in c["instances"])
@@ -967,8 +1129,7 @@ def load_rows(out_dir) -> list[dict]:
     """All finished rows of a results directory (from its cell files, in plan order)."""
     meta = read_meta(out_dir)
     spec = spec_from_meta(meta)
-    cells = plan(spec)
-    return Store(out_dir, spec, cells).rows()
+    return Store(out_dir, spec, spec.plan()).rows()
 
 
 # --------------------------------------------------------------------------------------------
@@ -1074,8 +1235,9 @@ def run_kernel_cell(spec: SweepSpec, cell: Cell) -> list[dict]:
     return rows
 
 
-def run_cell(spec: SweepSpec, cell: Cell, devices=None, progress=None) -> list[dict]:
-    rows = run_net_cell(spec, cell, devices, progress) if cell.kind == NET_KIND else run_kernel_cell(spec, cell)
+def run_cell(spec: Study, cell, devices=None, progress=None) -> list[dict]:
+    """``spec.run_cell`` with the process that ran it recorded in each row."""
+    rows = spec.run_cell(cell, devices, progress)
     import jax
 
     for r in rows:
@@ -1092,7 +1254,7 @@ def run_cell(spec: SweepSpec, cell: Cell, devices=None, progress=None) -> list[d
 class SweepResult:
     out_dir: Path
     rows: list[dict]
-    cells: list[Cell]
+    cells: list
     ran: list[str]
     skipped: list[str]
     wall_s: float
@@ -1108,7 +1270,7 @@ def _say(msg: str, quiet: bool) -> None:
 
 
 def run(
-    spec: SweepSpec,
+    spec: Study,
     out_dir,
     *,
     quiet: bool = False,
@@ -1140,35 +1302,18 @@ def run(
     rank, nproc = jax.process_index(), jax.process_count()
     writer = rank == 0
 
-    # chunking: the value stored at the first run wins on a resume (auto depends on the machine)
+    # machine-dependent values (chunking) and extensions: the values stored at the first run win on a resume
     meta_before = load_meta_file(out_dir / "meta.json")
-    stored_mm = (meta_before or {}).get("resolved", {}).get("max_members_per_call")
-    same = meta_before is not None and meta_before.get("config_hash") == spec.config_hash()
-    extend = None if meta_before is None or same else extension_parts(meta_before, spec)
-    if same and meta_before.get("parts"):
-        spec = dataclasses.replace(spec, parts=spec_from_meta(meta_before).parts)
-    elif extend is not None:
-        spec = dataclasses.replace(spec, parts=extend)
-    same = same or extend is not None  # an extension keeps the recorded chunking too
-    if spec.max_members_per_call is None and same:
-        mm = stored_mm
-    else:
-        mm = resolve_max_members(spec, memory_bytes)
-        if same and stored_mm != mm:
-            raise ConfigMismatchError(
-                f"{out_dir} was run with --max-members-per-call {stored_mm}; resume with the same value "
-                f"(or leave it out), not {mm}"
-            )
-    spec = dataclasses.replace(spec, max_members_per_call=mm)
-    cells = plan(spec)
+    spec, resolved, extension = spec.resolve(meta_before, memory_bytes)
+    cells = spec.plan()
     store = Store(out_dir, spec, cells, process_index=rank)
     if meta_before is not None:
         store.check_config(meta_before)
     # refuse what cannot fit before writing anything (only the cells still to run count)
     done = store.done() if out_dir.exists() else set()
     dev_mem = memory_bytes if memory_bytes is not None else device_memory_bytes()[0]
-    problems = memory_problems(spec, [c for c in cells if c.id not in done], dev_mem, jax.local_device_count(),
-                               host_memory_bytes())  # fmt: skip
+    problems = spec.memory_problems([c for c in cells if c.id not in done], dev_mem, jax.local_device_count(),
+                                    host_memory_bytes())  # fmt: skip
     if problems:
         raise SweepInputError("not enough memory: " + "; ".join(problems))
     try:
@@ -1184,7 +1329,7 @@ def run(
             meta = store.read_meta() or {
                 "config": spec.config(),
                 "config_hash": spec.config_hash(),
-                "resolved": {"max_members_per_call": mm},
+                "resolved": resolved,
                 "created": datetime.datetime.now(datetime.timezone.utc).isoformat(),
                 "runs": [],
             }
@@ -1197,10 +1342,10 @@ def run(
                 "process_count": nproc,
             }
             meta.update({k: run_rec[k] for k in ("versions", "device", "git")})
-            if extend is not None and meta.get("config_hash") != spec.config_hash():
+            meta["study"] = spec.study_path()
+            if extension is not None and meta.get("config_hash") != spec.config_hash():
                 run_rec["extended_from"] = meta["config_hash"]
-                parts = [[list(ns), list(seeds), tag] for ns, seeds, tag in extend]
-                meta.update(config=spec.config(), config_hash=spec.config_hash(), parts=parts)
+                meta.update(config=spec.config(), config_hash=spec.config_hash(), **extension)
             meta["cells"] = len(cells)
             meta["runs"] = list(meta.get("runs", [])) + [run_rec]
             store.write_meta(meta)
@@ -1222,10 +1367,11 @@ def run(
                 bar.set_postfix_str(cell.id, refresh=True)
                 if on_start is not None:
                     on_start(cell)
-                if quiet or not epoch_progress or cell.kind != NET_KIND:
+                inner_total = None if quiet or not epoch_progress else spec.member_epochs(cell)
+                if inner_total is None:
                     rows = run_cell(spec, cell)
                 else:  # a second bar inside the cell: member-epochs of the compiled call
-                    with tqdm(total=cell.members * spec.epochs, unit="epoch", file=sys.stderr, leave=False,
+                    with tqdm(total=inner_total, unit="epoch", file=sys.stderr, leave=False,
                               dynamic_ncols=True, desc="  member-epochs") as inner:  # fmt: skip
                         rows = run_cell(spec, cell, progress=inner.update)
                 store.write_cell(cell.id, rows)
@@ -1235,8 +1381,10 @@ def run(
                 bar.update(1)
                 best = min((r for r in rows if not r["diverged"]), key=lambda r: r["val_error"], default=None)
                 ndiv = sum(r["diverged"] for r in rows)
-                msg = f"[rbk] {cell.id}: {len(rows)} rows in {rows[0]['call_wall_s']:.1f} s"
-                if rows[0].get("compile_s"):
+                msg = f"[rbk] {cell.id}: {len(rows)} rows"
+                if rows and rows[0].get("call_wall_s") is not None:
+                    msg += f" in {rows[0]['call_wall_s']:.1f} s"
+                if rows and rows[0].get("compile_s"):
                     msg += f" (compile {rows[0]['compile_s']:.1f} s)"
                 if best is not None:
                     msg += f"; best val {best['val_error']:.4g} -> test {best['test_error']:.4g}"
@@ -1270,6 +1418,9 @@ def _wait_for(cond: Callable[[], bool], timeout_s: float, what: str, poll_s: flo
 
 
 __all__ = [
+    "CORE_FIELDS",
+    "Study",
+    "study_class",
     "ROW_FIELDS",
     "EXTRA_FIELDS",
     "LEARNERS",

@@ -1,5 +1,11 @@
 """The experiments as importable modules: profiles, runs and summaries.
 
+Each experiment is a module with ``PROFILES``, ``make_spec(**kw)`` (a validated
+:class:`rbk.sweep.Study`), ``summarize(spec, rows, quiet=False)``, ``plot(summary, out_dir)``,
+``format_table(summary)`` and, for the command line, ``add_arguments(parser)`` and
+``overrides(args)`` (exp1 and exp2 share :mod:`rbk.cli`'s options for the concept class);
+registering it in :data:`EXPERIMENTS` makes it ``rbk <name>``.
+
 The scripts in a clone's ``experiments/`` folder are thin command-line wrappers of these.
 
 * :mod:`rbk.experiments.exp1`: test error against the number of samples N
@@ -32,14 +38,12 @@ def module(experiment: str):
 
 
 def profile_spec(experiment: str, profile: str, **overrides):
-    """The :class:`rbk.sweep.SweepSpec` of a profile with ``overrides`` (``make_spec`` keywords;
-    ``None`` values are ignored).
+    """The study (:class:`rbk.sweep.Study`) of a profile with ``overrides`` (the module's
+    ``make_spec`` keywords; ``None`` values are ignored).
 
     Overriding ``epochs`` alone keeps the profile's learning-rate step at the same fraction of
     the run (``quick`` exp1: 3/4, ``paper``: 1/2), rounded down.
     """
-    from rbk import sweep
-
     mod = module(experiment)
     if profile not in mod.PROFILES:
         raise ValueError(f"profile must be one of {sorted(mod.PROFILES)}, got {profile!r}")
@@ -50,14 +54,15 @@ def profile_spec(experiment: str, profile: str, **overrides):
         if isinstance(epochs, numbers.Integral) and epochs >= 1:  # else make_spec names the bad value
             kw["decay_epoch"] = kw["decay_epoch"] * int(epochs) // kw["epochs"]
     kw.update(overrides)
-    return sweep.make_spec(experiment, **kw)
+    return mod.make_spec(**kw)
 
 
 def finalize(out_dir, *, plot: bool = True, quiet: bool = False) -> dict | None:
-    """Summarise a results directory: ``summary.json`` and (``plot``) ``<exp>.png/.pdf``.
+    """Summarise a results directory: ``summary.json`` and (``plot``) the experiment's figures.
 
-    Returns the summary (``None`` when there are no rows, or exp1 with ``alpha = 0``, which
-    has no threshold ``k alpha^2``).
+    The experiment module's ``summarize(spec, rows, quiet=)`` makes the summary and its
+    ``plot(summary, out_dir)`` the figures. Returns the summary (``None`` when there are no rows,
+    or the module has nothing to summarise, e.g. exp1 with ``alpha = 0``).
     """
     import sys
 
@@ -66,7 +71,7 @@ def finalize(out_dir, *, plot: bool = True, quiet: bool = False) -> dict | None:
     out_dir = Path(out_dir)
     meta = sweep.read_meta(out_dir)
     spec = sweep.spec_from_meta(meta)
-    store = sweep.Store(out_dir, spec, sweep.plan(spec))
+    store = sweep.Store(out_dir, spec, spec.plan())
     try:  # regenerate results.jsonl/.csv from the cell files (a torn table is repaired) unless a run is writing
         store.lock()
     except sweep.StoreLockedError:
@@ -80,43 +85,25 @@ def finalize(out_dir, *, plot: bool = True, quiet: bool = False) -> dict | None:
         if not quiet:
             print(f"[rbk] {out_dir}: no finished cells yet, nothing to summarise", file=sys.stderr)
         return None
-    inst = {"d": spec.d, "k": spec.k, "g_degree": spec.g_degree, "experiment": spec.experiment}
-    if spec.experiment == "exp1":
-        alpha, beta = spec.instances[0]
-        threshold = spec.k * alpha**2
-        if not threshold > 0:
-            if not quiet:
-                print("[rbk] alpha = 0: no threshold k*alpha^2, summary and figure skipped", file=sys.stderr)
-            return None
-        inst.update(alpha=alpha, beta=beta)
-        summary = stats.summarize_exp1(rows, threshold=threshold, instance=inst, predicted=_predicted(spec, threshold))
-    else:
-        summary = stats.summarize_exp2(rows)
+    mod = module(spec.experiment)
+    summary = mod.summarize(spec, rows, quiet=quiet)
+    if summary is None:
+        return None
     done, total = len(store.done()), len(store.cells)
     summary["complete"] = done == total
     summary["cells"] = {"done": done, "total": total}
     stats.write_json(summary, out_dir / "summary.json")
     if plot:
-        from rbk import plots
-
-        fn = plots.plot_exp1 if spec.experiment == "exp1" else plots.plot_exp2
-        fn(summary, out_dir, name=spec.experiment)
+        mod.plot(summary, out_dir)
     return summary
 
 
-def _predicted(spec, threshold: float) -> dict:
-    """Spectral learning-curve predictions of the sweep's exact-kernel learners (:mod:`rbk.theory`);
-    ``{}`` off the uniform cube, where the Walsh spectrum does not apply."""
-    from rbk import theory
-
-    if spec.distribution != "cube":
-        return {}
-    alpha, beta = spec.instances[0]
-    return theory.predict_learners(spec.learners, spec.target(alpha, beta), spec.ns, spec.ridges, threshold,
-                                   W_std=spec.W_std, b_std=spec.b_std, noise=spec.noise)  # fmt: skip
+def format_table(experiment: str, summary: dict) -> str:
+    """The printed table of a summary (the module's ``format_table``)."""
+    return module(experiment).format_table(summary)
 
 
-__all__ = ["EXPERIMENTS", "module", "profile_spec", "finalize"]
+__all__ = ["EXPERIMENTS", "module", "profile_spec", "finalize", "format_table", "run"]
 
 
 def run(experiment: str, out_dir, profile: str = "quick", *, quiet: bool = False, plot: bool = True, **overrides):

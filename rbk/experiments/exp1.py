@@ -37,6 +37,8 @@ Run ``rbk exp1 --help`` for the options (``python experiments/exp1_sample_comple
 
 from __future__ import annotations
 
+EXPERIMENT = "exp1"
+
 PAPER_GRID = tuple(round(m * 10.0**-j, 10) for j in range(1, 6) for m in (5, 2, 1))
 
 PROFILES = {
@@ -92,3 +94,52 @@ def run(out_dir, profile: str = "quick", *, quiet: bool = False, plot: bool = Tr
 
     return experiments.run("exp1", out_dir, profile, quiet=quiet, plot=plot, **overrides)
 
+
+
+def make_spec(**kw):
+    """The validated :class:`rbk.sweep.SweepSpec` of this experiment (``rbk.sweep.make_spec``)."""
+    from rbk import sweep
+
+    return sweep.make_spec(EXPERIMENT, **kw)
+
+
+def format_table(summary) -> str:
+    from rbk import plots
+
+    return plots.format_table(summary)
+
+
+def summarize(spec, rows, *, quiet: bool = False) -> dict | None:
+    """``summary.json`` of Experiment 1 (:func:`rbk.stats.summarize_exp1`) with each exact kernel's
+    predicted learning curve (:mod:`rbk.theory`); ``None`` when ``alpha = 0`` (no threshold)."""
+    import sys
+
+    from rbk import stats
+
+    alpha, beta = spec.instances[0]
+    threshold = spec.target(alpha, beta).threshold
+    if not threshold > 0:
+        if not quiet:
+            print("[rbk] alpha = 0: no threshold k*alpha^2, summary and figure skipped", file=sys.stderr)
+        return None
+    inst = {"d": spec.d, "k": spec.k, "g_degree": spec.g_degree, "experiment": spec.experiment, "alpha": alpha,
+            "beta": beta}  # fmt: skip
+    return stats.summarize_exp1(rows, threshold=threshold, instance=inst, predicted=_predicted(spec, threshold))
+
+
+def _predicted(spec, threshold: float) -> dict:
+    """Spectral learning-curve predictions of the sweep's exact-kernel learners (:mod:`rbk.theory`);
+    ``{}`` off the uniform cube, where the Walsh spectrum does not apply."""
+    from rbk import theory
+
+    if spec.distribution != "cube":
+        return {}
+    alpha, beta = spec.instances[0]
+    return theory.predict_learners(spec.learners, spec.target(alpha, beta), spec.ns, spec.ridges, threshold,
+                                   W_std=spec.W_std, b_std=spec.b_std, noise=spec.noise)  # fmt: skip
+
+
+def plot(summary, out_dir):
+    from rbk import plots
+
+    return plots.plot_exp1(summary, out_dir, name=EXPERIMENT)

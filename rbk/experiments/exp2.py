@@ -26,6 +26,8 @@ from __future__ import annotations
 
 from rbk.experiments.exp1 import PAPER_GRID
 
+EXPERIMENT = "exp2"
+
 ALPHAS = (0.1, 0.3, 0.6, 0.9)
 BETAS = (0.1, 0.3, 0.6, 1.0)
 
@@ -71,3 +73,29 @@ def run(out_dir, profile: str = "quick", *, quiet: bool = False, plot: bool = Tr
 
     return experiments.run("exp2", out_dir, profile, quiet=quiet, plot=plot, **overrides)
 
+
+
+def make_spec(**kw):
+    """The validated :class:`rbk.sweep.SweepSpec` of this experiment (``rbk.sweep.make_spec``)."""
+    from rbk import sweep
+
+    return sweep.make_spec(EXPERIMENT, **kw)
+
+
+def format_table(summary) -> str:
+    from rbk import plots
+
+    return plots.format_table(summary)
+
+
+def summarize(spec, rows, *, quiet: bool = False) -> dict:
+    """``summary.json`` of Experiment 2 (:func:`rbk.stats.summarize_exp2`)."""
+    from rbk import stats
+
+    return stats.summarize_exp2(rows)
+
+
+def plot(summary, out_dir):
+    from rbk import plots
+
+    return plots.plot_exp2(summary, out_dir, name=EXPERIMENT)
