@@ -274,7 +274,7 @@ def _dry_run(spec, out: Path, mem: int | None) -> int:
         done = sweep.Store(out, spec, cells).done() if meta is not None else set()
         print(f"dry run: nothing is computed. Results would go to {out}")
         print(spec.format_plan(cells, done=done))
-        for msg in spec.memory_problems([c for c in cells if c.id not in done], dev_mem, nd, sweep.host_memory_bytes()):
+        for msg in spec.memory_problems([c for c in cells if c.id not in done], dev_mem, nd, sweep.driver.host_memory_bytes()):
             print(f"WILL NOT FIT: {msg}")
         return 0
     mm = sweep.resolve_max_members(spec, dev_mem, nd)
@@ -300,7 +300,7 @@ def _dry_run(spec, out: Path, mem: int | None) -> int:
     print(f"dry run: nothing is computed. Results would go to {out}")
     print(sweep.format_plan(spec, cells, memory_bytes=dev_mem, memory_source=source, n_devices=nd, done=done))
     todo = [c for c in cells if c.id not in done]
-    for msg in sweep.memory_problems(spec, todo, dev_mem, nd, sweep.host_memory_bytes()):
+    for msg in sweep.memory_problems(spec, todo, dev_mem, nd, sweep.driver.host_memory_bytes()):
         print(f"WILL NOT FIT: {msg}")
     return 0
 

@@ -67,7 +67,7 @@ import numpy as np
 import scipy.linalg
 
 from rbk._checks import check_array, check_choice, check_int, check_memory, check_real, host_memory_bytes
-from rbk.models import ARCHS, FROZEN, Model
+from rbk.models import ARCHS, FROZEN, DeepQuad, Model
 
 GETS = ("nngp", "ntk")
 #: Parameter groups (optimiser labels) of each architecture, in canonical order.
@@ -395,14 +395,26 @@ def _model_groups(model: Model) -> tuple[str, ...]:
     return tuple(g for g in LAYERS[model.arch] if g in labels)
 
 
-def model_kernel_fn(model: Model, *, layer_rates: Mapping[str, float] | None = None) -> KernelFn:
+def model_kernel_fn(model: Model, *, layer_rates=None, head_rates: Sequence[float] | None = None):
     """The exact kernels of an ``ntk``-parameterized model, trained groups from its variant.
 
     ``practical`` trains every group (``A`` only if ``train_output``); ``theory`` trains
     ``W`` and ``U`` (the offsets). ``layer_rates`` as in :func:`kernel_fn`.
+
+    A :class:`rbk.models.DeepQuad` gets the kernels of its description
+    (:func:`deepquad_description`; ``'truncated'`` is taken as ``'hermite'``, which it equals for
+    ``|u| <= clip``) from :func:`described_kernel_fn`, ``layer_rates`` and ``head_rates`` one per
+    level.
     """
+    if isinstance(model, DeepQuad):
+        act = "hermite" if model.activation == "truncated" else model.activation
+        desc = deepquad_description(model.levels, activation=act, skip=model.skip, readout=model.readout)
+        return described_kernel_fn(desc, W_std=model.W_std, b_std=model.b_std, layer_rates=layer_rates,
+                                   head_rates=head_rates)  # fmt: skip
     if not isinstance(model, Model):
         raise ValueError(f"model must be an rbk.models.Model, got {type(model).__name__}")
+    if head_rates is not None:
+        raise ValueError(f"head_rates applies to a DeepQuad model, not to {model.arch!r} (use layer_rates)")
     if model.parameterization != "ntk":
         raise ValueError(
             f"model.parameterization must be 'ntk' for an exact kernel, got {model.parameterization!r}"

@@ -153,13 +153,13 @@ class Model:
         return scale * (h @ p["A"])
 
     # ------------------------------------------------------------------ the third view
-    def kernel_fn(self, **kwargs):
-        """The exact infinite-width ``kernel_fn`` of this model (``ntk`` parameterization only):
-        the trained groups follow the variant and ``train_output`` (see
-        :func:`rbk.kernels.model_kernel_fn`)."""
-        from rbk import kernels
-
-        return kernels.model_kernel_fn(self, **kwargs)
+    def __getattr__(self, name: str):
+        # the exact kernels of a model are rbk.kernels' business (rbk.kernels imports rbk.models, never
+        # the reverse): a clear pointer for code written against the former method ``Model.kernel_fn``
+        if name == "kernel_fn":
+            raise AttributeError(f"{type(self).__name__}.kernel_fn() was removed: "
+                                 "use rbk.kernels.model_kernel_fn(model)")
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     def describe(self) -> dict:
         out = dataclasses.asdict(self)
@@ -344,15 +344,6 @@ class DeepQuad(Model):
         for l, h in enumerate(self.level_features(params, x), start=1):
             out = out + (self.sigma(h) if self.readout == "post" else h) @ params[f"A{l}"]
         return scale * out
-
-    def kernel_fn(self, **kwargs):
-        """Exact NNGP / NTK of this architecture (:func:`rbk.kernels.deepquad_description`);
-        ``kwargs`` go to :func:`rbk.kernels.described_kernel_fn` (``layer_rates``, ``head_rates``)."""
-        from rbk import kernels
-
-        act = "hermite" if self.activation == "truncated" else self.activation
-        desc = kernels.deepquad_description(self.levels, activation=act, skip=self.skip, readout=self.readout)
-        return kernels.described_kernel_fn(desc, W_std=self.W_std, b_std=self.b_std, **kwargs)
 
     # ------------------------------------------------------------------ the mechanism
     def probe_stats(self, params: dict, x: jax.Array) -> jax.Array:

@@ -3,7 +3,7 @@
 Input is a list of *rows* (dicts), one per (learner, N, seed, hyper-parameter setting), with
 the columns of :data:`ROW_FIELDS` (``load_rows`` reads them back from ``results.csv`` or
 ``results.jsonl``). Errors are mean squared errors summed over the ``k`` outputs; the
-threshold of the paper's experiments is ``k * alpha^2`` (1.35 on the paper instance): a
+threshold of the paper's experiments is ``k * alpha^2`` (1.35 on the paper instance; rows carry it as ``threshold``): a
 learner below it has learned part of the composed term ``alpha * G(F(x))``.
 
 Conventions (all of them deliberate choices, documented here once):
@@ -70,11 +70,12 @@ from scipy import stats as _sps
 
 ROW_FIELDS = (
     "experiment", "learner", "arch", "kind", "n", "seed", "width", "epochs", "lr", "wd", "ridge",
-    "alpha", "beta", "d", "k", "g_degree", "train_error", "val_error", "test_error", "diverged",
+    "alpha", "beta", "d", "k", "g_degree", "threshold", "train_error", "val_error", "test_error", "diverged",
     "call_wall_s", "cell",
 )  # fmt: skip
 INT_FIELDS = ("n", "seed", "width", "epochs", "d", "k", "g_degree")
-FLOAT_FIELDS = ("lr", "wd", "ridge", "alpha", "beta", "train_error", "val_error", "test_error", "call_wall_s")
+FLOAT_FIELDS = ("lr", "wd", "ridge", "alpha", "beta", "threshold", "train_error", "val_error", "test_error",
+                "call_wall_s")
 BOOL_FIELDS = ("diverged",)
 REQUIRED_FIELDS = ("learner", "kind", "n", "seed", "val_error", "test_error")
 
@@ -565,7 +566,16 @@ def separation(sel_rows, confidence: float = 0.95) -> list[dict]:
 
 
 def threshold_of(rows) -> float:
-    """``k * alpha^2`` from rows with one ``k`` and one ``alpha``."""
+    """The threshold of rows of one target: their ``threshold`` column (the target's
+    ``Target.threshold``, recorded in every row by the sweep), else ``k * alpha^2`` from rows with
+    one ``k`` and one ``alpha``."""
+    recorded = [v for v in _unique(rows, "threshold") if v is not None]
+    if recorded and all(_finite(r.get("threshold")) for r in rows):
+        if len(recorded) != 1:
+            raise ValueError(f"threshold needs rows of one target, got thresholds {recorded}; pass threshold=")
+        return float(recorded[0])
+    # rows without it (result files written before rows recorded the threshold): the concept
+    # class's k * alpha^2, the one family those files can hold
     ks = [v for v in _unique(rows, "k") if v is not None]
     alphas = [v for v in _unique(rows, "alpha") if v is not None]
     if len(ks) != 1 or len(alphas) != 1:
@@ -630,7 +640,7 @@ def summarize_exp1(
     """Experiment 1 summary (test error against N), ready for ``summary.json``.
 
     ``rows``: all rows of the sweep (every setting; :func:`select` is applied here) or a path.
-    ``threshold`` defaults to ``k * alpha^2`` of the rows, ``instance`` to their
+    ``threshold`` defaults to the rows' (:func:`threshold_of`), ``instance`` to their
     ``d, k, g_degree, alpha, beta`` (and ``experiment`` if unique).
 
     ``predicted``: per exact-kernel learner ``{"n_star": float or None, "curve": {N: error}, ...}``
@@ -686,7 +696,8 @@ def summarize_exp1(
 def summarize_exp2(rows, instance: Mapping | None = None, *, confidence: float = 0.95) -> dict:
     """Experiment 2 summary: one entry per (learner, N, alpha, beta) of the selected rows.
 
-    Entries: ``learner, kind, arch, n, alpha, beta, k, threshold (= k alpha^2),
+    Entries: ``learner, kind, arch, n, alpha, beta, k, threshold`` (the rows', :func:`threshold_of`: ``k alpha^2``),
+    ``
     test_error_mean, test_error_ci95, seeds, diverged_seeds, ratio (= mean / threshold),
     ratio_ci95``. ``ratio`` is null when ``alpha = 0`` (threshold 0) or every seed diverged.
     ``instance`` defaults to the rows' ``d, k, g_degree`` plus the grids ``alphas, betas, ns``.
@@ -713,7 +724,7 @@ def summarize_exp2(rows, instance: Mapping | None = None, *, confidence: float =
         if len(ks) != 1:
             raise ValueError(f"cell {(learner, n, alpha, beta)} mixes k values {sorted(ks)}")
         k = ks.pop()
-        thr = k * float(alpha) ** 2
+        thr = threshold_of(rs)
         st = _seed_stats(rs, confidence)
         lo, hi = st["test_error_ci95"]
         ok = thr > 0

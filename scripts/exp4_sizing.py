@@ -107,7 +107,7 @@ def main(argv=None):
         if "ntk-deep" in learners:
             mk = models.get_deepquad(args.width, args.d, levels=L, activation="hermite", parameterization="ntk",
                                      readout=head, head_init="random")
-            kfn = mk.kernel_fn()
+            kfn = kernels.model_kernel_fn(mk)
             tt = time.perf_counter()
             for si, s in enumerate(args.seeds):
                 res = kernels.fit_predict(kfn, sets[si], ridges=args.ridges)

@@ -96,7 +96,7 @@ def worker(job: dict) -> None:
                 return jax.tree_util.tree_unflatten(tree, noisy)
 
         model = NoisyInit(**dataclasses.asdict(model), init_noise=sigma, noise_key=job["noise_key"])
-    data = stack([sweep._dataset(spec, a, b, cell.n, s) for a, b, s in cell.slots])
+    data = stack([sweep.dataset(spec, a, b, cell.n, s) for a, b, s in cell.slots])
     keys = jnp.stack([seed_keys(s)[1] for _, _, s in cell.slots])
     cfg = spec.train_config()
     if job.get("curves"):

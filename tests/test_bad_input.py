@@ -23,7 +23,7 @@ KERNELS = ["--learners", "nngp-2nn", "ntk-2nn", "--n", "60,80"]
 @pytest.fixture(autouse=True)
 def host_16_gib(monkeypatch):
     """The memory checks see a 16 GiB host, whatever this machine has."""
-    monkeypatch.setattr(sweep, "host_memory_bytes", lambda: 16 * 2**30)
+    monkeypatch.setattr(sweep.driver, "host_memory_bytes", lambda: 16 * 2**30)  # where run and the dry run look it up
 
 
 @pytest.fixture
@@ -33,7 +33,7 @@ def no_compute(monkeypatch):
     def boom(*a, **k):
         raise AssertionError("computed before refusing")
 
-    monkeypatch.setattr(sweep, "run_cell", boom)
+    monkeypatch.setattr(sweep.driver, "run_cell", boom)
     monkeypatch.setattr(train, "train", boom)
     monkeypatch.setattr(kernels, "fit_predict", boom)
 
@@ -190,7 +190,7 @@ def test_results_directory_of_another_experiment(tmp_path, capsys, no_compute):
 
 def test_ctrl_c_is_one_line_exit_130_and_keeps_finished_cells(tmp_path, capsys, monkeypatch):
     out = tmp_path / "res"
-    real, calls = sweep.run_cell, []
+    real, calls = sweep.driver.run_cell, []
 
     def second_interrupts(spec, cell, devices=None):
         calls.append(cell.id)
@@ -198,12 +198,12 @@ def test_ctrl_c_is_one_line_exit_130_and_keeps_finished_cells(tmp_path, capsys, 
             raise KeyboardInterrupt
         return real(spec, cell, devices)
 
-    monkeypatch.setattr(sweep, "run_cell", second_interrupts)
+    monkeypatch.setattr(sweep.driver, "run_cell", second_interrupts)
     argv = ["exp1", "--out", str(out), *KERNELS, *TINY]
     code, _, err = _main(argv, capsys)
     assert code == 130 and err == "interrupted; run the same command again to resume\n"
     assert [p.stem for p in (out / "cells").glob("*.jsonl")] == calls[:1]
-    monkeypatch.setattr(sweep, "run_cell", real)
+    monkeypatch.setattr(sweep.driver, "run_cell", real)
     code, out_text, _ = _main(argv, capsys)
     assert code == 0 and "7 cells run, 1 resumed" in out_text
 

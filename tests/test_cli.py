@@ -24,7 +24,7 @@ def no_compute(monkeypatch):
         raise AssertionError("computed before validating")
 
     monkeypatch.setattr(sweep, "run", boom)
-    monkeypatch.setattr(sweep, "run_cell", boom)
+    monkeypatch.setattr(sweep.driver, "run_cell", boom)
     monkeypatch.setattr(train, "train", boom)
 
 

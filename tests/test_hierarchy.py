@@ -271,7 +271,7 @@ def _deepquad_monte_carlo(width, draws, levels=3, skip=True):
     x = np.random.default_rng(7).standard_normal((4, d))
     x[1] = 0.6 * x[0] + 0.8 * x[1]
     x *= math.sqrt(d) / np.linalg.norm(x, axis=1, keepdims=True)  # |x|^2 = d: polynomial growth in |x| stays tame
-    exact = m.kernel_fn()(x)
+    exact = kernels.model_kernel_fn(m)(x)
     with kernels.x64():
         xs = jnp.asarray(x)
         emp = jax.jit(lambda k: _empirical(m, jax.tree_util.tree_map(lambda a: a.astype(jnp.float64), m.init(k)), xs))

@@ -125,8 +125,10 @@ def test_get_convention_and_model_views(x):
     np.testing.assert_allclose(both[1], kf(x, get="nngp"), rtol=1e-14)
     np.testing.assert_allclose(kf(x, x[:3], get=["nngp"]).nngp, both.nngp[:, :3], rtol=1e-7)
     m = models.get_model("3resnet", 8, D, 2, parameterization="ntk", W_std=1.1, b_std=0.2)
-    np.testing.assert_array_equal(m.kernel_fn()(x, get="ntk"), both.ntk)
     np.testing.assert_array_equal(kernels.model_kernel_fn(m)(x, get="ntk"), both.ntk)
+    with pytest.raises(AttributeError, match=r"rbk\.kernels\.model_kernel_fn\(model\)"):  # the former method points here
+        m.kernel_fn()
+    assert not hasattr(m, "kernel_fn") and not hasattr(m, "no_such_field")
     th = models.get_model("3resnet", 8, D, 2, parameterization="ntk", variant="theory")
     assert kernels.model_kernel_fn(th).trainable == ("W", "U")
     fr = models.get_model("2nn", 8, D, 2, parameterization="ntk", train_output=False)

@@ -379,6 +379,21 @@ def test_summarize_exp2_ratio():
     assert by[(0.0, 0.5)]["ratio"] is None and by[(0.0, 0.5)]["threshold"] == 0.0
 
 
+def test_threshold_comes_from_the_rows_threshold_column():
+    # a recorded threshold wins over k * alpha^2 (a family other than the concept class may
+    # record any level); rows without one (older result files) fall back to k * alpha^2
+    rows = [dict(r, threshold=0.5) for r in synthetic_rows(seeds=2)]
+    assert stats.threshold_of(rows) == 0.5 and stats.summarize_exp1(rows)["threshold"] == 0.5
+    assert stats.threshold_of(synthetic_rows(seeds=2)) == 15 * 0.3**2
+    mixed = rows[:3] + synthetic_rows(seeds=2)[3:]  # a resumed old directory: partly recorded
+    assert stats.threshold_of(mixed) == 15 * 0.3**2
+    with pytest.raises(ValueError, match="one target"):
+        stats.threshold_of(rows[:3] + [dict(r, threshold=0.7) for r in rows[3:]])
+    e2 = [row("3resnet", 500, s, 0.1, 0.1, alpha=0.3, experiment="exp2", threshold=0.2) for s in range(2)]
+    assert stats.summarize_exp2(e2)["rows"][0]["threshold"] == 0.2
+    assert stats.normalize_row({**rows[0], "threshold": "0.5"})["threshold"] == 0.5  # as read from a CSV
+
+
 # --------------------------------------------------------------------------------------------
 # predicted curves and the separation ratio
 # --------------------------------------------------------------------------------------------

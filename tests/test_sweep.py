@@ -149,7 +149,7 @@ def test_meta_written_before_the_precision_was_recorded_is_read_but_not_resumed(
     sweep.run(spec, tmp_path, quiet=True)
     meta = json.loads((tmp_path / "meta.json").read_text())
     del meta["config"]["matmul_precision"]
-    meta["config_hash"] = sweep._hash(meta["config"])
+    meta["config_hash"] = sweep.hash_config(meta["config"])
     (tmp_path / "meta.json").write_text(json.dumps(meta))
     assert sweep.spec_from_meta(meta) == spec and len(sweep.load_rows(tmp_path)) == 2 * 2
     with pytest.raises(sweep.ConfigMismatchError, match=r"matmul_precision: None -> 'highest'"):
@@ -184,6 +184,8 @@ def test_run_writes_tidy_rows_meta_and_resumes(tmp_path):
     assert res.complete and len(res.ran) == len(res.cells) == 8 and not res.skipped
     rows = _check_table(tmp_path, spec)
     assert set(rows[0]) == set(sweep.ALL_FIELDS)
+    thr = spec.target(*spec.instances[0]).threshold
+    assert thr == spec.k * spec.instances[0][0] ** 2 and all(r["threshold"] == thr for r in rows)
     r = rows[0]
     assert r["kind"] == "nngp" and r["lr"] is None and r["wd"] is None and r["epochs"] is None
     assert r["ridge"] in spec.ridges and r["ridge_abs"] > 0 and r["call_wall_s"] > 0 and r["diverged"] is False
@@ -193,6 +195,7 @@ def test_run_writes_tidy_rows_meta_and_resumes(tmp_path):
         assert meta["versions"][key]
     assert meta["device"]["platform"] == jax.default_backend() and meta["device"]["devices"] and meta["device"]["cpu_model"]
     assert meta["config"]["matmul_precision"] == "highest"
+    assert meta["study"] == "rbk.sweep:SweepSpec" and sweep.study_class(meta["study"]) is sweep.SweepSpec
     assert set(meta["git"]) == {"revision", "dirty"}
     # selection: one row per (learner, n, seed), the lowest validation error
     sel = stats.select(rows)
@@ -366,14 +369,14 @@ def test_kill_9_at_random_instants(tmp_path):
 
 def test_diverging_members_are_recorded_and_data_are_paired(tmp_path, monkeypatch):
     seen = []
-    real = sweep._dataset
+    real = sweep.runners.dataset
 
     def spy(spec, alpha, beta, n, seed):
         ds = real(spec, alpha, beta, n, seed)
         seen.append(((n, seed), np.asarray(ds.x_train).tobytes() + np.asarray(ds.y_test).tobytes()))
         return ds
 
-    monkeypatch.setattr(sweep, "_dataset", spy)
+    monkeypatch.setattr(sweep.runners, "dataset", spy)  # where run_*_cell look it up
     spec = sweep.make_spec(
         "exp1", learners=("2nn", "nngp-2nn", "rf-2nn"), ns=(100,), seeds=(0, 1), d=8, k=2, g_degree=2, widths=(8,),
         epochs=2, lrs=(0.05, 1e4), wds=(0.0,), n_val=50, n_test=60, ridges=(1e-2,),

@@ -1,0 +1,287 @@
+"""The concept-class sweep (Experiments 1 and 2): :class:`SweepSpec`, the study of a grid of
+(learner x N x setting x seed) on instances of :func:`rbk.targets.paper_instance`, and
+:func:`make_spec`, which validates every value before anything is computed."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Iterable, Sequence
+
+from rbk._checks import check_choice, check_int, check_real
+from rbk.sweep.errors import ConfigMismatchError
+from rbk.sweep.learners import NET_KIND, parse_learner
+from rbk.sweep.study import Study, hash_config
+
+SCHEMA_VERSION = 1
+
+ROW_FIELDS = (
+    "experiment", "learner", "arch", "kind", "n", "seed", "width", "epochs", "lr", "wd", "ridge",
+    "alpha", "beta", "d", "k", "g_degree", "threshold", "train_error", "val_error", "test_error", "diverged",
+    "call_wall_s", "cell",
+)  # fmt: skip
+#: ``threshold``: the error level of "learned" of the row's target, ``spec.target(alpha, beta).threshold``
+#: (``k * alpha^2`` for the concept class); results written before it was recorded lack it.
+#: Extra columns: absolute ridge (``ridge`` is relative to the kernel's scale), the cell's compile
+#: and run seconds, members of the call, the process that ran it; for exact kernels the solver
+#: (``dense`` or ``cg``, :func:`rbk.kernels.choose_solver`) and, for ``cg``, that ridge's iterations
+#: and final relative residual.
+EXTRA_FIELDS = ("ridge_abs", "compile_s", "run_s", "members", "process", "solver", "iterations", "residual")
+ALL_FIELDS = ROW_FIELDS + EXTRA_FIELDS
+
+EXPERIMENTS = ("exp1", "exp2")
+
+
+@dataclasses.dataclass(frozen=True)
+class SweepSpec(Study):
+    """Everything that defines a sweep's results (build it with :func:`make_spec`).
+
+    ``instances`` is a tuple of ``(alpha, beta)`` pairs; ``seeds`` explicit seed numbers;
+    ``widths`` the network widths (each its own compiled call; a hyper-parameter selected on
+    validation like the learning rate); ``ridges`` relative ridges of the kernel learners;
+    ``matmul_precision`` the float32 matrix-product precision of the network training
+    (:func:`rbk.train.config`; the kernels run in float64).
+    ``max_members_per_call`` (``None``: automatic from the device's memory, see
+    :func:`resolve_max_members`) only chunks the calls; it is not part of the config hash.
+    ``parts`` (set from ``meta.json``, never by hand) lays out a sweep extended by extra ``ns`` or
+    ``seeds`` (:func:`extension_parts`): ``(ns, seeds, tag)`` blocks planned one after another.
+    """
+
+    experiment: str
+    learners: tuple[str, ...]
+    ns: tuple[int, ...]
+    seeds: tuple[int, ...]
+    instances: tuple[tuple[float, float], ...]
+    d: int = 30
+    k: int = 15
+    g_degree: int = 4
+    widths: tuple[int, ...] = (256,)
+    epochs: int = 60
+    decay_epoch: int | None = None
+    batch_size: int = 50
+    lrs: tuple[float, ...] = (0.02,)
+    wds: tuple[float, ...] = (1e-3,)
+    ridges: tuple[float, ...] = (1e-3, 1e-1)
+    n_val: int | None = None
+    n_test: int = 10000
+    distribution: str = "cube"
+    noise: float = 0.0
+    kernel_max_n: int | None = None
+    W_std: float = math.sqrt(2.0)
+    b_std: float = 0.1
+    max_members_per_call: int | None = None
+    matmul_precision: str = "highest"
+    parts: tuple = ()
+
+    def config(self) -> dict:
+        """The JSON config that defines the results (hashed; excludes the chunking and the layout of extensions)."""
+        out = dataclasses.asdict(self)
+        out.pop("max_members_per_call")
+        out.pop("parts")
+        out["instances"] = [list(p) for p in self.instances]
+        for key, v in list(out.items()):
+            if isinstance(v, tuple):
+                out[key] = list(v)
+        out["decay_epoch"] = self.epochs // 2 if self.decay_epoch is None else self.decay_epoch
+        out["n_val"] = "max(1000, n // 5)" if self.n_val is None else self.n_val
+        out["schema_version"] = SCHEMA_VERSION
+        return out
+
+    def train_config(self):
+        from rbk import train
+
+        # only the final errors are stored: record them alone (a shorter program to compile)
+        return train.config(self.epochs, batch_size=self.batch_size, decay_epoch=self.decay_epoch,
+                            record_epochs=[self.epochs], matmul_precision=self.matmul_precision)
+
+    def target(self, alpha: float, beta: float):
+        from rbk.targets import paper_instance
+
+        return paper_instance(self.d, self.k, self.g_degree, alpha, beta)
+
+    def n_val_of(self, n: int) -> int:
+        from rbk.data import default_n_val
+
+        return default_n_val(n) if self.n_val is None else self.n_val
+
+    # -- the Study protocol ------------------------------------------------------------------
+    # (its parts live in the modules that import this one: imported on call, no import cycle)
+    row_fields = ALL_FIELDS
+
+    def plan(self, max_members_per_call: int | None = None) -> list:
+        from rbk.sweep.planner import plan
+
+        return plan(self, max_members_per_call)
+
+    def run_cell(self, cell, devices=None, progress=None) -> list[dict]:
+        from rbk.sweep.runners import run_kernel_cell, run_net_cell
+
+        if cell.kind == NET_KIND:
+            return run_net_cell(self, cell, devices, progress)
+        return run_kernel_cell(self, cell)
+
+    def memory_problems(self, cells, memory_bytes, n_devices=1, host_bytes=None) -> list[str]:
+        from rbk.sweep.cost import memory_problems
+
+        return memory_problems(self, cells, memory_bytes, n_devices, host_bytes)
+
+    def member_epochs(self, cell) -> int | None:
+        return cell.members * self.epochs if cell.kind == NET_KIND else None
+
+    def format_plan(self, cells, done=(), **kw) -> str:
+        from rbk.sweep.cost import format_plan
+
+        return format_plan(self, cells, done=done, **kw)
+
+    def extends(self, meta: dict) -> bool:
+        from rbk.sweep.store import extension_parts
+
+        return extension_parts(meta, self) is not None
+
+    def resolve(self, meta: dict | None, memory_bytes: int | None = None) -> tuple:
+        """Member chunking (the value stored at the first run wins on a resume: automatic chunking
+        depends on the machine) and the layout of an extension (extra ``ns``/``seeds``)."""
+        from rbk.sweep.cost import resolve_max_members
+        from rbk.sweep.store import extension_parts, spec_from_meta
+
+        spec = self
+        stored_mm = (meta or {}).get("resolved", {}).get("max_members_per_call")
+        same = meta is not None and meta.get("config_hash") == spec.config_hash()
+        extend = None if meta is None or same else extension_parts(meta, spec)
+        if same and meta.get("parts"):
+            spec = dataclasses.replace(spec, parts=spec_from_meta(meta).parts)
+        elif extend is not None:
+            spec = dataclasses.replace(spec, parts=extend)
+        same = same or extend is not None  # an extension keeps the recorded chunking too
+        if spec.max_members_per_call is None and same:
+            mm = stored_mm
+        else:
+            mm = resolve_max_members(spec, memory_bytes)
+            if same and stored_mm != mm:
+                raise ConfigMismatchError(
+                    f"this --out was run with --max-members-per-call {stored_mm}; resume with the same value "
+                    f"(or leave it out), not {mm}"
+                )
+        spec = dataclasses.replace(spec, max_members_per_call=mm)
+        ext = None if extend is None else {"parts": [[list(ns), list(seeds), tag] for ns, seeds, tag in extend]}
+        return spec, {"max_members_per_call": mm}, ext
+
+    @classmethod
+    def study_path(cls) -> str:
+        # the public name meta.json has always recorded (stable whichever module defines the class)
+        return "rbk.sweep:SweepSpec" if cls is SweepSpec else super().study_path()
+
+    @classmethod
+    def from_config(cls, config: dict, resolved: dict | None = None) -> "SweepSpec":
+        from rbk.sweep.store import spec_from_meta
+
+        return spec_from_meta({"config": config, "resolved": resolved or {}, "config_hash": hash_config(config)})
+
+
+def _unique_list(name: str, values, conv) -> tuple:
+    if isinstance(values, (str, bytes)) or not isinstance(values, Iterable):
+        values = [values]
+    out = tuple(conv(v) for v in values)
+    if not out:
+        raise ValueError(f"{name} must not be empty")
+    if len(set(out)) != len(out):
+        raise ValueError(f"{name} must not repeat a value, got {list(out)}")
+    return out
+
+
+def make_spec(
+    experiment: str,
+    *,
+    learners: Sequence[str],
+    ns: Sequence[int],
+    seeds: Sequence[int],
+    alphas: Sequence[float] | float = 0.3,
+    betas: Sequence[float] | float = 1.0,
+    d: int = 30,
+    k: int = 15,
+    g_degree: int = 4,
+    widths: Sequence[int] | int = (256,),
+    epochs: int = 60,
+    decay_epoch: int | None = None,
+    batch_size: int = 50,
+    lrs: Sequence[float] = (0.02,),
+    wds: Sequence[float] = (1e-3,),
+    ridges: Sequence[float] = (1e-3, 1e-1),
+    n_val: int | None = None,
+    n_test: int = 10000,
+    distribution: str = "cube",
+    noise: float = 0.0,
+    kernel_max_n: int | None = None,
+    W_std: float = math.sqrt(2.0),
+    b_std: float = 0.1,
+    max_members_per_call: int | None = None,
+    matmul_precision: str = "highest",
+) -> SweepSpec:
+    """Validated :class:`SweepSpec`; the instances are the grid ``alphas x betas``.
+
+    Every bad value raises ``ValueError`` naming the parameter (and its command-line option)
+    and the allowed range, before anything is computed.
+    """
+    from rbk.data import DISTRIBUTIONS
+    from rbk.kernels import MAX_RIDGES
+
+    if experiment not in EXPERIMENTS:
+        raise ValueError(f"experiment must be one of {list(EXPERIMENTS)}, got {experiment!r}")
+    d = check_int("d (--d, input dimension)", d, lo=2)
+    if d % 2:
+        raise ValueError(f"d (--d, input dimension) must be an even integer >= 2, got {d}")
+    k = check_int(f"k (--k, outputs) for d = {d}", k, lo=1, hi=d // 2)
+    g_degree = check_int(f"g_degree (--g-degree) for k = {k}", g_degree, lo=1, hi=k)
+    batch_size = check_int("batch_size", batch_size, lo=1)
+    learners = _unique_list("learners (--learners)", learners, lambda v: v)
+    for name in learners:
+        parse_learner(name)
+    ns = _unique_list("n (--n, training-set sizes)", ns, lambda v: v)
+    ns = tuple(
+        check_int(f"n (--n, training-set sizes; at least the batch size {batch_size})", v, lo=batch_size)
+        for v in ns
+    )
+    if not isinstance(seeds, Iterable) or isinstance(seeds, (str, bytes)):
+        raise ValueError(f"seeds must be a sequence of seed numbers >= 0 (e.g. range(3)), got {seeds!r}")
+    seeds = _unique_list("seeds (--seeds)", seeds, lambda v: check_int("seeds (--seeds)", v, lo=0))
+    def alpha_ok(v):  # alpha = 0 has no threshold k alpha^2 (nothing to separate): refused in both experiments
+        if isinstance(v, (int, float)) and v == 0:
+            raise ValueError("alpha (--alpha) must be in (0, 1): alpha = 0 would make the threshold k*alpha^2 zero")
+        return check_real("alpha (--alpha)", v, lo=0.0, hi=1.0, lo_open=True, hi_open=True)
+
+    alphas = _unique_list("alpha (--alpha)", alphas, alpha_ok)
+    betas = _unique_list("beta (--beta)", betas, lambda v: check_real("beta (--beta)", v, lo=0.0, lo_open=True))
+    if experiment == "exp1" and (len(alphas) != 1 or len(betas) != 1):
+        raise ValueError(f"exp1 takes one alpha (--alpha) and one beta (--beta), got {list(alphas)} and {list(betas)}")
+    widths = _unique_list("width (--width)", widths, lambda v: check_int("width (--width)", v, lo=1))
+    epochs = check_int("epochs (--epochs)", epochs, lo=1)
+    if decay_epoch is None:
+        decay_epoch = epochs // 2
+    decay_epoch = check_int("decay_epoch (--decay-epoch)", decay_epoch, lo=0, hi=epochs)
+    lrs = _unique_list("lr (--lr)", lrs, lambda v: check_real("lr (--lr, learning rates)", v, lo=0.0, lo_open=True))
+    wds = _unique_list("wd (--wd)", wds, lambda v: check_real("wd (--wd, weight decays)", v, lo=0.0))
+    ridges = _unique_list("ridges (--ridges)", ridges, lambda v: check_real("ridges (--ridges)", v, lo=0.0))
+    if len(ridges) > MAX_RIDGES:
+        raise ValueError(f"ridges (--ridges) must hold 1 to {MAX_RIDGES} values, got {len(ridges)}")
+    if n_val is not None:
+        n_val = check_int("n_val (--n-val)", n_val, lo=1)
+    n_test = check_int("n_test (--n-test)", n_test, lo=1)
+    if distribution not in DISTRIBUTIONS:
+        raise ValueError(f"distribution must be one of {list(DISTRIBUTIONS)}, got {distribution!r}")
+    noise = check_real("noise", noise, lo=0.0)
+    if kernel_max_n is not None:
+        kernel_max_n = check_int("kernel_max_n (--kernel-max-n)", kernel_max_n, lo=1)
+    W_std = check_real("W_std", W_std, lo=0.0, lo_open=True)
+    b_std = check_real("b_std", b_std, lo=0.0)
+    if max_members_per_call is not None:
+        max_members_per_call = check_int("max_members_per_call (--max-members-per-call)", max_members_per_call, lo=1)
+    from rbk.train import MATMUL_PRECISIONS
+
+    matmul_precision = MATMUL_PRECISIONS[check_choice("matmul_precision (--matmul-precision)", matmul_precision,
+                                                      MATMUL_PRECISIONS)]  # fmt: skip
+    instances = tuple((a, b) for a in alphas for b in betas)
+    return SweepSpec(
+        experiment, learners, ns, seeds, instances, d, k, g_degree, widths, epochs, decay_epoch, batch_size,
+        lrs, wds, ridges, n_val, n_test, distribution, noise, kernel_max_n, W_std, b_std, max_members_per_call,
+        matmul_precision,
+    )  # fmt: skip

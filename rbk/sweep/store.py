@@ -1,0 +1,325 @@
+"""The results directory of a sweep (:class:`Store`): atomic cell files, the lock, ``meta.json``
+(reading it, rebuilding the recorded study: :func:`spec_from_meta`), the combined tables and the
+extension of a finished sweep by extra ``ns`` / ``seeds`` (:func:`extension_parts`)."""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import json
+import math
+import os
+import socket
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from rbk.sweep.errors import ConfigMismatchError, StoreLockedError, SweepInputError
+from rbk.sweep.spec import SweepSpec
+from rbk.sweep.study import Study, hash_config
+
+
+def _clean(v):
+    """JSON-ready value: numpy scalars made Python, non-finite floats ``None``."""
+    if isinstance(v, (np.bool_, bool)):
+        return bool(v)
+    if isinstance(v, (np.integer,)):
+        return int(v)
+    if isinstance(v, (float, np.floating)):
+        f = float(v)
+        return f if math.isfinite(f) else None
+    return v
+
+
+def _fsync_dir(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def atomic_write(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` via a temporary file in the same directory, fsync and rename."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{socket.gethostname()}.{os.getpid()}.tmp")
+    with open(tmp, "w", newline="") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
+def _csv_value(field: str, v) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, float):
+        return repr(v)
+    return str(v)
+
+
+class Store:
+    """The results directory of one sweep (its layout: :mod:`rbk.sweep`)."""
+
+    def __init__(self, out_dir, spec: Study, cells: Sequence, *, process_index: int = 0):
+        self.dir = Path(out_dir)
+        self.spec = spec
+        self.cells = list(cells)
+        self.cells_dir = self.dir / "cells"
+        self.process_index = process_index
+        self._lock_fh = None
+
+    # -- locking -------------------------------------------------------------------------
+    def lock(self) -> None:
+        import fcntl
+
+        self.cells_dir.mkdir(parents=True, exist_ok=True)
+        name = ".lock" if self.process_index == 0 else f".lock.p{self.process_index}"
+        fh = open(self.dir / name, "a+")
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            fh.close()
+            raise StoreLockedError(
+                f"another rbk run is writing to {self.dir} (lock {self.dir / name} is held); "
+                "wait for it to finish or use another --out"
+            ) from None
+        self._lock_fh = fh
+
+    def unlock(self) -> None:
+        if self._lock_fh is not None:
+            self._lock_fh.close()
+            self._lock_fh = None
+
+    def clean_tmp(self) -> None:
+        """Remove temporary files left by killed runs of this host (only under the lock)."""
+        host = socket.gethostname()
+        for folder in (self.dir, self.cells_dir):
+            for p in folder.glob(f".*.{host}.*.tmp"):
+                with contextlib.suppress(OSError):
+                    p.unlink()
+
+    # -- meta ------------------------------------------------------------------------------
+    @property
+    def meta_path(self) -> Path:
+        return self.dir / "meta.json"
+
+    def read_meta(self) -> dict | None:
+        return load_meta_file(self.meta_path)
+
+    def check_config(self, meta: dict | None) -> None:
+        if meta is None:
+            stray = [p.name for p in self.cells_dir.glob("*.jsonl")] if self.cells_dir.exists() else []
+            if stray:
+                raise ConfigMismatchError(
+                    f"{self.dir} holds cell files but no meta.json; refusing to mix results "
+                    "(use another --out or remove the directory)"
+                )
+            return
+        old = meta.get("config", {})
+        if old.get("experiment") != self.spec.experiment:
+            raise ConfigMismatchError(
+                f"--out {self.dir} holds results of {old.get('experiment')}, not {self.spec.experiment}: run "
+                f"`rbk {old.get('experiment')}` there (or `rbk plot --out {self.dir}`), or use another --out"
+            )
+        if meta.get("config_hash") != self.spec.config_hash() and not self.spec.extends(meta):
+            new = self.spec.config()
+            diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+            detail = "; ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in diff[:8])
+            raise ConfigMismatchError(
+                f"{self.dir} holds results of a different config (hash {meta.get('config_hash')} vs "
+                f"{self.spec.config_hash()}; differs in {detail or 'schema'}). Use another --out for this "
+                "config, or the original options to resume (only extra --n or --seeds values extend a sweep)."
+            )
+
+    def write_meta(self, meta: dict) -> None:
+        atomic_write(self.meta_path, json.dumps(meta, indent=2, default=str) + "\n")
+
+    # -- cells -----------------------------------------------------------------------------
+    def cell_path(self, cell_id: str) -> Path:
+        return self.cells_dir / f"{cell_id}.jsonl"
+
+    def read_cell(self, cell_id: str) -> list[dict] | None:
+        """The rows of a finished cell, ``None`` if it is missing or incomplete."""
+        p = self.cell_path(cell_id)
+        try:
+            lines = p.read_text().splitlines()
+        except OSError:
+            return None
+        try:
+            recs = [json.loads(line) for line in lines if line.strip()]
+        except json.JSONDecodeError:
+            return None
+        if not recs or recs[-1].get("_complete") != cell_id or recs[-1].get("rows") != len(recs) - 1:
+            return None
+        return recs[:-1]
+
+    def done(self) -> set[str]:
+        return {c.id for c in self.cells if self.read_cell(c.id) is not None}
+
+    def write_cell(self, cell_id: str, rows: Sequence[dict]) -> None:
+        out = io.StringIO()
+        for r in rows:
+            out.write(json.dumps({k: _clean(r.get(k)) for k in self.spec.row_fields}, allow_nan=False) + "\n")
+        out.write(json.dumps({"_complete": cell_id, "rows": len(rows)}) + "\n")
+        atomic_write(self.cell_path(cell_id), out.getvalue())
+
+    def rows(self) -> list[dict]:
+        """Every finished cell's rows, in plan order."""
+        out = []
+        for c in self.cells:
+            r = self.read_cell(c.id)
+            if r is not None:
+                out.extend(r)
+        return out
+
+    def rebuild(self) -> list[dict]:
+        """Regenerate ``results.jsonl`` and ``results.csv`` from the cell files."""
+        rows = self.rows()
+        jl = "".join(json.dumps(r, allow_nan=False) + "\n" for r in rows)
+        atomic_write(self.dir / "results.jsonl", jl)
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        fields = self.spec.row_fields
+        w.writerow(fields)
+        for r in rows:
+            w.writerow([_csv_value(f, r.get(f)) for f in fields])
+        atomic_write(self.dir / "results.csv", buf.getvalue())
+        return rows
+
+
+def load_meta_file(path) -> dict | None:
+    """A ``meta.json`` as a dict, ``None`` if absent; :class:`SweepInputError` if empty, truncated or corrupt.
+
+    Nothing is changed on disk: a damaged ``meta.json`` is never overwritten by a run.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError) as e:
+        raise SweepInputError(f"cannot read {path}: {getattr(e, 'strerror', None) or e}") from None
+    why = "empty"
+    meta = None
+    if text.strip():
+        try:
+            meta = json.loads(text)
+            why = "not an rbk meta.json (no config and config_hash)"
+        except json.JSONDecodeError as e:
+            why = f"not valid JSON ({e.msg} at line {e.lineno}: truncated or corrupt)"
+    if not isinstance(meta, dict) or not isinstance(meta.get("config"), dict) or "config_hash" not in meta:
+        raise SweepInputError(f"{path} is {why}; nothing was changed: restore it from a backup, or use another "
+                              "--out (the cell files in cells/ are the results)")
+    return meta
+
+
+def check_out_dir(out_dir) -> Path:
+    """``out_dir`` must be a directory, or creatable as one, and writable (:class:`SweepInputError` naming ``--out``)."""
+    p = Path(out_dir)
+    if p.exists() and not p.is_dir():
+        raise SweepInputError(f"--out {p} is an existing file; give a directory (a new one, or an rbk results directory)")
+    parent = p
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise SweepInputError(f"--out {p} cannot be created: {parent} is a file, not a directory")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise SweepInputError(f"--out {p}: {parent} is not writable; give a directory you can write to")
+    return p
+
+
+def extension_parts(meta: dict, spec: SweepSpec) -> tuple | None:
+    """The ``parts`` of ``spec`` run in a directory whose ``meta.json`` is ``meta``, ``None`` if it is no extension.
+
+    ``spec`` extends the recorded sweep when its config differs only by extra values of ``ns``
+    and/or ``seeds``. Every finished cell is kept: extension ``j`` adds the new N for every seed
+    and the new seeds for the old N, its network calls tagged ``_ext<j>`` (their ids would
+    otherwise clash with the original calls, which hold the old seeds).
+    """
+    old, new = meta.get("config", {}), spec.config()
+    if old == new or any(old.get(k) != new.get(k) for k in set(old) | set(new) if k not in ("ns", "seeds")):
+        return None
+    if not (set(old.get("ns", ())) <= set(new["ns"]) and set(old.get("seeds", ())) <= set(new["seeds"])):
+        return None
+    parts = [tuple(p) for p in meta.get("parts") or [(old["ns"], old["seeds"], "")]]
+    tag = f"_ext{len({p[2] for p in parts if p[2]}) + 1}"
+    add_ns = [n for n in new["ns"] if n not in old["ns"]]
+    add_seeds = [s for s in new["seeds"] if s not in old["seeds"]]
+    if add_ns:
+        parts.append((add_ns, list(new["seeds"]), tag))
+    if add_seeds:
+        parts.append((list(old["ns"]), add_seeds, tag))
+    return tuple((tuple(ns), tuple(seeds), tag) for ns, seeds, tag in parts)
+
+
+def read_meta(out_dir) -> dict:
+    meta = load_meta_file(Path(out_dir) / "meta.json")
+    if meta is None:
+        raise SweepInputError(f"{out_dir} is not an rbk results directory (no meta.json)")
+    return meta
+
+
+def study_class(path: str) -> type:
+    """The :class:`Study` subclass named ``module:qualname`` (as ``meta.json`` records it)."""
+    import importlib
+
+    mod, _, qual = str(path).partition(":")
+    try:
+        obj = importlib.import_module(mod)
+        for part in qual.split("."):
+            obj = getattr(obj, part)
+    except (ImportError, AttributeError, ValueError) as e:
+        raise SweepInputError(f"meta.json names the study {path!r}, which this rbk cannot import ({e})") from None
+    if not (isinstance(obj, type) and issubclass(obj, Study)):
+        raise SweepInputError(f"meta.json names the study {path!r}, which is not an rbk.sweep.Study")
+    return obj
+
+
+def spec_from_meta(meta: dict) -> Study:
+    """Rebuild the study recorded in ``meta.json`` (its class from ``meta['study']``; written
+    without one: a :class:`SweepSpec`), checked against the recorded config hash."""
+    path = meta.get("study")
+    cls = study_class(path) if path else SweepSpec
+    if cls is not SweepSpec:
+        try:
+            spec = cls.from_config(dict(meta["config"]), dict(meta.get("resolved") or {}))
+            ok = spec.config_hash() == meta.get("config_hash")
+        except (KeyError, TypeError, ValueError) as e:
+            raise SweepInputError(f"meta.json's config is not one {path} can read ({e})") from None
+        if not ok:
+            raise SweepInputError("meta.json's config does not reproduce its hash (edited, or written by another rbk version?)")
+        return spec
+    c = dict(meta["config"])
+    c.pop("schema_version", None)
+    c["instances"] = tuple(tuple(p) for p in c["instances"])
+    for key in ("learners", "ns", "seeds", "widths", "lrs", "wds", "ridges"):
+        c[key] = tuple(c[key])
+    if c.get("n_val") == "max(1000, n // 5)":
+        c["n_val"] = None
+    mm = meta.get("resolved", {}).get("max_members_per_call")
+    try:
+        parts = tuple((tuple(ns), tuple(seeds), tag) for ns, seeds, tag in meta.get("parts") or ())
+        spec = SweepSpec(**c, max_members_per_call=mm, parts=parts)
+        config = spec.config()
+        if "matmul_precision" not in meta["config"]:  # written before it was recorded (readable; resuming is refused)
+            config.pop("matmul_precision")
+        ok = hash_config(config) == meta.get("config_hash")
+    except (TypeError, ValueError) as e:
+        raise SweepInputError(f"meta.json's config is not one rbk can read ({e}); written by another rbk version?") from None
+    if not ok:
+        raise SweepInputError("meta.json's config does not reproduce its hash (edited, or written by another rbk version?)")
+    return spec
+
+
+def load_rows(out_dir) -> list[dict]:
+    """All finished rows of a results directory (from its cell files, in plan order)."""
+    meta = read_meta(out_dir)
+    spec = spec_from_meta(meta)
+    return Store(out_dir, spec, spec.plan()).rows()
