@@ -220,32 +220,39 @@ def make_spec(
     learners = tuple(learners)
     bad = [lr for lr in learners if lr not in LEARNERS]
     if not learners or bad or len(set(learners)) != len(learners):
-        raise ValueError(f"learners must be distinct names among {list(LEARNERS)}, got {list(learners)}")
-    ds = _ints("ds (input dimensions d)", ds, 2, ascending=True)
-    seeds = _ints("seeds", seeds, 0)
-    n2s = _ints("n2s (transfer sample sizes)", n2s, 2, ascending=True)
-    check_choice("source", source, SOURCES)
-    r = check_int("r", r, lo=1, hi=min(ds))
+        raise ValueError(f"learners (--learners) must be distinct names among {list(LEARNERS)}, got {list(learners)}")
+    ds = _ints("ds (--d, input dimensions)", ds, 2, ascending=True)
+    seeds = _ints("seeds (--seeds)", seeds, 0)
+    n2s = _ints("n2s (--n2, samples of the new head)", n2s, 2, ascending=True)
+    check_choice("source (--source)", source, SOURCES)
+    r = check_int("r (--r)", r, lo=1, hi=min(ds))
     if source == "single_index" and r != 1:
-        raise ValueError(f"r must be 1 for source 'single_index', got r={r}")
-    p = check_int("p", p, lo=2 if source == "random_multi_index" else 3)
-    head_degrees = _ints("head_degrees", head_degrees, 1, ascending=True)
+        raise ValueError(f"r (--r) must be 1 for source 'single_index', got r={r}")
+    p = check_int("p (--p)", p, lo=2 if source == "random_multi_index" else 3)
+    head_degrees = _ints("head_degrees (--head-degrees)", head_degrees, 1, ascending=True)
     if len(head_degrees) < 2:
-        raise ValueError(f"head_degrees must hold at least 2 degrees (the threshold is the top degree's energy "
+        raise ValueError(f"head_degrees (--head-degrees) must hold at least 2 degrees (the threshold is the top degree's energy "
                          f"share, 1 / len(head_degrees)), got {list(head_degrees)}")
-    n1_factor = check_real("n1_factor", n1_factor, lo=0.0, lo_open=True)
+    n1_factor = check_real("n1_factor (--n1-factor)", n1_factor, lo=0.0, lo_open=True)
     if round(n1_factor * ds[0] ** 2) < 4:
-        raise ValueError(f"n1_factor must give N1 = n1_factor * d^2 >= 4 source samples at d = {ds[0]}, got {n1_factor}")
-    width = check_int("width", width, lo=2)
+        raise ValueError(f"n1_factor (--n1-factor) must give N1 = n1_factor * d^2 >= 4 source samples at d = {ds[0]}, got {n1_factor}")
+    width = check_int("width (--width)", width, lo=2)
     if width % 2:
-        raise ValueError(f"width must be an even integer >= 2 (two_stage's neurons come in pairs), got {width}")
-    eta_mults = _positive("eta_mults", eta_mults)
-    ridges, kernel_ridges = _check_ridges(tuple(ridges)), _check_ridges(tuple(kernel_ridges))
-    b_std = check_real("b_std", b_std, lo=0.0)
-    n_val = None if n_val is None else check_int("n_val", n_val, lo=1)
-    n_test = check_int("n_test", n_test, lo=1)
-    net_max_n = None if net_max_n is None else check_int("net_max_n", net_max_n, lo=n2s[0])
-    kernel_max_n = None if kernel_max_n is None else check_int("kernel_max_n", kernel_max_n, lo=n2s[0])
+        raise ValueError(f"width (--width) must be an even integer >= 2 (two_stage's neurons come in pairs), got {width}")
+    eta_mults = _positive("eta_mults (--eta-mults)", eta_mults)
+    try:
+        ridges = _check_ridges(tuple(ridges))
+    except ValueError as e:
+        raise ValueError(f"{e} (--ridges)") from None
+    try:
+        kernel_ridges = _check_ridges(tuple(kernel_ridges))
+    except ValueError as e:
+        raise ValueError(f"kernel_{e} (--kernel-ridges)") from None
+    b_std = check_real("b_std (--b-std)", b_std, lo=0.0)
+    n_val = None if n_val is None else check_int("n_val (--n-val)", n_val, lo=1)
+    n_test = check_int("n_test (--n-test)", n_test, lo=1)
+    net_max_n = None if net_max_n is None else check_int("net_max_n (--net-max-n)", net_max_n, lo=n2s[0])
+    kernel_max_n = None if kernel_max_n is None else check_int("kernel_max_n (--kernel-max-n)", kernel_max_n, lo=n2s[0])
     return Exp3bSpec(EXPERIMENT, learners, ds, seeds, n2s, source, r, p, head_degrees, float(n1_factor), width,
                      eta_mults, ridges, kernel_ridges, float(b_std), n_val, n_test, net_max_n, kernel_max_n)
 
@@ -317,7 +324,7 @@ def learn_features(spec: Exp3bSpec, d: int, seed: int, source=None) -> dict:
 
     source = source_target(spec, d, seed) if source is None else source
     k_src, _, k_ts, _, _ = _keys(d, seed)
-    ds = data.make_dataset(k_src, source, spec.n1(d), n_test=spec.n_test)
+    ds = data.make_dataset(k_src, source, spec.n1(d), n_val=_n_val(spec, spec.n1(d)), n_test=spec.n_test)
     cfg = train.two_stage_config(spec.width, tuple(m * math.sqrt(d) for m in spec.eta_mults), ridges=spec.ridges)
     return train.two_stage(ds, k_ts, cfg)
 
