@@ -468,6 +468,7 @@ def summarize(spec: Exp3bSpec, rows, *, quiet: bool = False, n_boot: int = 2000)
         m, lo, hi = stats.t_ci(tests)
         out_rows.append({"learner": learner, "kind": LEARNERS[learner], "d": d, "n": n,
                          "test_error_mean": m if tests else None, "test_error_ci95": [lo, hi],
+                         "test_error_min": min(tests, default=None), "test_error_max": max(tests, default=None),
                          "seeds": len(tests), "diverged_seeds": len(rs) - len(tests)})
     ds = sorted({r["d"] for r in sel})
     thresholds = {d: _threshold(sel, d) for d in ds}
@@ -568,10 +569,8 @@ def plot(summary, out_dir) -> list:
                 continue
             n = [r["n"] for r in rs]
             ax.plot(n, [r["test_error_mean"] for r in rs], ls=ls, marker=mk, color=col, label=lr, ms=4)
-            lo = [r["test_error_ci95"][0] for r in rs]
-            hi = [r["test_error_ci95"][1] for r in rs]
-            if all(v is not None for v in lo + hi):
-                ax.fill_between(n, np.maximum(lo, 1e-4), hi, color=col, alpha=0.12, lw=0)
+            ax.fill_between(n, [r["test_error_min"] for r in rs], [r["test_error_max"] for r in rs], color=col,
+                            alpha=0.12, lw=0)  # the seeds' range
         ax.axhline(thr[d], color="k", lw=0.8, ls="-.")
         ax.set_xscale("log")
         ax.set_yscale("log")
@@ -579,7 +578,7 @@ def plot(summary, out_dir) -> list:
         ax.set_xlabel("n2 (samples of the new head)")
     axes[0][0].set_ylabel("test error / E[g'^2]")
     axes[0][0].legend(fontsize=8)
-    fig.suptitle("Transfer to a new head g'(Ux): learned features vs kernels (dash-dot: threshold)")
+    fig.suptitle("Transfer to a new head g'(Ux): learned features vs kernels (band: seeds' range; dash-dot: threshold)")
     paths = list(plots._save(fig, out_dir, "exp3b_curves"))
 
     fig, ax = plt.subplots(figsize=(5.2, 4.0))
@@ -605,8 +604,9 @@ def plot(summary, out_dir) -> list:
             ax.plot(ds, np.exp(b + sl["slope"] * x), color=col, ls=ls, lw=1, label=txt + (" (censored)" if sl["censored"] else ""))
     ax.set_xscale("log")
     ax.set_yscale("log")
-    ax.set_xticks(ds)
-    ax.set_xticklabels([str(d) for d in ds])
+    ax.xaxis.set_major_locator(plots.FixedLocator(ds))
+    ax.xaxis.set_major_formatter(plots.FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.xaxis.set_minor_formatter(plots.NullFormatter())
     ax.set_xlabel("d")
     ax.set_ylabel("n2* (samples of g' to reach the threshold)")
     ax.legend(fontsize=7)
