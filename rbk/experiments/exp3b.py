@@ -32,8 +32,8 @@ with a bootstrap CI (``slopes``; a censored ``d`` enters at its bound).
 
 Profiles
 --------
-``quick``  ``d in {8, 16, 32}``, seeds 0-2, ``n2`` from 10 to 3200 (the NTK to 6400),
-           width 512, ``N1 = 32 d^2``; under ~15 CPU-minutes.
+``quick``  ``d in {8, 16, 32}``, seeds 0-2, ``n2`` from 10 to 6400, width 512, ``N1 = 32 d^2``;
+           about 13 CPU-minutes (``docs/multi_index.md`` has what it measured).
 ``paper``  ``d in {8, 16, 32, 64}``, 5 seeds, ``n2`` up to 25600, ``N1 = 64 d^2``, width
            1024: for an accelerator (``--dry-run`` shows the plan).
 """
