@@ -400,7 +400,7 @@ def run_cell(spec: Exp3bSpec, cell: Cell, progress=None) -> list[dict]:
             "experiment": spec.experiment, "learner": cell.learner, "kind": cell.kind, "n": n2, "seed": seed,
             **{k: fit[k] for k in ("train_error", "val_error", "test_error")},
             "diverged": not all(map(math.isfinite, errs)), "call_wall_s": time.perf_counter() - t1, "cell": cell.id,
-            "d": d, "n1": spec.n1(d) if cell.learner == "transfer" else None, "n2": n2, "width": spec.width,
+            "d": d, "n1": spec.n1(d), "n2": n2, "width": spec.width,
             "ridge": fit["ridge"], "eta": fit["eta"], "source_test_error": src_err, "threshold": head.threshold,
             "r": spec.r, "p": spec.p,
         })  # fmt: skip
@@ -486,10 +486,9 @@ def summarize(spec: Exp3bSpec, rows, *, quiet: bool = False, n_boot: int = 2000)
             nstar.append({"learner": learner, "d": d, "threshold": thresholds[d], **s})
         slopes[learner] = _slope_fit(ds, per_d, boots)
     source = []
+    per_seed = {(r["d"], r["seed"]): r["source_test_error"] for r in sel if r["learner"] == "transfer"}
     for d in ds:
-        errs = [r["source_test_error"] for r in sel if r["learner"] == "transfer" and r["d"] == d and r["n"] == min(
-            rr["n"] for rr in sel if rr["learner"] == "transfer" and rr["d"] == d)]
-        errs = [e for e in errs if e is not None and math.isfinite(e)]
+        errs = [e for (dd, _), e in per_seed.items() if dd == d and e is not None and math.isfinite(e)]
         if errs:
             m, lo, hi = stats.t_ci(errs)
             source.append({"d": d, "n1": spec.n1(d), "test_error_mean": m, "test_error_ci95": [lo, hi]})
