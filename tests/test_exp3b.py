@@ -18,15 +18,17 @@ TINY = dict(ds=(4,), seeds=(0, 1), n2s=(8, 32), width=16, n_test=100, n_val=100,
             eta_mults=(1.0,), ridges=(1e-3, 1e-1), kernel_ridges=(1e-2,))  # fmt: skip
 
 
-# one d keeps the default lane fast (JAX compiles every new shape: ~15 CPU-s per d); two d give a slope
-@pytest.mark.parametrize("ds", [(4,), pytest.param((4, 6), marks=pytest.mark.slow)])
-def test_tiny_profile_end_to_end(tmp_path, ds):
-    tiny = dict(TINY, ds=ds)
+# one d and two learners keep the default lane fast (JAX compiles every new shape: ~15 CPU-s per d);
+# the slow lane runs every learner at two d (a slope)
+@pytest.mark.parametrize("ds, learners", [((4,), ("transfer", "ntk-2nn")),
+                                          pytest.param((4, 6), tuple(exp3b.LEARNERS), marks=pytest.mark.slow)])
+def test_tiny_profile_end_to_end(tmp_path, ds, learners):
+    tiny = dict(TINY, ds=ds, learners=learners)
     summary = experiments.run("exp3b", tmp_path, "quick", quiet=True, plot=True, **tiny)
     spec = exp3b.spec("quick", **tiny)
     rows = sweep.load_rows(tmp_path)
     assert len(rows) == len(spec.learners) * len(ds) * 2 * 2  # learners x d x seeds x n2
-    assert {r["learner"] for r in rows} == set(exp3b.LEARNERS)
+    assert {r["learner"] for r in rows} == set(learners)
     for r in rows:
         assert set(r) == set(exp3b.Exp3bSpec.row_fields) and r["n"] == r["n2"]
         assert r["threshold"] == pytest.approx(0.5)  # two head degrees of equal energy: the top one holds 1/2
@@ -41,20 +43,20 @@ def test_tiny_profile_end_to_end(tmp_path, ds):
     row = next(r for r in rows if (r["learner"], r["d"], r["seed"], r["n"]) == ("ntk-2nn", ds[-1], 1, 8))
     assert row["test_error"] == pytest.approx(ntk["test_error"], rel=1e-9)
     # the summary: seed means, n2* per (learner, d), slopes in exp3's format
-    assert summary["complete"] and set(summary["slopes"]) == set(exp3b.LEARNERS)
+    assert summary["complete"] and set(summary["slopes"]) == set(learners)
     for s in summary["slopes"].values():
         assert set(s) == {"slope", "ci95", "censored"} and len(s["ci95"]) == 2
     mean = next(r for r in summary["rows"] if (r["learner"], r["d"], r["n"]) == ("ntk-2nn", ds[-1], 8))
     seeds = [r["test_error"] for r in rows if (r["learner"], r["d"], r["n"]) == ("ntk-2nn", ds[-1], 8)]
     assert mean["test_error_mean"] == pytest.approx(np.mean(seeds), rel=1e-12)
-    assert len(summary["n_star"]) == len(exp3b.LEARNERS) * len(ds)
+    assert len(summary["n_star"]) == len(learners) * len(ds)
     assert all((s["slope"] is not None) == (len(ds) > 1) for s in summary["slopes"].values())
     assert json.loads((tmp_path / "summary.json").read_text())["slopes"] == summary["slopes"]
     for name in ("exp3b_curves", "exp3b_nstar"):
         assert (tmp_path / f"{name}.png").stat().st_size > 0 and (tmp_path / f"{name}.pdf").exists()
     assert "slope of log n2*" in exp3b.format_table(summary)
     # a second run resumes: nothing recomputed, the same rows
-    again = experiments.run("exp3b", tmp_path, "quick", quiet=True, plot=False, **TINY)
+    again = experiments.run("exp3b", tmp_path, "quick", quiet=True, plot=False, **tiny)
     assert sweep.load_rows(tmp_path) == rows and again["n_star"] == summary["n_star"]
 
 

@@ -608,7 +608,8 @@ def plot(summary, out_dir) -> list:
     ax.xaxis.set_minor_formatter(plots.NullFormatter())
     ax.set_xlabel("d")
     ax.set_ylabel("n2* (samples of g' to reach the threshold)")
-    ax.legend(fontsize=7)
+    if ax.get_legend_handles_labels()[0]:  # the fitted lines (two d or more)
+        ax.legend(fontsize=7)
     ax.set_title("n2* against d (open triangles: censored bounds)")
     paths += list(plots._save(fig, out_dir, "exp3b_nstar"))
     return paths
