@@ -12,6 +12,8 @@ The scripts in a clone's ``experiments/`` folder are thin command-line wrappers 
   (Experiment 1), profiles ``quick`` and ``paper``;
 * :mod:`rbk.experiments.exp2`: the (alpha, beta) phase diagram of the target
   ``beta * F + alpha * G(F)`` (Experiment 2), profiles ``quick`` and ``paper``.
+* :mod:`rbk.experiments.exp3b`: transfer of features learned on a multi-index target to a
+  new head on the same subspace (Experiment 3b, a :class:`rbk.sweep.Study`).
 
 Each has ``PROFILES``, ``spec(profile, **overrides)`` and ``run(out_dir, profile=...,
 **overrides)``; the command line is :mod:`rbk.cli` (``rbk exp1``, ``rbk exp2``), which imports
@@ -26,7 +28,7 @@ from __future__ import annotations
 import numbers
 from pathlib import Path
 
-EXPERIMENTS = {"exp1": "rbk.experiments.exp1", "exp2": "rbk.experiments.exp2"}
+EXPERIMENTS = {"exp1": "rbk.experiments.exp1", "exp2": "rbk.experiments.exp2", "exp3b": "rbk.experiments.exp3b"}
 
 
 def module(experiment: str):

@@ -1,0 +1,672 @@
+"""Experiment 3b: learned features transfer to a new head (Damian, Lee & Soltanolkotabi 2022).
+
+The claim (COLT 2022, arXiv 2206.15144): the first layer that the two-stage network
+(:func:`rbk.train.two_stage`, the paper's Algorithm 1) learns on a multi-index target
+``f*(x) = g(U x)`` spans (approximately) the subspace of ``U``, so a *new* head ``g'(U x)``
+on the same ``U`` is fitted by a ridge on those fixed features with a number of samples
+``n2`` that does not grow with ``d``; a kernel method fitting ``g'`` from scratch still pays
+``d^{p'}``-type sample costs (``p'`` the degree it must learn).
+
+Per (``d``, seed): draw ``U`` and the source target ``g`` (``single_index`` by default:
+``(h_2 + h_4) / sqrt 2``); learn features with ``two_stage`` on ``N1 = n1_factor * d^2``
+source samples (the noise of the one-step gradient outside ``span(U)`` relative to its
+signal scales like ``d / sqrt(N1)``, so a fixed ``n1_factor`` gives features of the same
+quality at every ``d``; the source test error is in every ``transfer`` row); draw the new
+head ``g'`` on the same ``U`` (:func:`transfer_head`: Gaussian coefficients on every
+multi-index of each degree in ``head_degrees``, each degree holding an equal share of
+``E[g'^2] = 1``; threshold the Target's own, the energy of its top degree ``E'_p``); then for
+each ``n2`` fit ``g'`` on the *same* ``n2`` samples (nested prefixes of one pool; one
+validation and test set per (``d``, seed)) with
+
+  ``transfer``  ridge on the learned features (:func:`rbk.train.fit_readout`);
+  ``ntk-2nn``   exact NTK kernel ridge of the 2-layer ReLU net (``b_std``, default 1);
+  ``rf-2nn``    random features of the same width (a fixed random first layer);
+  ``scratch``   ``two_stage`` trained on ``g'`` alone with the ``n2`` samples.
+
+Ridges (and, for ``scratch``, the first-step learning rate) are chosen on validation.
+A cell is one (learner, ``d``, seed) with a row per ``n2``; the ``transfer`` cell learns the
+features itself (they are used by no other cell). ``summarize`` gives the seed means per
+(learner, ``d``, ``n2``), ``n2*`` per (learner, ``d``) at the threshold with a bootstrap CI
+(:func:`rbk.stats.n_star`) and the fitted slope of ``log n2*`` against ``log d`` per learner
+with a bootstrap CI (``slopes``; a censored ``d`` enters at its bound).
+
+Profiles
+--------
+``quick``  ``d in {8, 16, 32}``, seeds 0-2, ``n2`` from 10 to 6400, width 512, ``N1 = 32 d^2``;
+           about 13 CPU-minutes (``docs/multi_index.md`` has what it measured).
+``paper``  ``d in {8, 16, 32, 64}``, 5 seeds, ``n2`` up to 25600, ``N1 = 64 d^2``, width
+           1024: for an accelerator (``--dry-run`` shows the plan).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+
+import numpy as np
+
+from rbk import sweep
+
+EXPERIMENT = "exp3b"
+
+#: learner -> row kind (rbk.stats.KINDS)
+LEARNERS = {"transfer": "net", "scratch": "net", "ntk-2nn": "ntk", "rf-2nn": "rf"}
+SOURCES = ("single_index", "sum_of_products", "random_multi_index")
+
+PROFILES = {
+    "quick": dict(
+        learners=("transfer", "ntk-2nn", "rf-2nn", "scratch"),
+        ds=(8, 16, 32),
+        seeds=(0, 1, 2),
+        n2s=(10, 20, 40, 100, 200, 400, 800, 1600, 3200, 6400),
+    ),
+    "paper": dict(
+        learners=("transfer", "ntk-2nn", "rf-2nn", "scratch"),
+        ds=(8, 16, 32, 64),
+        seeds=(0, 1, 2, 3, 4),
+        n2s=(10, 20, 40, 80, 160, 320, 640, 1280, 2560, 5120, 10240, 25600),
+        n1_factor=64.0,
+        width=1024,
+        ridges=(1e-6, 1e-4, 1e-3, 1e-2, 1e-1),
+        kernel_ridges=(1e-4, 1e-3, 1e-2, 1e-1),
+    ),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Cell:
+    """One (learner, d, seed): a row per ``n2``."""
+
+    id: str
+    learner: str
+    kind: str
+    d: int
+    seed: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Exp3bSpec(sweep.Study):
+    """Everything that defines Experiment 3b's results (build it with :func:`make_spec`).
+
+    ``net_max_n`` / ``kernel_max_n`` (``None``: no limit) skip the ``n2`` above them for the
+    feature learners (``transfer``, ``rf-2nn``, ``scratch``) / the exact kernel.
+    """
+
+    experiment: str = EXPERIMENT
+    learners: tuple[str, ...] = ("transfer", "ntk-2nn", "rf-2nn", "scratch")
+    ds: tuple[int, ...] = (8, 16, 32)
+    seeds: tuple[int, ...] = (0, 1, 2)
+    n2s: tuple[int, ...] = (10, 20, 40, 80, 160, 320, 640, 1280, 3200)
+    source: str = "single_index"
+    r: int = 1
+    p: int = 4
+    head_degrees: tuple[int, ...] = (2, 3)
+    n1_factor: float = 32.0
+    width: int = 512
+    eta_mults: tuple[float, ...] = (0.5, 1.0, 2.0)
+    ridges: tuple[float, ...] = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)
+    kernel_ridges: tuple[float, ...] = (1e-3, 1e-1)
+    b_std: float = 1.0
+    n_val: int | None = None
+    n_test: int = 10000
+    net_max_n: int | None = None
+    kernel_max_n: int | None = None
+
+    row_fields = sweep.CORE_FIELDS + ("d", "n1", "n2", "width", "ridge", "eta", "source_test_error",
+                                      "threshold", "r", "p")  # fmt: skip
+
+    # ------------------------------------------------------------------ protocol
+    def config(self) -> dict:
+        out = {"experiment": self.experiment}
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            out[f.name] = list(v) if isinstance(v, tuple) else v
+        return out
+
+    @classmethod
+    def from_config(cls, config: dict, resolved: dict | None = None) -> "Exp3bSpec":
+        kw = {k: v for k, v in config.items() if k != "experiment"}
+        return make_spec(**kw)
+
+    def plan(self) -> list[Cell]:
+        return [Cell(f"{lr}_d{d}_s{s}", lr, LEARNERS[lr], d, s)
+                for d in self.ds for s in self.seeds for lr in self.learners]  # fmt: skip
+
+    def n1(self, d: int) -> int:
+        """Source samples at ``d``: ``round(n1_factor * d^2)``."""
+        return int(round(self.n1_factor * d * d))
+
+    def learner_n2s(self, learner: str) -> tuple[int, ...]:
+        cap = self.kernel_max_n if LEARNERS[learner] == "ntk" else self.net_max_n
+        return tuple(n for n in self.n2s if cap is None or n <= cap)
+
+    def member_epochs(self, cell) -> int | None:
+        return len(self.learner_n2s(cell.learner))
+
+    def memory_problems(self, cells, memory_bytes, n_devices=1, host_bytes=None) -> list[str]:
+        from rbk import kernels
+
+        ns = [max(self.learner_n2s(c.learner)) for c in cells if c.kind == "ntk" and self.learner_n2s(c.learner)]
+        if not ns or host_bytes is None:
+            return []
+        need = kernels.fit_bytes(max(ns))
+        if need > 0.8 * host_bytes:
+            return [f"the exact NTK at n2 = {max(ns)} needs about {need / 2**30:.1f} GiB of host memory, "
+                    f"more than 80% of the {host_bytes / 2**30:.1f} GiB here; lower --kernel-max-n"]
+        return []
+
+    def run_cell(self, cell, devices=None, progress=None) -> list[dict]:
+        return run_cell(self, cell, progress)
+
+
+# ---------------------------------------------------------------------- validation
+
+
+def _ints(name: str, values, lo: int, *, ascending: bool = False) -> tuple[int, ...]:
+    from rbk._checks import check_int
+
+    if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__"):
+        values = (values,)
+    out = tuple(check_int(name, v, lo=lo) for v in values)
+    if not out or len(set(out)) != len(out):
+        raise ValueError(f"{name} must be a non-empty list of distinct integers >= {lo}, got {list(out)}")
+    if ascending and list(out) != sorted(out):
+        raise ValueError(f"{name} must be ascending, got {list(out)}")
+    return out
+
+
+def _positive(name: str, values) -> tuple[float, ...]:
+    from rbk._checks import check_real
+
+    if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__"):
+        values = (values,)
+    out = tuple(check_real(name, v, lo=0.0, lo_open=True) for v in values)
+    if not out:
+        raise ValueError(f"{name} must be a non-empty list of numbers > 0")
+    return out
+
+
+def make_spec(
+    *,
+    learners=("transfer", "ntk-2nn", "rf-2nn", "scratch"),
+    ds=(8, 16, 32),
+    seeds=(0, 1, 2),
+    n2s=(10, 20, 40, 80, 160, 320, 640, 1280, 3200),
+    source: str = "single_index",
+    r: int = 1,
+    p: int = 4,
+    head_degrees=(2, 3),
+    n1_factor: float = 32.0,
+    width: int = 512,
+    eta_mults=(0.5, 1.0, 2.0),
+    ridges=(1e-4, 1e-3, 1e-2, 1e-1, 1.0),
+    kernel_ridges=(1e-3, 1e-1),
+    b_std: float = 1.0,
+    n_val: int | None = None,
+    n_test: int = 10000,
+    net_max_n: int | None = None,
+    kernel_max_n: int | None = None,
+    experiment: str = EXPERIMENT,
+) -> Exp3bSpec:
+    """The validated :class:`Exp3bSpec`; a bad value raises ``ValueError`` naming it and its range."""
+    from rbk._checks import check_choice, check_int, check_real
+    from rbk.kernels import _check_ridges
+
+    if experiment != EXPERIMENT:
+        raise ValueError(f"experiment must be {EXPERIMENT!r}, got {experiment!r}")
+    if isinstance(learners, str):
+        learners = (learners,)
+    learners = tuple(learners)
+    bad = [lr for lr in learners if lr not in LEARNERS]
+    if not learners or bad or len(set(learners)) != len(learners):
+        raise ValueError(f"learners (--learners) must be distinct names among {list(LEARNERS)}, got {list(learners)}")
+    ds = _ints("ds (--d, input dimensions)", ds, 2, ascending=True)
+    seeds = _ints("seeds (--seeds)", seeds, 0)
+    n2s = _ints("n2s (--n2, samples of the new head)", n2s, 2, ascending=True)
+    check_choice("source (--source)", source, SOURCES)
+    r = check_int("r (--r)", r, lo=1, hi=min(ds))
+    if source == "single_index" and r != 1:
+        raise ValueError(f"r (--r) must be 1 for source 'single_index', got r={r}")
+    p = check_int("p (--p)", p, lo=2 if source == "random_multi_index" else 3)
+    head_degrees = _ints("head_degrees (--head-degrees)", head_degrees, 1, ascending=True)
+    if len(head_degrees) < 2:
+        raise ValueError(f"head_degrees (--head-degrees) must hold at least 2 degrees (the threshold is the top degree's energy "
+                         f"share, 1 / len(head_degrees)), got {list(head_degrees)}")
+    n1_factor = check_real("n1_factor (--n1-factor)", n1_factor, lo=0.0, lo_open=True)
+    if round(n1_factor * ds[0] ** 2) < 4:
+        raise ValueError(f"n1_factor (--n1-factor) must give N1 = n1_factor * d^2 >= 4 source samples at d = {ds[0]}, got {n1_factor}")
+    width = check_int("width (--width)", width, lo=2)
+    if width % 2:
+        raise ValueError(f"width (--width) must be an even integer >= 2 (two_stage's neurons come in pairs), got {width}")
+    eta_mults = _positive("eta_mults (--eta-mults)", eta_mults)
+    try:
+        ridges = _check_ridges(tuple(ridges))
+    except ValueError as e:
+        raise ValueError(f"{e} (--ridges)") from None
+    try:
+        kernel_ridges = _check_ridges(tuple(kernel_ridges))
+    except ValueError as e:
+        raise ValueError(f"kernel_{e} (--kernel-ridges)") from None
+    b_std = check_real("b_std (--b-std)", b_std, lo=0.0)
+    n_val = None if n_val is None else check_int("n_val (--n-val)", n_val, lo=1)
+    n_test = check_int("n_test (--n-test)", n_test, lo=1)
+    net_max_n = None if net_max_n is None else check_int("net_max_n (--net-max-n)", net_max_n, lo=n2s[0])
+    kernel_max_n = None if kernel_max_n is None else check_int("kernel_max_n (--kernel-max-n)", kernel_max_n, lo=n2s[0])
+    return Exp3bSpec(EXPERIMENT, learners, ds, seeds, n2s, source, r, p, head_degrees, float(n1_factor), width,
+                     eta_mults, ridges, kernel_ridges, float(b_std), n_val, n_test, net_max_n, kernel_max_n)
+
+
+# ---------------------------------------------------------------------- the science (pure functions)
+
+
+def _target_key(d: int, seed: int):
+    import jax
+
+    return jax.random.fold_in(jax.random.PRNGKey(1000 + seed), d)
+
+
+def source_target(spec: Exp3bSpec, d: int, seed: int):
+    """The source target ``g(U x)`` of (``d``, seed); ``U`` drawn from the seed."""
+    from rbk import targets
+
+    key = _target_key(d, seed)
+    if spec.source == "single_index":
+        return targets.single_index(key, d, spec.p)
+    if spec.source == "sum_of_products":
+        return targets.sum_of_products(key, d, spec.r, spec.p)
+    return targets.random_multi_index(key, d, spec.r, spec.p)
+
+
+def transfer_head(source, degrees, key):
+    """A new head ``g'`` on ``source``'s ``U`` (:func:`rbk.targets.with_head`): Gaussian coefficients on
+    every multi-index of each degree in ``degrees``, rescaled so that each degree holds ``1 /
+    len(degrees)`` of ``E[g'^2] = 1``; its threshold (the Target's) is the top degree's share.
+
+    ``g'`` need not satisfy the Hessian condition (nothing learns features from it except the
+    ``scratch`` baseline), so a head without a degree-2 part is allowed."""
+    import jax
+    import jax.numpy as jnp
+
+    from rbk import targets
+
+    r = int(source.info["r"])
+    terms = {}
+    for l in degrees:
+        alphas = targets.multi_indices(r, l)
+        c = np.asarray(jax.random.normal(jax.random.fold_in(key, l), (len(alphas),), jnp.float32), np.float64)
+        terms.update(zip(alphas, (c / np.linalg.norm(c) / math.sqrt(len(degrees))).tolist()))
+    return targets.with_head(source, terms, allow_degenerate=True)
+
+
+def instance(spec: Exp3bSpec, d: int, seed: int):
+    """``(source, head)`` targets of (``d``, seed): the same ``U``."""
+    import jax
+
+    src = source_target(spec, d, seed)
+    return src, transfer_head(src, spec.head_degrees, jax.random.fold_in(_target_key(d, seed), 1))
+
+
+def _keys(d: int, seed: int):
+    """Data keys (source, transfer pool) and learner keys (two_stage, random features, scratch) of (d, seed)."""
+    import jax
+
+    from rbk import data
+
+    k_data, k_train = data.seed_keys(seed)
+    kd, kt = jax.random.fold_in(k_data, d), jax.random.fold_in(k_train, d)
+    return jax.random.fold_in(kd, 0), jax.random.fold_in(kd, 1), *jax.random.split(kt, 3)
+
+
+def learn_features(spec: Exp3bSpec, d: int, seed: int, source=None) -> dict:
+    """``two_stage`` on ``N1 = n1(d)`` samples of the source: its result (``features``, errors, eta)."""
+    from rbk import data, train
+
+    source = source_target(spec, d, seed) if source is None else source
+    k_src, _, k_ts, _, _ = _keys(d, seed)
+    ds = data.make_dataset(k_src, source, spec.n1(d), n_val=_n_val(spec, spec.n1(d)), n_test=spec.n_test)
+    cfg = train.two_stage_config(spec.width, tuple(m * math.sqrt(d) for m in spec.eta_mults), ridges=spec.ridges)
+    return train.two_stage(ds, k_ts, cfg)
+
+
+def _n_val(spec: Exp3bSpec, n2: int) -> int:
+    from rbk import data
+
+    return data.default_n_val(n2) if spec.n_val is None else spec.n_val
+
+
+def transfer_pool(spec: Exp3bSpec, head, d: int, seed: int):
+    """One pool of labelled points of ``g'`` per (``d``, seed): the training sets are its prefixes
+    (:func:`subset`), so every learner and every ``n2`` sees the same points."""
+    from rbk import data
+
+    nmax = max(spec.n2s)
+    return data.make_dataset(_keys(d, seed)[1], head, nmax, n_val=_n_val(spec, nmax), n_test=spec.n_test)
+
+
+def subset(spec: Exp3bSpec, pool, n2: int):
+    """The first ``n2`` training and the first ``n_val(n2)`` validation points of ``pool``; its whole test set."""
+    from rbk.data import Dataset
+
+    nv = _n_val(spec, n2)
+    return Dataset(pool.x_train[:n2], pool.y_train[:n2], pool.x_val[:nv], pool.y_val[:nv], pool.x_test, pool.y_test)
+
+
+def fit_head(spec: Exp3bSpec, learner: str, ds, d: int, seed: int, features: dict | None = None) -> dict:
+    """Fit ``g'`` on ``ds`` with ``learner``: ``{train_error, val_error, test_error, ridge, eta}``."""
+    from rbk import kernels, models, train
+
+    _, _, _, k_rf, k_scratch = _keys(d, seed)
+    eta = math.nan
+    if learner == "transfer":
+        res = train.fit_readout(features, ds, spec.ridges)
+    elif learner == "ntk-2nn":
+        res = kernels.fit_predict(kernels.kernel_fn("2nn", b_std=spec.b_std), ds, spec.kernel_ridges, get="ntk")
+    elif learner == "rf-2nn":
+        model = models.get_model("2nn", spec.width, d, 1, parameterization="ntk", b_std=spec.b_std)
+        res = kernels.random_features_fit_predict(model, model.init(k_rf), ds, spec.ridges)
+    elif learner == "scratch":
+        cfg = train.two_stage_config(spec.width, tuple(m * math.sqrt(d) for m in spec.eta_mults), ridges=spec.ridges)
+        res = train.two_stage(ds, k_scratch, cfg)
+        eta = res["eta"] / math.sqrt(d)
+    else:
+        raise ValueError(f"learner must be one of {list(LEARNERS)}, got {learner!r}")
+    return {"train_error": float(res["train_error"]), "val_error": float(res["val_error"]),
+            "test_error": float(res["test_error"]), "ridge": float(res.get("lam", math.nan)), "eta": eta}
+
+
+def run_cell(spec: Exp3bSpec, cell: Cell, progress=None) -> list[dict]:
+    """The rows of one (learner, d, seed): one per ``n2`` of the learner."""
+    t0 = time.perf_counter()
+    d, seed = cell.d, cell.seed
+    src, head = instance(spec, d, seed)
+    features, src_err, src_eta = None, math.nan, math.nan
+    if cell.learner == "transfer":
+        feat = learn_features(spec, d, seed, src)
+        features, src_err, src_eta = feat.get("features"), float(feat["test_error"]), feat["eta"] / math.sqrt(d)
+    pool = transfer_pool(spec, head, d, seed)
+    rows = []
+    for n2 in spec.learner_n2s(cell.learner):
+        t1 = time.perf_counter()
+        if cell.learner == "transfer" and features is None:  # the source's two_stage diverged
+            fit = {"train_error": math.inf, "val_error": math.inf, "test_error": math.inf, "ridge": math.nan,
+                   "eta": math.nan}
+        else:
+            fit = fit_head(spec, cell.learner, subset(spec, pool, n2), d, seed, features)
+            if cell.learner == "transfer":
+                fit["eta"] = src_eta  # the first step's learning rate / sqrt(d), chosen on the source
+        errs = (fit["train_error"], fit["val_error"], fit["test_error"])
+        rows.append({
+            "experiment": spec.experiment, "learner": cell.learner, "kind": cell.kind, "n": n2, "seed": seed,
+            **{k: fit[k] for k in ("train_error", "val_error", "test_error")},
+            "diverged": not all(map(math.isfinite, errs)), "call_wall_s": time.perf_counter() - t1, "cell": cell.id,
+            "d": d, "n1": spec.n1(d), "n2": n2, "width": spec.width,
+            "ridge": fit["ridge"], "eta": fit["eta"], "source_test_error": src_err, "threshold": head.threshold,
+            "r": spec.r, "p": spec.p,
+        })  # fmt: skip
+        if progress is not None:
+            progress(1)
+    return rows
+
+
+# ---------------------------------------------------------------------- summary
+
+
+def _select(rows) -> list[dict]:
+    from rbk import stats
+
+    return stats.select(rows, keys=("experiment", "learner", "d", "n", "seed"))
+
+
+def _threshold(rows, d: int) -> float:
+    vals = {round(float(r["threshold"]), 12) for r in rows if r["d"] == d}
+    if len(vals) != 1:
+        raise ValueError(f"rows at d = {d} carry different thresholds {sorted(vals)}; they mix instances")
+    return vals.pop()
+
+
+def _slope_fit(ds, nstar: dict, crossings: dict) -> dict:
+    """Least-squares slope of ``log n2*`` on ``log d`` and its percentile-bootstrap 95% CI.
+
+    ``nstar[d]``: :func:`rbk.stats.n_star`'s dict; ``crossings[d]``: the ``(status, n)`` of every
+    bootstrap resample (:func:`rbk.stats.bootstrap_crossings`, the same resamples of seed
+    indices at every ``d``). A censored ``d`` (or resample) enters at its bound: the largest
+    ``n2`` when never below the threshold, the smallest when below at once; ``censored`` says
+    that one did, the slope is then a bound too.
+    """
+    # TODO(lead): use rbk.stats' slope fit from exp3 once merged
+    ds = [d for d in ds if d in nstar]
+    if len(ds) < 2:
+        return {"slope": math.nan, "ci95": [math.nan, math.nan], "censored": False}
+    x = np.log(np.asarray(ds, float))
+    y = np.log([nstar[d]["estimate"] if nstar[d]["censored"] == "none" else nstar[d]["bound"] for d in ds])
+    slope = float(np.polyfit(x, y, 1)[0])
+    lo = hi = math.nan
+    if all(crossings.get(d) for d in ds):
+        n_boot = min(len(crossings[d]) for d in ds)
+        ys = np.log([[v if st == "none" else nstar[d]["_ns"][0 if st == "below_at_min_n" else -1]
+                      for st, v in crossings[d][:n_boot]] for d in ds])  # (len(ds), n_boot)
+        slopes = np.polyfit(x, ys, 1)[0]
+        lo, hi = (float(v) for v in np.percentile(slopes, [2.5, 97.5]))
+    return {"slope": slope, "ci95": [lo, hi], "censored": any(nstar[d]["censored"] != "none" for d in ds)}
+
+
+def summarize(spec: Exp3bSpec, rows, *, quiet: bool = False, n_boot: int = 2000) -> dict | None:
+    """``summary.json``: per (learner, d, n2) the seed-mean test error and 95% t-CI (``rows``), the
+    source's test error per d, ``n_star`` per (learner, d) at the head's threshold (bootstrap
+    CI over seeds) and ``slopes`` ``{learner: {"slope", "ci95", "censored"}}`` of ``log n2*``
+    against ``log d``."""
+    from rbk import stats
+
+    sel = _select(rows)
+    if not sel:
+        return None
+    out_rows = []
+    for (learner, d, n), rs in sorted(stats._by(sel, "learner", "d", "n").items(),
+                                      key=lambda kv: (list(LEARNERS).index(kv[0][0]), kv[0][1], kv[0][2])):
+        tests = [r["test_error"] for r in rs if not r["diverged"] and math.isfinite(r["test_error"])]
+        m, lo, hi = stats.t_ci(tests)
+        out_rows.append({"learner": learner, "kind": LEARNERS[learner], "d": d, "n": n,
+                         "test_error_mean": m if tests else None, "test_error_ci95": [lo, hi],
+                         "test_error_min": min(tests, default=None), "test_error_max": max(tests, default=None),
+                         "seeds": len(tests), "diverged_seeds": len(rs) - len(tests)})
+    ds = sorted({r["d"] for r in sel})
+    thresholds = {d: _threshold(sel, d) for d in ds}
+    nstar, slopes = [], {}
+    for learner in [lr for lr in LEARNERS if any(r["learner"] == lr for r in sel)]:
+        per_d, boots = {}, {}
+        for d in ds:
+            lr_rows = [r for r in sel if r["learner"] == learner and r["d"] == d]
+            if not lr_rows:
+                continue
+            s = stats.n_star(lr_rows, thresholds[d], n_boot=n_boot)
+            per_d[d] = dict(s, _ns=sorted({r["n"] for r in lr_rows}))
+            if len({r["seed"] for r in lr_rows}) >= 2:
+                boots[d] = stats.bootstrap_crossings(lr_rows, thresholds[d], n_boot=n_boot)
+            nstar.append({"learner": learner, "d": d, "threshold": thresholds[d], **s})
+        slopes[learner] = _slope_fit(ds, per_d, boots)
+    source = []
+    per_seed = {(r["d"], r["seed"]): r["source_test_error"] for r in sel if r["learner"] == "transfer"}
+    for d in ds:
+        errs = [e for (dd, _), e in per_seed.items() if dd == d and e is not None and math.isfinite(e)]
+        if errs:
+            m, lo, hi = stats.t_ci(errs)
+            source.append({"d": d, "n1": spec.n1(d), "test_error_mean": m, "test_error_ci95": [lo, hi]})
+    return stats.jsonable({
+        "experiment": EXPERIMENT, "config": spec.config(), "thresholds": {str(d): t for d, t in thresholds.items()},
+        "rows": out_rows, "n_star": nstar, "slopes": slopes, "source": source,
+    })  # fmt: skip
+
+
+# ---------------------------------------------------------------------- table and figures
+
+
+def _fmt_nstar(s: dict) -> str:
+    c = s.get("censored")
+    if c == "below_at_min_n":
+        return f"<= {s['bound']:,.0f}"
+    if c == "never_below":
+        return f"> {s['bound']:,.0f}"
+    lo, hi = (s.get("ci95") or [None, None])[:2]
+    txt = f"{s['estimate']:,.0f}"
+    return txt + (f" [{lo:,.0f}, {hi:,.0f}]" if lo is not None and hi is not None else "")
+
+
+def format_table(summary) -> str:
+    """Mean test error per (learner, d) x n2 (``*``: below the threshold), n2* per (learner, d), slopes."""
+    from rbk import plots
+
+    thr = {int(d): t for d, t in summary["thresholds"].items()}
+    cfg = summary["config"]
+    lines = [f"Experiment 3b (transfer): source {cfg['source']} (r={cfg['r']}, p={cfg['p']}), "
+             f"head degrees {cfg['head_degrees']}, N1 = {cfg['n1_factor']:g} d^2; "
+             f"threshold {', '.join(f'{t:.3g}' for t in sorted(set(thr.values())))} (the head's top-degree energy)"]
+    if summary.get("source"):
+        lines.append("source two-stage test error: " + ", ".join(
+            f"d={s['d']} (N1={s['n1']}): {plots._fmt_num(s['test_error_mean'])}" for s in summary["source"]))
+    ns = sorted({r["n"] for r in summary["rows"]})
+    cells, labels = {}, []
+    for r in summary["rows"]:
+        lab = f"{r['learner']} d={r['d']}"
+        if lab not in labels:
+            labels.append(lab)
+        m = r["test_error_mean"]
+        cells[(lab, str(n := r["n"]))] = "-" if m is None else plots._fmt_num(m) + ("*" if m < thr[r["d"]] else "")
+    lines += ["", "mean test error (seed mean; * below the threshold)"]
+    lines += plots._grid_table(labels, [str(n) for n in ns], cells, corner="learner d \\ n2")
+    lines += ["", "n2* per d (first crossing of the seed-mean log error; 95% bootstrap CI over seeds)"]
+    ds = sorted(thr)
+    nc = {(s["learner"], str(s["d"])): _fmt_nstar(s) for s in summary["n_star"]}
+    learners = list(dict.fromkeys(s["learner"] for s in summary["n_star"]))
+    lines += plots._grid_table(learners, [str(d) for d in ds], nc, corner="learner \\ d")
+    lines += ["", "slope of log n2* against log d [95% bootstrap CI]"]
+    for lr, s in summary["slopes"].items():
+        lo, hi = s["ci95"]
+        ci = f" [{lo:.2f}, {hi:.2f}]" if lo is not None and hi is not None else ""
+        sl = "-" if s["slope"] is None else f"{s['slope']:.2f}"
+        lines.append(f"  {lr:10s} {sl}{ci}" + ("  (censored: a d enters at its bound)" if s["censored"] else ""))
+    return "\n".join(lines)
+
+
+_STYLE = {"transfer": ("#1f77b4", "-", "o"), "scratch": ("#9467bd", "-", "^"),
+          "ntk-2nn": ("#2ca02c", "--", "s"), "rf-2nn": ("#d62728", ":", "D")}  # fmt: skip
+
+
+def plot(summary, out_dir) -> list:
+    """``exp3b_curves`` (test error against n2, one panel per d) and ``exp3b_nstar`` (n2* against d,
+    log-log, with the fitted lines), png and pdf each."""
+    from rbk import plots
+
+    plt = plots.plt
+    thr = {int(d): t for d, t in summary["thresholds"].items()}
+    ds = sorted(thr)
+    fig, axes = plt.subplots(1, len(ds), figsize=(4.2 * len(ds), 3.6), sharey=True, squeeze=False)
+    for ax, d in zip(axes[0], ds):
+        for lr, (col, ls, mk) in _STYLE.items():
+            rs = [r for r in summary["rows"] if r["learner"] == lr and r["d"] == d and r["test_error_mean"] is not None]
+            if not rs:
+                continue
+            n = [r["n"] for r in rs]
+            ax.plot(n, [r["test_error_mean"] for r in rs], ls=ls, marker=mk, color=col, label=lr, ms=4)
+            ax.fill_between(n, [r["test_error_min"] for r in rs], [r["test_error_max"] for r in rs], color=col,
+                            alpha=0.12, lw=0)  # the seeds' range
+        ax.axhline(thr[d], color="k", lw=0.8, ls="-.")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_title(f"d = {d}")
+        ax.set_xlabel("n2 (samples of the new head)")
+    axes[0][0].set_ylabel("test error / E[g'^2]")
+    axes[0][0].legend(fontsize=8)
+    fig.suptitle("Transfer to a new head g'(Ux): learned features vs kernels (band: seeds' range; dash-dot: threshold)")
+    paths = list(plots._save(fig, out_dir, "exp3b_curves"))
+
+    fig, ax = plt.subplots(figsize=(5.2, 4.0))
+    x = np.log(ds)
+    for lr, (col, ls, mk) in _STYLE.items():
+        ss = sorted((s for s in summary["n_star"] if s["learner"] == lr), key=lambda s: s["d"])
+        if not ss:
+            continue
+        for s in ss:
+            if s["censored"] == "none":
+                lo, hi = s["ci95"]
+                yerr = None if lo is None else [[s["estimate"] - lo], [hi - s["estimate"]]]
+                ax.errorbar([s["d"]], [s["estimate"]], yerr=yerr, color=col, marker=mk, ms=5, capsize=3)
+            else:  # censored: an open marker at the bound, pointing the way n2* lies
+                ax.plot([s["d"]], [s["bound"]], color=col, marker="^" if s["censored"] == "never_below" else "v",
+                        mfc="none", ms=8)
+        sl = summary["slopes"].get(lr, {})
+        ys = [s["estimate"] if s["censored"] == "none" else s["bound"] for s in ss]
+        if sl.get("slope") is not None and len(ss) >= 2:
+            b = np.mean(np.log(ys)) - sl["slope"] * np.mean(np.log([s["d"] for s in ss]))
+            ci = sl["ci95"]
+            txt = f"{lr}: slope {sl['slope']:.2f}" + (f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci[0] is not None else "")
+            ax.plot(ds, np.exp(b + sl["slope"] * x), color=col, ls=ls, lw=1, label=txt + (" (censored)" if sl["censored"] else ""))
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.xaxis.set_major_locator(plots.FixedLocator(ds))
+    ax.xaxis.set_major_formatter(plots.FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.xaxis.set_minor_formatter(plots.NullFormatter())
+    ax.set_xlabel("d")
+    ax.set_ylabel("n2* (samples of g' to reach the threshold)")
+    if ax.get_legend_handles_labels()[0]:  # the fitted lines (two d or more)
+        ax.legend(fontsize=7)
+    ax.set_title("n2* against d (open triangles: censored bounds)")
+    paths += list(plots._save(fig, out_dir, "exp3b_nstar"))
+    return paths
+
+
+# ---------------------------------------------------------------------- command line
+
+
+def add_arguments(parser) -> None:
+    """``rbk exp3b``'s own options (the engine adds --profile, --out, --seeds, ...)."""
+    from rbk.cli import _int, _list_of
+
+    t = parser.add_argument_group("targets: source g(Ux) on x ~ N(0, I_d), new head g'(Ux) on the same U")
+    t.add_argument("--source", choices=SOURCES, help="source target family (default single_index)")
+    t.add_argument("--r", type=_int, help="directions of U, 1 <= r <= min(d) (single_index: 1)")
+    t.add_argument("--p", type=_int, help="degree of the source g, >= 3 (random_multi_index: >= 2)")
+    t.add_argument("--head-degrees", type=_list_of(_int, "integers >= 1"), nargs="+",
+                   help="Hermite degrees of g', ascending, >= 2 of them (equal energy each; threshold: the top one's)")
+    g = parser.add_argument_group("grid")
+    g.add_argument("--learners", type=_list_of(str, "learner names"), nargs="+", help=f"among {', '.join(LEARNERS)}")
+    g.add_argument("--d", type=_list_of(_int, "integers >= 2"), nargs="+", help="input dimensions, ascending")
+    g.add_argument("--n2", type=_list_of(_int, "integers >= 2"), nargs="+", help="samples of g', ascending")
+    g.add_argument("--n1-factor", type=float, help="source samples N1 = n1_factor * d^2, > 0")
+    g.add_argument("--width", type=_int, help="hidden units of the two-stage net and the random features, even")
+    g.add_argument("--eta-mults", type=_list_of(float, "numbers > 0"), nargs="+",
+                   help="first-step learning rates, in units of sqrt(d), chosen on validation")
+    g.add_argument("--ridges", type=_list_of(float, "numbers >= 0"), nargs="+",
+                   help="relative ridges of the read-outs (transfer, rf, scratch), 1 to 5")
+    g.add_argument("--kernel-ridges", type=_list_of(float, "numbers >= 0"), nargs="+",
+                   help="relative ridges of the exact NTK, 1 to 5")
+    g.add_argument("--b-std", type=float, help="bias scale of the NTK and random features, >= 0 (default 1)")
+    g.add_argument("--n-val", type=_int, help="validation points (default max(1000, n2/5))")
+    g.add_argument("--n-test", type=_int, help="test points (default 10000)")
+    g.add_argument("--net-max-n", type=_int, help="largest n2 of transfer, rf-2nn and scratch")
+    g.add_argument("--kernel-max-n", type=_int, help="largest n2 of the exact NTK")
+
+
+def overrides(args) -> dict:
+    """``make_spec`` keywords of the parsed options (``None``: not given)."""
+    from rbk.cli import _flat
+
+    return dict(source=args.source, r=args.r, p=args.p, head_degrees=_flat(args.head_degrees),
+                learners=_flat(args.learners), ds=_flat(args.d), n2s=_flat(args.n2), n1_factor=args.n1_factor,
+                width=args.width, eta_mults=_flat(args.eta_mults), ridges=_flat(args.ridges),
+                kernel_ridges=_flat(args.kernel_ridges), b_std=args.b_std, n_val=args.n_val, n_test=args.n_test,
+                net_max_n=args.net_max_n, kernel_max_n=args.kernel_max_n)  # fmt: skip
+
+
+def spec(profile: str = "quick", **overrides) -> Exp3bSpec:
+    """The :class:`Exp3bSpec` of ``profile`` with ``make_spec`` overrides."""
+    from rbk.experiments import profile_spec
+
+    return profile_spec(EXPERIMENT, profile, **overrides)
+
+
+def run(out_dir, profile: str = "quick", *, quiet: bool = False, plot: bool = True, **overrides) -> dict | None:
+    """Run (or resume) the sweep into ``out_dir`` and return its summary (``summary.json``)."""
+    from rbk import experiments
+
+    return experiments.run(EXPERIMENT, out_dir, profile, quiet=quiet, plot=plot, **overrides)
