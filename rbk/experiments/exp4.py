@@ -58,17 +58,19 @@ ACTIVATIONS = ("square", "hermite", "truncated")
 
 PROFILES = {
     "quick": dict(
-        d=40,
+        d=48,
         widths=(4, 4, 4),
         alphas=(1.0, 0.8, 0.6),
         readout="linear",
-        learners=("deep-joint", "deep-layerwise", "ntk-deep"),
-        ns=(2000, 8000),
-        seeds=(0, 1, 2),
+        learners=("deep-joint", "deep-layerwise", "ntk-deep", "2nn"),
+        ns=(2000, 4000, 8000),
+        seeds=(0, 1, 2, 3, 4),
         width=64,
-        epochs=30,
-        lrs=(1e-3, 3e-3),
+        epochs=90,
+        lrs=(3e-3, 5e-3),
         ridges=(1e-4, 1e-2, 1.0),
+        n_val=2000,
+        n_test=10000,
     ),
     "paper": dict(
         d=40,
