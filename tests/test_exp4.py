@@ -115,23 +115,45 @@ def test_summary_pairs_by_seed_after_selection():
     assert "deep-layerwise" in text and "ntk-deep - deep-joint" in text
 
 
+def test_figures_from_a_summary(tmp_path):
+    spec = exp4.make_spec(**{**TINY, "lrs": (1e-3, 3e-3), "ridges": (1e-3, 1e-1)})
+    s = exp4.summarize(spec, _rows(spec, np.random.default_rng(1)))
+    paths = exp4.plot(json.loads(json.dumps(s)), tmp_path)
+    assert {p.name for p in paths} == {"exp4.png", "exp4.pdf", "exp4_features.png", "exp4_features.pdf"}
+
+
 def test_tiny_profile_end_to_end_and_resume(tmp_path, monkeypatch):
-    monkeypatch.setitem(exp4.PROFILES, "tiny", TINY)
+    """Default lane: one network learner (one compile) and the kernel through the engine."""
+    monkeypatch.setitem(exp4.PROFILES, "tiny", {**TINY, "ns": (60,), "learners": ("deep-joint", "ntk-deep")})
     out = tmp_path / "exp4"
     s = exp4.run(out, "tiny", quiet=True)
-    assert s["complete"] and s["cells"] == {"done": 6, "total": 6}
-    assert {r["learner"] for r in s["rows"]} == {"deep-joint", "deep-layerwise", "ntk-deep"}
-    assert all(r["seeds"] == 3 for r in s["rows"])
-    fq = next(f for f in s["feature_quality"] if f["level"] == 2)
-    assert math.isfinite(fq["joint_minus_layerwise"]["mean"]) and len(fq["joint_minus_layerwise"]["ci95"]) == 2
-    assert fq["over_training"]["joint"]["epochs"] == [1, 2]
-    for name in ("exp4.png", "exp4.pdf", "exp4_features.png", "summary.json", "results.csv"):
+    assert s["complete"] and s["cells"] == {"done": 4, "total": 4}
+    assert [(r["learner"], r["seeds"]) for r in s["rows"]] == [("deep-joint", 3), ("ntk-deep", 3)]
+    assert "feature_quality" not in s and s["ntk_minus_joint_at_largest_n"]["seeds"] == 3
+    for name in ("exp4.png", "exp4.pdf", "summary.json", "results.csv"):
         assert (out / name).exists(), name
-    lines = (out / "results.jsonl").read_text().splitlines()
-    assert len(lines) == 2 * 2 * 3 + 2 * 3  # one row per (net, N, seed, lr) and per (kernel, N, seed, ridge)
-    row = json.loads(lines[0])
-    assert len(row["feature_quality"]) == 2 and len(row["feature_quality"][0]) == 2  # (recorded epochs, levels)
+    lines = [json.loads(x) for x in (out / "results.jsonl").read_text().splitlines()]
+    assert len(lines) == 3 + 3  # one row per (net, seed, lr) and per (kernel, seed, ridge)
+    net = [r for r in lines if r["kind"] == "net"]
+    assert all(len(r["feature_quality"]) == 2 and len(r["feature_quality"][0]) == 2 for r in net)  # (epochs, levels)
+    assert all(r["threshold"] == pytest.approx(s["threshold"]) for r in lines)
     mtime = (out / "cells" / "deep-joint_n60.jsonl").stat().st_mtime_ns
     s2 = exp4.run(out, "tiny", quiet=True)  # resume: nothing recomputed, same summary
     assert (out / "cells" / "deep-joint_n60.jsonl").stat().st_mtime_ns == mtime
     assert s2["rows"] == s["rows"]
+
+
+@pytest.mark.slow
+def test_tiny_profile_both_regimes_end_to_end(tmp_path, monkeypatch):
+    monkeypatch.setitem(exp4.PROFILES, "tiny", TINY)
+    out = tmp_path / "exp4"
+    s = exp4.run(out, "tiny", quiet=True)
+    assert s["complete"] and s["cells"] == {"done": 10, "total": 10}
+    assert {r["learner"] for r in s["rows"]} == {"deep-joint", "deep-layerwise", "ntk-deep"}
+    fq = next(f for f in s["feature_quality"] if f["level"] == 2)
+    assert math.isfinite(fq["joint_minus_layerwise"]["mean"]) and fq["joint_minus_layerwise"]["seeds"] == 3
+    assert fq["over_training"]["joint"]["epochs"] == [1, 2]
+    rows = [json.loads(x) for x in (out / "results.jsonl").read_text().splitlines()]
+    for name in ("exp4.png", "exp4_features.png", "exp4_features.pdf"):
+        assert (out / name).exists(), name
+    assert len(rows) == 2 * 2 * 3 + 2 * 3

@@ -551,6 +551,7 @@ def summarize(spec: Exp4Spec, rows, *, quiet: bool = False) -> dict:
         "degree_energy": [float(v) for v in np.asarray(target.info["degree_energy"])],
         "rows": out_rows,
         "n_star": nstar,
+        "stage_epochs": [spec.epochs * l // spec.levels for l in range(1, spec.levels)],
     }
     nmax = max(r["n"] for r in sel)
     summary["largest_n"] = nmax
@@ -732,6 +733,8 @@ def plot(summary, out_dir) -> list:
                 ax.plot(e, m, marker="o", color=c, label=f"deep-{name}")
                 ok = np.isfinite(lo) & np.isfinite(hi)
                 ax.fill_between(e[ok], lo[ok], hi[ok], color=c, alpha=0.2, lw=0)
+            for e in summary.get("stage_epochs", []):
+                ax.axvline(e, color="0.6", lw=0.8, ls=":")
             d = fq["joint_minus_layerwise"]
             ax.set_title(f"level {fq['level']}: joint - layer-wise {_fmt_ci(d['mean'], d['ci95'])}", fontsize=8.5)
             ax.set_xlabel("epoch")
