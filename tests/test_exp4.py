@@ -157,3 +157,20 @@ def test_tiny_profile_both_regimes_end_to_end(tmp_path, monkeypatch):
     for name in ("exp4.png", "exp4_features.png", "exp4_features.pdf"):
         assert (out / name).exists(), name
     assert len(rows) == 2 * 2 * 3 + 2 * 3
+
+
+def test_cli_help_dry_run_and_bad_option(capsys, tmp_path):
+    from rbk import cli
+
+    with pytest.raises(SystemExit) as e:
+        cli.main(["exp4", "--help"])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    for opt in ("--widths", "--alphas", "--readout", "--learners", "--n", "--epochs", "--lr", "--ridges", "--dry-run"):
+        assert opt in out
+    assert cli.main(["exp4", "--profile", "paper", "--dry-run", "--cpu-devices", "1", "--out", str(tmp_path / "p")]) == 0
+    out = capsys.readouterr().out
+    assert "thresholds level 2" in out and "deep-joint_n50000" in out and not (tmp_path / "p").exists()
+    with pytest.raises(SystemExit) as e:
+        cli.main(["exp4", "--alphas", "1", "1", "0.5", "--out", str(tmp_path / "never")])
+    assert e.value.code == 2 and "alphas" in capsys.readouterr().err and not (tmp_path / "never").exists()
