@@ -137,6 +137,8 @@ def test_tiny_profile_end_to_end_and_resume(tmp_path, monkeypatch):
     net = [r for r in lines if r["kind"] == "net"]
     assert all(len(r["feature_quality"]) == 2 and len(r["feature_quality"][0]) == 2 for r in net)  # (epochs, levels)
     assert all(r["threshold"] == pytest.approx(s["threshold"]) for r in lines)
+    for r in lines:  # each learner fills the columns its registry entry names
+        assert all(r[f] is not None for f in exp4.LEARNERS[r["learner"]].fields), r["learner"]
     mtime = (out / "cells" / "deep-joint_n60.jsonl").stat().st_mtime_ns
     s2 = exp4.run(out, "tiny", quiet=True)  # resume: nothing recomputed, same summary
     assert (out / "cells" / "deep-joint_n60.jsonl").stat().st_mtime_ns == mtime

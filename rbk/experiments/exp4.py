@@ -28,7 +28,7 @@ both regimes' quality over training (figure 2).
 
 Profiles
 --------
-``quick``  (about 590 s of CPU time, user + sys; 22 minutes of wall time on a 2-core machine
+``quick``  (about 700 s of CPU time, user + sys; 17 minutes of wall time on a 2-core machine
            shared with other jobs) ``d = 48``, widths (4, 4, 4), alphas (1, 0.8, 0.6), the
            linear output map (``readout='linear'``; the learner reads ``h_l``), N in {2000,
            4000, 8000}, 5 seeds, 10000 test points; DeepQuad width 64 (truncated quadratic,
@@ -111,13 +111,14 @@ class Cell:
 
 @dataclasses.dataclass(frozen=True)
 class Learner:
-    """A registered learner: its kind (``'net'``, ``'ntk'``, ``'nngp'``), whether a cell holds all
-    seeds (networks) or one, and the function computing a cell's rows ``(spec, cell, devices,
-    progress) -> list[dict]``."""
+    """A registered learner: its kind (``'net'``, ``'ntk'``, ``'nngp'``), whether a cell holds one
+    seed (kernels) or all (networks), the function computing a cell's rows ``(spec, cell,
+    devices, progress) -> list[dict]`` and the columns it records beyond the common ones."""
 
     kind: str
     per_seed: bool
     run: Callable
+    fields: tuple = ()  # the study's own row columns this learner fills (the others stay None)
 
 
 def _deep_runner(regime: str) -> Callable:
@@ -138,13 +139,17 @@ def _shallow_runner(spec, cell, devices=None, progress=None):
     return _run_2nn(spec, cell, devices, progress)
 
 
+_NET = ("width", "epochs", "lr", "wd", "record_epochs", "test_over_training", "compile_s", "run_s")
+_DEEP = _NET + ("feature_quality",)
+_KERNEL = ("ridge",)
+
 LEARNERS = {
-    "deep-joint": Learner("net", False, _deep_runner("joint")),
-    "deep-layerwise": Learner("net", False, _deep_runner("layerwise")),
-    "deep-progressive": Learner("net", False, _deep_runner("progressive")),
-    "ntk-deep": Learner("ntk", True, _kernel_runner("ntk")),
-    "nngp-deep": Learner("nngp", True, _kernel_runner("nngp")),
-    "2nn": Learner("net", False, _shallow_runner),
+    "deep-joint": Learner("net", False, _deep_runner("joint"), _DEEP),
+    "deep-layerwise": Learner("net", False, _deep_runner("layerwise"), _DEEP),
+    "deep-progressive": Learner("net", False, _deep_runner("progressive"), _DEEP),
+    "ntk-deep": Learner("ntk", True, _kernel_runner("ntk"), _KERNEL),
+    "nngp-deep": Learner("nngp", True, _kernel_runner("nngp"), _KERNEL),
+    "2nn": Learner("net", False, _shallow_runner, _NET),
 }
 
 #: The study's own columns (after :data:`rbk.sweep.CORE_FIELDS`).
@@ -541,9 +546,7 @@ def summarize(spec: Exp4Spec, rows, *, quiet: bool = False) -> dict:
                              "per_seed": tests, "chosen": chosen,
                              "below_threshold": bool(math.isfinite(hi) and hi < thr),
                              "above_threshold": bool(math.isfinite(lo) and lo > thr)})  # fmt: skip
-        lrows = [r for r in sel if r["learner"] == name]
-        if len({r["n"] for r in lrows}) >= 1 and len(lrows):
-            nstar[name] = stats.n_star(lrows, thr)
+        nstar[name] = stats.n_star([r for r in sel if r["learner"] == name], thr)
     summary = {
         "experiment": spec.experiment,
         "instance": {"d": spec.d, "widths": list(spec.widths), "alphas": list(spec.alphas), "readout": spec.readout,
