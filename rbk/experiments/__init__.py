@@ -12,6 +12,9 @@ The scripts in a clone's ``experiments/`` folder are thin command-line wrappers 
   (Experiment 1), profiles ``quick`` and ``paper``;
 * :mod:`rbk.experiments.exp2`: the (alpha, beta) phase diagram of the target
   ``beta * F + alpha * G(F)`` (Experiment 2), profiles ``quick`` and ``paper``.
+* :mod:`rbk.experiments.exp4`: deep hierarchies, joint vs layer-wise training against the exact
+  NTK of the same architecture, with per-level feature quality (Experiment 4), profiles
+  ``quick`` and ``paper``.
 
 Each has ``PROFILES``, ``spec(profile, **overrides)`` and ``run(out_dir, profile=...,
 **overrides)``; the command line is :mod:`rbk.cli` (``rbk exp1``, ``rbk exp2``), which imports
