@@ -14,6 +14,9 @@ The scripts in a clone's ``experiments/`` folder are thin command-line wrappers 
   ``beta * F + alpha * G(F)`` (Experiment 2), profiles ``quick`` and ``paper``.
 * :mod:`rbk.experiments.exp3b`: transfer of features learned on a multi-index target to a
   new head on the same subspace (Experiment 3b, a :class:`rbk.sweep.Study`).
+* :mod:`rbk.experiments.exp4`: deep hierarchies, joint vs layer-wise training against the exact
+  NTK of the same architecture, with per-level feature quality (Experiment 4), profiles
+  ``quick`` and ``paper``.
 
 Each has ``PROFILES``, ``spec(profile, **overrides)`` and ``run(out_dir, profile=...,
 **overrides)``; the command line is :mod:`rbk.cli` (``rbk exp1``, ``rbk exp2``), which imports
@@ -28,7 +31,12 @@ from __future__ import annotations
 import numbers
 from pathlib import Path
 
-EXPERIMENTS = {"exp1": "rbk.experiments.exp1", "exp2": "rbk.experiments.exp2", "exp3b": "rbk.experiments.exp3b"}
+EXPERIMENTS = {
+    "exp1": "rbk.experiments.exp1",
+    "exp2": "rbk.experiments.exp2",
+    "exp3b": "rbk.experiments.exp3b",
+    "exp4": "rbk.experiments.exp4",
+}
 
 
 def module(experiment: str):

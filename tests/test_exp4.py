@@ -1,0 +1,178 @@
+"""Experiment 4 (deep hierarchies): the study's validation, its summary statistics against an
+independent computation, and a tiny profile end to end through the engine (store, resume, figures)."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+
+import numpy as np
+import pytest
+from scipy import stats as sps
+
+from rbk import experiments
+from rbk.experiments import exp4
+
+TINY = dict(d=6, widths=(2, 2), alphas=(1.0, 0.5), readout="linear", ns=(60, 120), seeds=(0, 1, 2), width=8,
+            epochs=2, lrs=(3e-3,), ridges=(1e-2,), n_val=40, n_test=50, batch_size=20, record_per_stage=1)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "kw, name",
+    [
+        (dict(widths=()), "widths"),
+        (dict(widths=(4,)), "widths"),
+        (dict(widths=(4, 0, 4)), "widths[1]"),
+        (dict(alphas=(1.0, 0.5)), "alphas"),  # 3 levels, 2 weights: mismatched
+        (dict(alphas=(1.0, 1.0, 0.5)), "strictly decreasing"),
+        (dict(alphas=(0.5, 0.8, 1.0)), "strictly decreasing"),
+        (dict(learners=("deep-joint", "rf-deep")), "learners"),
+        (dict(learners=()), "learners"),
+        (dict(epochs=91), "epochs"),
+        (dict(readout="cube"), "readout"),
+        (dict(ns=()), "ns"),
+        (dict(lrs=(-1e-3,)), "lrs[0]"),
+        (dict(d=40, rank=41), "rank"),
+        (dict(widths=(9, 4, 4, 4), alphas=(1, 0.8, 0.6, 0.4), readout="square", epochs=32), "quadrature"),
+        (dict(bogus=1), "unknown option"),
+    ],
+)
+def test_bad_input_names_the_option(kw, name):
+    with pytest.raises(ValueError, match=re.escape(name)):
+        exp4.make_spec(**kw)
+
+
+def test_non_paper_regime_allows_increasing_alphas_and_config_round_trips():
+    spec = exp4.make_spec(alphas=(0.5, 0.8, 1.0), paper_regime=False)
+    back = exp4.Exp4Spec.from_config(json.loads(json.dumps(spec.config())))
+    assert back == spec and back.config_hash() == spec.config_hash()
+    cells = spec.plan()
+    assert len({c.id for c in cells}) == len(cells)
+    nets = [c for c in cells if c.kind == "net"]
+    kern = [c for c in cells if c.kind == "ntk"]
+    assert len(nets) == 2 * len(spec.ns) and len(kern) == len(spec.ns) * len(spec.seeds)  # networks: seeds vmapped
+
+
+def test_profiles_build_and_kernel_max_n_drops_kernel_cells():
+    for prof in exp4.PROFILES:
+        experiments.profile_spec("exp4", prof)
+    spec = exp4.make_spec(ns=(100, 5000), kernel_max_n=1000)
+    assert {c.n for c in spec.plan() if c.kind == "ntk"} == {100}
+
+
+def _rows(spec, rng):
+    """Synthetic rows: two lrs per network seed, two ridges per kernel seed."""
+    rows = []
+    L = spec.levels
+    for cell in spec.plan():
+        seeds = spec.seeds if cell.seed is None else (cell.seed,)
+        for s in seeds:
+            for setting in (0, 1):
+                r = spec.base_row(cell, s)
+                r.update(train_error=0.0, val_error=float(rng.uniform()), test_error=float(rng.uniform(0.01, 0.2)),
+                         diverged=False, call_wall_s=1.0)  # fmt: skip
+                if cell.kind == "net":
+                    r.update(lr=spec.lrs[setting], record_epochs=[1, 2],
+                             feature_quality=rng.uniform(size=(2, L)).tolist())  # fmt: skip
+                else:
+                    r["ridge"] = spec.ridges[setting]
+                rows.append(r)
+    return rows
+
+
+def test_summary_pairs_by_seed_after_selection():
+    spec = exp4.make_spec(**{**TINY, "lrs": (1e-3, 3e-3), "ridges": (1e-3, 1e-1)})
+    rows = _rows(spec, np.random.default_rng(0))
+    s = exp4.summarize(spec, rows)
+
+    def best(learner, n):  # independent selection: lowest val_error per seed
+        out = {}
+        for r in rows:
+            if r["learner"] == learner and r["n"] == n and (r["seed"] not in out or r["val_error"] < out[r["seed"]]["val_error"]):
+                out[r["seed"]] = r
+        return out
+
+    def tci(x):
+        x = np.asarray(x)
+        h = sps.t.ppf(0.975, len(x) - 1) * x.std(ddof=1) / math.sqrt(len(x))
+        return x.mean(), x.mean() - h, x.mean() + h
+
+    n = max(spec.ns)
+    j, k, lw = best("deep-joint", n), best("ntk-deep", n), best("deep-layerwise", n)
+    m, lo, hi = tci([k[s]["test_error"] - j[s]["test_error"] for s in spec.seeds])
+    p = s["ntk_minus_joint_at_largest_n"]
+    assert p["mean"] == pytest.approx(m) and p["ci95"] == pytest.approx([lo, hi])
+    m, lo, hi = tci([j[s]["feature_quality"][-1][1] - lw[s]["feature_quality"][-1][1] for s in spec.seeds])
+    fq = next(f for f in s["feature_quality"] if f["level"] == 2)
+    assert fq["joint_minus_layerwise"]["mean"] == pytest.approx(m)
+    assert fq["joint_minus_layerwise"]["ci95"] == pytest.approx([lo, hi])
+    row = next(r for r in s["rows"] if r["learner"] == "deep-joint" and r["n"] == n)
+    assert row["test_error_mean"] == pytest.approx(np.mean([j[s_]["test_error"] for s_ in spec.seeds]))
+    assert s["threshold"] == pytest.approx(spec.target().threshold)
+    assert set(s["bar"]) >= {"joint_below_threshold", "ntk_above_threshold", "level2_quality_ci_above_zero"}
+    text = exp4.format_table(s)
+    assert "deep-layerwise" in text and "ntk-deep - deep-joint" in text
+
+
+def test_figures_from_a_summary(tmp_path):
+    spec = exp4.make_spec(**{**TINY, "lrs": (1e-3, 3e-3), "ridges": (1e-3, 1e-1)})
+    s = exp4.summarize(spec, _rows(spec, np.random.default_rng(1)))
+    paths = exp4.plot(json.loads(json.dumps(s)), tmp_path)
+    assert {p.name for p in paths} == {"exp4.png", "exp4.pdf", "exp4_features.png", "exp4_features.pdf"}
+
+
+def test_tiny_profile_end_to_end_and_resume(tmp_path, monkeypatch):
+    """Default lane: one network learner (one compile) and the kernel through the engine."""
+    monkeypatch.setitem(exp4.PROFILES, "tiny", {**TINY, "ns": (60,), "learners": ("deep-joint", "ntk-deep")})
+    out = tmp_path / "exp4"
+    s = exp4.run(out, "tiny", quiet=True)
+    assert s["complete"] and s["cells"] == {"done": 4, "total": 4}
+    assert [(r["learner"], r["seeds"]) for r in s["rows"]] == [("deep-joint", 3), ("ntk-deep", 3)]
+    assert "feature_quality" not in s and s["ntk_minus_joint_at_largest_n"]["seeds"] == 3
+    for name in ("exp4.png", "exp4.pdf", "summary.json", "results.csv"):
+        assert (out / name).exists(), name
+    lines = [json.loads(x) for x in (out / "results.jsonl").read_text().splitlines()]
+    assert len(lines) == 3 + 3  # one row per (net, seed, lr) and per (kernel, seed, ridge)
+    net = [r for r in lines if r["kind"] == "net"]
+    assert all(len(r["feature_quality"]) == 2 and len(r["feature_quality"][0]) == 2 for r in net)  # (epochs, levels)
+    assert all(r["threshold"] == pytest.approx(s["threshold"]) for r in lines)
+    for r in lines:  # each learner fills the columns its registry entry names
+        assert all(r[f] is not None for f in exp4.LEARNERS[r["learner"]].fields), r["learner"]
+    mtime = (out / "cells" / "deep-joint_n60.jsonl").stat().st_mtime_ns
+    s2 = exp4.run(out, "tiny", quiet=True)  # resume: nothing recomputed, same summary
+    assert (out / "cells" / "deep-joint_n60.jsonl").stat().st_mtime_ns == mtime
+    assert s2["rows"] == s["rows"]
+
+
+@pytest.mark.slow
+def test_tiny_profile_both_regimes_end_to_end(tmp_path, monkeypatch):
+    monkeypatch.setitem(exp4.PROFILES, "tiny", TINY)
+    out = tmp_path / "exp4"
+    s = exp4.run(out, "tiny", quiet=True)
+    assert s["complete"] and s["cells"] == {"done": 10, "total": 10}
+    assert {r["learner"] for r in s["rows"]} == {"deep-joint", "deep-layerwise", "ntk-deep"}
+    fq = next(f for f in s["feature_quality"] if f["level"] == 2)
+    assert math.isfinite(fq["joint_minus_layerwise"]["mean"]) and fq["joint_minus_layerwise"]["seeds"] == 3
+    assert fq["over_training"]["joint"]["epochs"] == [1, 2]
+    rows = [json.loads(x) for x in (out / "results.jsonl").read_text().splitlines()]
+    for name in ("exp4.png", "exp4_features.png", "exp4_features.pdf"):
+        assert (out / name).exists(), name
+    assert len(rows) == 2 * 2 * 3 + 2 * 3
+
+
+def test_cli_help_dry_run_and_bad_option(capsys, tmp_path):
+    from rbk import cli
+
+    with pytest.raises(SystemExit) as e:
+        cli.main(["exp4", "--help"])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    for opt in ("--widths", "--alphas", "--readout", "--learners", "--n", "--epochs", "--lr", "--ridges", "--dry-run"):
+        assert opt in out
+    assert cli.main(["exp4", "--profile", "paper", "--dry-run", "--cpu-devices", "1", "--out", str(tmp_path / "p")]) == 0
+    out = capsys.readouterr().out
+    assert "thresholds level 2" in out and "deep-joint_n50000" in out and not (tmp_path / "p").exists()
+    with pytest.raises(SystemExit) as e:
+        cli.main(["exp4", "--alphas", "1", "1", "0.5", "--out", str(tmp_path / "never")])
+    assert e.value.code == 2 and "alphas" in capsys.readouterr().err and not (tmp_path / "never").exists()
