@@ -26,7 +26,7 @@ from __future__ import annotations
 import numbers
 from pathlib import Path
 
-EXPERIMENTS = {"exp1": "rbk.experiments.exp1", "exp2": "rbk.experiments.exp2"}
+EXPERIMENTS = {"exp1": "rbk.experiments.exp1", "exp2": "rbk.experiments.exp2", "exp3": "rbk.experiments.exp3"}
 
 
 def module(experiment: str):
