@@ -25,8 +25,12 @@ Profiles
 --------
 ``quick``  (minutes on a 2-core CPU) ``single_index(d, p=4)`` (``g = (h_2 + h_4)/sqrt 2``,
            threshold 0.5), ``d`` in {8, 12, 16, 24}, 3 seeds; ``two-stage`` (width 512, eta in
-           {0.5, 1, 2} sqrt(d)) and ``2nn`` at N in {250, ..., 4000}; ``ntk-2nn`` (``b_std = 1``)
-           at N in {500, ..., 8000}.
+           {0.5, 1, 2} sqrt(d), five read-out ridges) at N in {125, ..., 4000}; ``ntk-2nn``
+           (``b_std = 1``, ridges {1e-4, 1e-2}) at N in {250, ..., 8000}. *Our choice:* no SGD
+           ``2nn`` here: with the short recipe (width 256, 20-30 epochs) it stays above the
+           threshold at d >= 16 up to N = 4000 (``docs/multi_index.md``) and its 60 cells,
+           one compilation each, would double the CPU time; ``--learners two-stage 2nn
+           ntk-2nn`` adds it.
 ``paper``  every learner, ``d`` in {8, 12, 16, 24, 32, 48}, 5 seeds, N to 16000 (networks) and
            32000 (kernels); for a large machine (see ``rbk exp3 --profile paper --dry-run``).
 
@@ -56,9 +60,9 @@ PROFILES = {
         p=4,
         ds=(8, 12, 16, 24),
         seeds=(0, 1, 2),
-        learners=("two-stage", "2nn", "ntk-2nn"),
-        ns=(250, 500, 1000, 2000, 4000),
-        kernel_ns=(500, 1000, 2000, 4000, 8000),
+        learners=("two-stage", "ntk-2nn"),
+        ns=(125, 250, 500, 1000, 2000, 4000),
+        kernel_ns=(250, 500, 1000, 2000, 4000, 8000),
         width=512,
         etas=(0.5, 1.0, 2.0),
         ridges=(1e-4, 1e-3, 1e-2, 1e-1, 1.0),
@@ -141,8 +145,8 @@ def _run_sgd(spec, data, key, d, devices=None, progress=None) -> list[dict]:
     r = train.train(model, data, jnp.asarray(key)[None], spec.lrs, spec.wds, cfg, devices=devices, progress=progress)
     tr, va, te = (r.final(s)[0] for s in ("train", "val", "test"))
     out = []
-    for i, lr in enumerate(r.lrs):
-        for j, wd in enumerate(r.wds):
+    for i, lr in enumerate(spec.lrs):  # r.lrs / r.wds: the same grids, in float32
+        for j, wd in enumerate(spec.wds):
             bad = bool(r.diverged[0, i, j])
             errs = (math.inf,) * 3 if bad else (tr[i, j], va[i, j], te[i, j])
             out.append(dict(width=spec.sgd_width, lr=float(lr), wd=float(wd), epochs=spec.epochs, **_errors(*errs)))
@@ -253,9 +257,9 @@ class Exp3Spec(sweep.Study):
     p: int = 4
     ds: tuple = (8, 12, 16, 24)
     seeds: tuple = (0, 1, 2)
-    learners: tuple = ("two-stage", "2nn", "ntk-2nn")
-    ns: tuple = (250, 500, 1000, 2000, 4000)
-    kernel_ns: tuple = (500, 1000, 2000, 4000, 8000)
+    learners: tuple = ("two-stage", "ntk-2nn")
+    ns: tuple = (125, 250, 500, 1000, 2000, 4000)
+    kernel_ns: tuple = (250, 500, 1000, 2000, 4000, 8000)
     width: int = 512
     etas: tuple = (0.5, 1.0, 2.0)
     split: float = 0.5
@@ -375,44 +379,38 @@ def make_spec(**kw) -> Exp3Spec:
     kw = {**{f.name: f.default for f in dataclasses.fields(Exp3Spec)}, **kw}
     if kw["experiment"] != EXPERIMENT:
         raise ValueError(f"experiment must be {EXPERIMENT!r}, got {kw['experiment']!r}")
-    check_choice("target", kw["target"], TARGETS)
-    p = check_int("p", kw["p"], lo=3 if kw["target"] == "single_index" else 2)
-    ds = _ints("ds", kw["ds"], 2)
+    check_choice("target (--target)", kw["target"], TARGETS)
+    p = check_int("p (--p)", kw["p"], lo=2 if kw["target"] == "random" else 3)  # the constructors' ranges
+    ds = _ints("ds (--d)", kw["ds"], 2)
     if kw["target"] == "single_index":
         if kw["r"] != 1:
-            raise ValueError(f"r must be 1 for target 'single_index' (one direction), got {kw['r']!r}")
+            raise ValueError(f"r (--r) must be 1 for target 'single_index' (one direction), got {kw['r']!r}")
         r = 1
     else:
-        r = check_int("r", kw["r"], lo=1)
+        r = check_int("r (--r)", kw["r"], lo=1)
         if r > min(ds):
-            raise ValueError(f"r must be <= every d (r <= {min(ds)}), got r = {r}")
+            raise ValueError(f"r (--r) must be <= every d (r <= {min(ds)}), got r = {r}")
     learners = tuple(kw["learners"]) if not isinstance(kw["learners"], str) else (kw["learners"],)
     for lr in learners:
-        check_choice("learners", lr, tuple(LEARNERS))
+        check_choice("learners (--learners)", lr, tuple(LEARNERS))
     if not learners or len(set(learners)) != len(learners):
         raise ValueError(f"learners must be a non-empty list of distinct names among {list(LEARNERS)}, got {learners}")
-    ns = _ints("ns", kw["ns"], 2)
-    kernel_ns = _ints("kernel_ns", kw["kernel_ns"], 2)
-    width = check_int("width", kw["width"], lo=2)
+    ns = _ints("ns (--n)", kw["ns"], 2)
+    kernel_ns = _ints("kernel_ns (--kernel-n)", kw["kernel_ns"], 2)
+    width = check_int("width (--width)", kw["width"], lo=2)
     if width % 2:
-        raise ValueError(f"width must be an even integer >= 2 (the two-stage neurons come in pairs), got {width}")
+        raise ValueError(f"width (--width) must be an even integer >= 2 (the two-stage neurons come in pairs), got {width}")
     spec = Exp3Spec(
-        target=kw["target"], r=r, p=p, ds=ds, seeds=_ints("seeds", kw["seeds"], 0), learners=learners, ns=ns,
-        kernel_ns=kernel_ns, width=width, etas=_reals("etas", kw["etas"], 0.0),
+        target=kw["target"], r=r, p=p, ds=ds, seeds=_ints("seeds (--seeds)", kw["seeds"], 0), learners=learners, ns=ns,
+        kernel_ns=kernel_ns, width=width, etas=_reals("etas (--etas)", kw["etas"], 0.0),
         split=check_real("split", kw["split"], lo=0.0, hi=1.0, lo_open=True, hi_open=True),
-        ridges=_reals("ridges", kw["ridges"], 0.0, lo_open=False, max_len=5),
-        kernel_ridges=_reals("kernel_ridges", kw["kernel_ridges"], 0.0, lo_open=False, max_len=5),
-        W_std=check_real("W_std", kw["W_std"], lo=0.0, lo_open=True), b_std=check_real("b_std", kw["b_std"], lo=0.0),
-        sgd_width=check_int("sgd_width", kw["sgd_width"], lo=1), epochs=check_int("epochs", kw["epochs"], lo=1),
-        lrs=_reals("lrs", kw["lrs"], 0.0), wds=_reals("wds", kw["wds"], 0.0, lo_open=False),
-        n_val=check_int("n_val", kw["n_val"], lo=1), n_test=check_int("n_test", kw["n_test"], lo=1),
+        ridges=_reals("ridges (--ridges)", kw["ridges"], 0.0, lo_open=False, max_len=5),
+        kernel_ridges=_reals("kernel_ridges (--kernel-ridges)", kw["kernel_ridges"], 0.0, lo_open=False, max_len=5),
+        W_std=check_real("W_std", kw["W_std"], lo=0.0, lo_open=True), b_std=check_real("b_std (--b-std)", kw["b_std"], lo=0.0),
+        sgd_width=check_int("sgd_width (--sgd-width)", kw["sgd_width"], lo=1), epochs=check_int("epochs (--epochs)", kw["epochs"], lo=1),
+        lrs=_reals("lrs (--lr)", kw["lrs"], 0.0), wds=_reals("wds (--wd)", kw["wds"], 0.0, lo_open=False),
+        n_val=check_int("n_val (--n-val)", kw["n_val"], lo=1), n_test=check_int("n_test (--n-test)", kw["n_test"], lo=1),
     )  # fmt: skip
-    import jax
-
-    try:  # the target's own checks (e.g. p against r for sum_of_products), at the smallest d
-        make_target(spec.target, min(ds), r, p, jax.random.PRNGKey(0))
-    except ValueError as e:
-        raise ValueError(f"target {spec.target!r} with r = {r}, p = {p}, d = {min(ds)}: {e}") from None
     return spec
 
 
@@ -473,7 +471,8 @@ def summarize(spec, rows, *, quiet: bool = False, n_boot: int = 2000) -> dict | 
                 m, lo, hi = stats.t_ci(fin)
                 entries.append({"learner": lr, "kind": LEARNERS[lr].kind, "d": d, "n": n, "threshold": thr_by_d[d],
                                 "test_error_mean": m, "test_error_ci95": [lo, hi], "seeds": len(fin),
-                                "diverged_seeds": len(tests) - len(fin),
+                                "diverged_seeds": len(tests) - len(fin), "test_error_min": min(fin, default=None),
+                                "test_error_max": max(fin, default=None),
                                 "selected": [{k: r.get(k) for k in ("seed", "eta", "lr", "ridge")} for r in cell]})
             nstar[lr][str(d)] = dict(stats.n_star(groups[d], thr_by_d[d], n_boot=n_boot),
                                      ns=sorted({r["n"] for r in groups[d]}))
@@ -560,8 +559,15 @@ def format_table(summary) -> str:
 _COLORS = {"two-stage": "C0", "2nn": "C2", "ntk-2nn": "C3", "nngp-2nn": "C1", "rf-2nn": "C4"}
 
 
+def _plain_ticks(axis) -> None:
+    from matplotlib import ticker
+
+    axis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+    axis.set_minor_formatter(ticker.NullFormatter())
+
+
 def plot(summary, out_dir) -> list:
-    """Figure 1 ``exp3_error_vs_n``: mean test error (95 % CI band) against N, one panel per d,
+    """Figure 1 ``exp3_error_vs_n``: mean test error (band: range over seeds) against N, one panel per d,
     every learner, threshold line. Figure 2 ``exp3_nstar_vs_d``: ``n*`` against ``d`` (log-log)
     with CIs (open markers with an arrow: censored at the grid bound), the fitted lines and the
     theory's slopes (dotted, through the fit's centre)."""
@@ -582,13 +588,14 @@ def plot(summary, out_dir) -> list:
                 continue
             n = [e["n"] for e in rs]
             m = np.array([e["test_error_mean"] for e in rs])
-            ci = np.array([[np.nan if v is None else v for v in e["test_error_ci95"]] for e in rs])
             ax.plot(n, m, "o-", color=_COLORS.get(lr), label=lr, ms=3)
-            ax.fill_between(n, np.clip(ci[:, 0], 1e-3, None), ci[:, 1], color=_COLORS.get(lr), alpha=0.15)
+            ax.fill_between(n, [e["test_error_min"] for e in rs], [e["test_error_max"] for e in rs],
+                            color=_COLORS.get(lr), alpha=0.15)
         thr = summary["thresholds"].get(str(d))
         if thr:
             ax.axhline(thr, color="k", ls="--", lw=0.8)
         ax.set(xscale="log", yscale="log", title=f"d = {d}", xlabel="N")
+        _plain_ticks(ax.xaxis)
     axes[0][0].set_ylabel("test error / E[f*^2]")
     axes[0][-1].legend(fontsize=7)
     fig.suptitle(f"Experiment 3: {summary['instance']['target']}, p = {summary['instance']['p']} "
@@ -617,6 +624,8 @@ def plot(summary, out_dir) -> list:
         vm = s["intercept"] + s["slope"] * um
         ax.plot(xx, np.exp(vm + s["theory"] * (np.log(xx) - um)), ":", color=c, lw=1)
     ax.set(xscale="log", yscale="log", xlabel="d", ylabel="n* (first crossing of the threshold)")
+    ax.set_xticks(ds)
+    _plain_ticks(ax.xaxis)
     ax.set_title("n* against d: fitted slopes [95% CI]; dotted: theory (2 networks, p kernels)", fontsize=8)
     ax.legend(fontsize=7)
     made += list(plots._save(fig, out_dir, "exp3_nstar_vs_d"))
@@ -636,7 +645,7 @@ def add_arguments(parser) -> None:
     t = parser.add_argument_group("target: f*(x) = g(U x), x ~ N(0, I_d), U with r orthonormal rows")
     t.add_argument("--target", choices=TARGETS, help="target family (default single_index)")
     t.add_argument("--r", type=_int, help="directions r, 1 <= r <= d (single_index: 1)")
-    t.add_argument("--p", type=_int, help="degree of g, >= 3 for single_index, >= 2 otherwise (default 4)")
+    t.add_argument("--p", type=_int, help="degree of g, >= 3 (random: >= 2; default 4)")
     t.add_argument("--d", type=_int, nargs="+", help="input dimensions, integers >= 2")
     g = parser.add_argument_group("grid")
     g.add_argument("--learners", nargs="+", help=f"learners among {', '.join(LEARNERS)}")
