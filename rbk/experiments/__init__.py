@@ -12,6 +12,9 @@ The scripts in a clone's ``experiments/`` folder are thin command-line wrappers 
   (Experiment 1), profiles ``quick`` and ``paper``;
 * :mod:`rbk.experiments.exp2`: the (alpha, beta) phase diagram of the target
   ``beta * F + alpha * G(F)`` (Experiment 2), profiles ``quick`` and ``paper``.
+* :mod:`rbk.experiments.exp3`: multi-index targets on Gaussian inputs (Damian, Lee &
+  Soltanolkotabi): test error against N for several d, ``n*(d)`` and the slope of ``log n*``
+  against ``log d`` per learner (Experiment 3), profiles ``quick`` and ``paper``.
 
 Each has ``PROFILES``, ``spec(profile, **overrides)`` and ``run(out_dir, profile=...,
 **overrides)``; the command line is :mod:`rbk.cli` (``rbk exp1``, ``rbk exp2``), which imports
