@@ -497,7 +497,9 @@ def separation(slopes: dict, nstar: dict) -> dict | None:
     """The Bar of Experiment 3: the better network learner (lowest mean ``log n*`` over ``d``,
     censored ``d`` at their bound) against each kernel learner with a slope. ``kernel_value``:
     the kernel's slope, or its CI's lower end when its fit is censored; ``holds``:
-    ``kernel_value`` above the network's upper 95 % limit."""
+    ``kernel_value`` above the network's upper 95 % limit. ``slope_holds``: the weaker reading
+    (the kernel's point slope above that limit, where censoring makes the point slope a lower
+    bound, ``slope_bound`` ``"lower"``, or nothing is censored)."""
     nets = [lr for lr in slopes if LEARNERS[lr].kind == "net"]
     kers = [lr for lr in slopes if LEARNERS[lr].kind != "net"]
     if not nets:
@@ -508,8 +510,11 @@ def separation(slopes: dict, nstar: dict) -> dict | None:
     for k in kers:
         s = slopes[k]
         val = s["ci95"][0] if s["censored"] else s["slope"]
+        # the point slope is itself a lower bound where the censoring says so ("bound": "lower")
+        point_ok = s["bound"] in (None, "lower", "exact")
         out["kernels"][k] = {"kernel_value": val, "basis": "ci95 lower end (censored)" if s["censored"] else "slope",
-                             "holds": bool(val > upper)}
+                             "holds": bool(val > upper), "slope": s["slope"], "slope_bound": s["bound"],
+                             "slope_holds": bool(point_ok and s["slope"] > upper)}
     return out
 
 
@@ -552,7 +557,9 @@ def format_table(summary) -> str:
     if sep:
         for k, v in sep["kernels"].items():
             lines.append(f"  {k} {v['basis']} {v['kernel_value']:.2f} vs {sep['network']}'s upper limit "
-                         f"{sep['network_ci95_upper']:.2f}: {'separated' if v['holds'] else 'NOT separated'}")
+                         f"{sep['network_ci95_upper']:.2f}: {'separated' if v['holds'] else 'NOT separated'}"
+                         + ("" if v["basis"] == "slope" else f" (point slope {v['slope']:.2f}, a {v['slope_bound']} "
+                            f"bound: {'above' if v['slope_holds'] else 'not above'})"))
     return "\n".join(lines)
 
 
