@@ -28,11 +28,12 @@ Profiles
            {0.5, 1, 2} sqrt(d), five read-out ridges) at N in {125, ..., 4000}; ``ntk-2nn``
            (``b_std = 1``, ridges {1e-4, 1e-2}) at N in {250, ..., 8000}. *Our choice:* no SGD
            ``2nn`` here: with the short recipe (width 256, 20-30 epochs) it stays above the
-           threshold at d >= 16 up to N = 4000 (``docs/multi_index.md``) and its 60 cells,
-           one compilation each, would double the CPU time; ``--learners two-stage 2nn
+           threshold at d >= 16 up to N = 4000 (``docs/multi_index.md``; 0.54 at d = 8, N = 2000
+           in a first run) and its 72 cells, one compilation each (10-20 s per cell measured
+           under load), would about double the CPU time; ``--learners two-stage 2nn
            ntk-2nn`` adds it.
-``paper``  every learner, ``d`` in {8, 12, 16, 24, 32, 48}, 5 seeds, N to 16000 (networks) and
-           32000 (kernels); for a large machine (see ``rbk exp3 --profile paper --dry-run``).
+``paper``  every learner, ``d`` in {8, 12, 16, 24, 32, 48}, 5 seeds, N from 125 to 16000
+           (networks) and 250 to 32000 (kernels; 16 GiB of host memory at the largest); for a large machine (see ``rbk exp3 --profile paper --dry-run``).
 
 Run ``rbk exp3 --help`` for the options.
 """
@@ -81,8 +82,8 @@ PROFILES = {
         ds=(8, 12, 16, 24, 32, 48),
         seeds=(0, 1, 2, 3, 4),
         learners=("two-stage", "2nn", "ntk-2nn", "nngp-2nn", "rf-2nn"),
-        ns=(250, 500, 1000, 2000, 4000, 8000, 16000),
-        kernel_ns=(500, 1000, 2000, 4000, 8000, 16000, 32000),
+        ns=(125, 250, 500, 1000, 2000, 4000, 8000, 16000),
+        kernel_ns=(250, 500, 1000, 2000, 4000, 8000, 16000, 32000),
         width=1024,
         etas=(0.25, 0.5, 1.0, 2.0, 4.0),
         ridges=(1e-4, 1e-3, 1e-2, 1e-1, 1.0),
