@@ -228,6 +228,7 @@ def test_bad_input_names_the_option(kw, words):
         exp3.make_spec(**{**TINY, **kw})
 
 
+@pytest.mark.filterwarnings("ignore:configure_cpu_devices")  # JAX is already up in the test process
 def test_cli_bad_option_and_dry_run(tmp_path, capsys):
     from rbk import cli
 
