@@ -40,6 +40,10 @@ Conventions (all of them deliberate choices, documented here once):
   ``ci95`` is ``[null, null]`` when the estimate itself is censored or fewer than two seeds
   exist (then ``cross_share`` is null too). With 2-4 seeds the bootstrap has few distinct
   resamples and the interval is coarse.
+* **Scaling slope** (:func:`scaling_slope`): the least-squares slope of ``log n*`` against
+  ``log x`` for a scaling variable ``x`` (the input dimension of Experiment 3), a censored ``x``
+  at its grid bound (then the slope is a bound, and the function says which side), with a
+  percentile bootstrap CI over seeds resampled jointly for every ``x``.
 * **Separation** (:func:`separation`): at each N, the best network (kind ``net``) and the best
   kernel (kinds ``ntk``, ``nngp``, ``rf``) are those with the fewest diverged seeds and, among
   them, the lowest mean *validation* error. The difference kernel minus network of the test
@@ -505,6 +509,99 @@ def n_star(
         lo, hi = np.exp(np.percentile(np.log(reached), [q, 100.0 - q]))
         out["ci95"] = [float(lo), float(hi)]
     return out
+
+
+def loglog_slope(xs, ys) -> tuple[float, float]:
+    """``(slope, intercept)`` of the least-squares line ``log y = intercept + slope * log x``.
+
+    With ``u = log x``, ``v = log y``: ``slope = sum (u - mean u)(v - mean v) / sum (u - mean u)^2``.
+    Needs at least two distinct positive ``xs`` and positive ``ys``.
+    """
+    u = np.log(np.asarray(xs, dtype=float))
+    v = np.log(np.asarray(ys, dtype=float))
+    if u.shape != v.shape or u.ndim != 1 or np.unique(u).size < 2 or not np.all(np.isfinite(v)):
+        raise ValueError(f"loglog_slope needs >= 2 distinct positive xs and positive ys of the same length, "
+                         f"got xs={list(xs)}, ys={list(ys)}")
+    du = u - u.mean()
+    slope = float(np.sum(du * (v - v.mean())) / np.sum(du * du))
+    return slope, float(v.mean() - slope * u.mean())
+
+
+def _at_bound(status: str, value: float, ns) -> float:
+    """A crossing, or the grid bound of a censored one (N_min below at once, N_max never below)."""
+    return {"none": value, "below_at_min_n": float(ns[0]), "never_below": float(ns[-1])}[status]
+
+
+def scaling_slope(
+    groups: Mapping,
+    threshold: float | Mapping,
+    *,
+    n_boot: int = 2000,
+    boot_seed: int = 0,
+    confidence: float = 0.95,
+) -> dict:
+    """The exponent of ``n*`` in a scaling variable ``x`` (e.g. the input dimension ``d``).
+
+    ``groups`` maps each ``x > 0`` to the selected rows of one learner at that ``x`` (one row per
+    (N, seed), as :func:`n_star`); ``threshold`` is one number or a mapping ``x -> threshold``.
+    The slope is the least-squares fit (:func:`loglog_slope`) of ``log n*(x)`` on ``log x``
+    with ``n*(x)`` of :func:`n_star`; a censored ``x`` enters at its grid bound (``N_max`` when
+    never below: the true ``n*`` is larger; ``N_min`` when below at once: it is smaller).
+
+    CI: percentile bootstrap over seeds. In each replicate the seed *indices* are resampled
+    jointly for every ``x`` (a seed is one replicate of the whole experiment; where the ``x``
+    have different seed counts each is resampled with the same generator state), ``n*(x)`` is
+    recomputed (:func:`bootstrap_crossings`, the same resamples as :func:`n_star`'s CI) with
+    censored replicates at their bound, and the line refitted.
+
+    Returns ``{"slope", "intercept", "ci95", "censored", "bound", "x", "n_star", "n_boot"}``:
+    ``censored`` true when any ``x``'s estimate is censored; ``bound`` then says what the slope
+    is: ``"lower"`` when every censored point can only move the slope up if its true ``n*`` were
+    known (never below at an ``x`` above the mean of ``log x``, or below at once at one under
+    it), ``"upper"`` for the reverse, ``"neither"`` for a mix, ``"exact"`` when the censored points
+    sit at the mean of ``log x`` (they do not move the slope), ``None`` when nothing is censored.
+    The CI is that of the bounded fit (its replicates are censored the same way).
+    """
+    xs = sorted(groups)
+    if len(xs) < 2:
+        raise ValueError(f"scaling_slope needs rows at >= 2 values of the scaling variable, got {xs}")
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+    thr = {x: float(threshold[x] if isinstance(threshold, Mapping) else threshold) for x in xs}
+    ys, stars, boots = [], [], []
+    for x in xs:
+        rows = groups[x]
+        ns = sorted({r["n"] for r in rows})
+        s = n_star(rows, thr[x], n_boot=n_boot, boot_seed=boot_seed, confidence=confidence)
+        stars.append(s)
+        ys.append(_at_bound(s["censored"], s["estimate"], ns))
+        boots.append([_at_bound(st, v, ns) for st, v in bootstrap_crossings(rows, thr[x], n_boot=n_boot,
+                                                                             boot_seed=boot_seed)])
+    slope, intercept = loglog_slope(xs, ys)
+    reps = np.array([loglog_slope(xs, b)[0] for b in zip(*boots)])
+    q = 100.0 * (1.0 - confidence) / 2.0
+    lo, hi = np.percentile(reps, [q, 100.0 - q])
+    u = np.log(np.asarray(xs, dtype=float))
+    pushes = set()  # +1: the true point is higher and that would raise the slope; -1: lower it
+    for ui, s in zip(u, stars):
+        if s["censored"] != "none":
+            up = 1 if s["censored"] == "never_below" else -1
+            side = float(np.sign(ui - u.mean()))
+            if side != 0:
+                pushes.add(int(up * side))
+    censored = any(s["censored"] != "none" for s in stars)
+    bound = None if not censored else {frozenset(): "exact", frozenset({1}): "lower",
+                                         frozenset({-1}): "upper"}.get(frozenset(pushes), "neither")
+    return {
+        "slope": slope,
+        "intercept": intercept,
+        "ci95": [float(lo), float(hi)],
+        "censored": censored,
+        "bound": bound,
+        "x": [float(x) for x in xs],
+        "n_star": [float(y) for y in ys],
+        "n_boot": int(n_boot),
+    }
 
 
 # --------------------------------------------------------------------------------------------

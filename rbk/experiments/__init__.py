@@ -12,6 +12,9 @@ The scripts in a clone's ``experiments/`` folder are thin command-line wrappers 
   (Experiment 1), profiles ``quick`` and ``paper``;
 * :mod:`rbk.experiments.exp2`: the (alpha, beta) phase diagram of the target
   ``beta * F + alpha * G(F)`` (Experiment 2), profiles ``quick`` and ``paper``.
+* :mod:`rbk.experiments.exp3`: multi-index targets on Gaussian inputs (Damian, Lee &
+  Soltanolkotabi): test error against N for several d, ``n*(d)`` and the slope of ``log n*``
+  against ``log d`` per learner (Experiment 3), profiles ``quick`` and ``paper``.
 * :mod:`rbk.experiments.exp3b`: transfer of features learned on a multi-index target to a
   new head on the same subspace (Experiment 3b, a :class:`rbk.sweep.Study`).
 * :mod:`rbk.experiments.exp4`: deep hierarchies, joint vs layer-wise training against the exact
@@ -34,6 +37,7 @@ from pathlib import Path
 EXPERIMENTS = {
     "exp1": "rbk.experiments.exp1",
     "exp2": "rbk.experiments.exp2",
+    "exp3": "rbk.experiments.exp3",
     "exp3b": "rbk.experiments.exp3b",
     "exp4": "rbk.experiments.exp4",
 }

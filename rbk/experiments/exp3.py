@@ -1,0 +1,681 @@
+"""Experiment 3 (Damian, Lee & Soltanolkotabi, COLT 2022): test error against N for several d.
+
+Target ``f*(x) = g(U x)`` with ``x ~ N(0, I_d)`` (:mod:`rbk.targets`: ``single_index``,
+``sum_of_products`` or ``random_multi_index``), ``U`` drawn from ``(seed, d)``; threshold the
+target's exact degree-``p`` energy ``E_p`` (error of a learner that has learned everything but
+the degree-``p`` part). For every ``d`` the learners run on the same data of each seed (the
+training set of size N is the first N points of one stream, so the sets are nested in N;
+validation and test sets are fixed per ``(d, seed)``):
+
+``two-stage``  Algorithm 1 (:func:`rbk.train.two_stage`): symmetric init, one gradient step on
+               the first layer with weight decay ``1/eta``, re-drawn biases, ridge read-out on
+               the other half of the points; ``eta = m sqrt(d)`` for ``m`` in ``etas``.
+``2nn``        rbk's SGD training of the standard two-layer ReLU net (:func:`rbk.train.train`).
+``ntk-2nn``, ``nngp-2nn``  the exact kernels of the same net (:func:`rbk.kernels.kernel_fn`, valid
+               for Gaussian inputs), kernel ridge (:func:`rbk.kernels.fit_predict`).
+``rf-2nn``     random features of a drawn net of the two-stage width (only its read-out fitted).
+
+A row per hyper-parameter setting (eta x ridge, lr x wd, ridge); the summary selects per
+``(learner, d, n, seed)`` on validation (:func:`rbk.stats.select`), then gives ``n*(d)`` per
+learner (:func:`rbk.stats.n_star`) and the slope of ``log n*`` against ``log d``
+(:func:`rbk.stats.scaling_slope`) next to the theory's: 2 for the networks (``n ~ d^2 r + d
+r^p`` at fixed ``r``), ``p`` for the kernels (``n ~ d^p``).
+
+Profiles
+--------
+``quick``  (minutes on a 2-core CPU) ``single_index(d, p=4)`` (``g = (h_2 + h_4)/sqrt 2``,
+           threshold 0.5), ``d`` in {8, 12, 16, 24}, 3 seeds; ``two-stage`` (width 512, eta in
+           {0.5, 1, 2} sqrt(d), five read-out ridges) at N in {125, ..., 4000}; ``ntk-2nn``
+           (``b_std = 1``, ridges {1e-4, 1e-2}) at N in {250, ..., 8000}. *Our choice:* no SGD
+           ``2nn`` here: with the short recipe (width 256, 20-30 epochs) it stays above the
+           threshold at d >= 16 up to N = 4000 (``docs/multi_index.md``; 0.54 at d = 8, N = 2000
+           in a first run) and its 72 cells, one compilation each (10-20 s per cell measured
+           under load), would about double the CPU time; ``--learners two-stage 2nn
+           ntk-2nn`` adds it.
+``paper``  every learner, ``d`` in {8, 12, 16, 24, 32, 48}, 5 seeds, N from 125 to 16000
+           (networks) and 250 to 32000 (kernels; 16 GiB of host memory at the largest); for a large machine (see ``rbk exp3 --profile paper --dry-run``).
+
+Run ``rbk exp3 --help`` for the options.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable
+
+import numpy as np
+
+from rbk import sweep
+
+EXPERIMENT = "exp3"
+TARGETS = ("single_index", "sum_of_products", "random")
+#: Training points per chunk of the per-(d, seed) stream (the set of size N is its first N points).
+CHUNK = 1000
+ROW_FIELDS = sweep.CORE_FIELDS + ("d", "r", "p", "target", "threshold", "width", "eta", "lr", "wd", "epochs",
+                                  "ridge", "b_std", "n_val", "n_test")  # fmt: skip
+
+PROFILES = {
+    "quick": dict(
+        target="single_index",
+        p=4,
+        ds=(8, 12, 16, 24),
+        seeds=(0, 1, 2),
+        learners=("two-stage", "ntk-2nn"),
+        ns=(125, 250, 500, 1000, 2000, 4000),
+        kernel_ns=(250, 500, 1000, 2000, 4000, 8000),
+        width=512,
+        etas=(0.5, 1.0, 2.0),
+        ridges=(1e-4, 1e-3, 1e-2, 1e-1, 1.0),
+        kernel_ridges=(1e-4, 1e-2),
+        b_std=1.0,
+        sgd_width=256,
+        epochs=20,
+        lrs=(0.02,),
+        wds=(0.0,),
+        n_val=2000,
+        n_test=10000,
+    ),
+    "paper": dict(
+        target="single_index",
+        p=4,
+        ds=(8, 12, 16, 24, 32, 48),
+        seeds=(0, 1, 2, 3, 4),
+        learners=("two-stage", "2nn", "ntk-2nn", "nngp-2nn", "rf-2nn"),
+        ns=(125, 250, 500, 1000, 2000, 4000, 8000, 16000),
+        kernel_ns=(250, 500, 1000, 2000, 4000, 8000, 16000, 32000),
+        width=1024,
+        etas=(0.25, 0.5, 1.0, 2.0, 4.0),
+        ridges=(1e-4, 1e-3, 1e-2, 1e-1, 1.0),
+        kernel_ridges=(1e-6, 1e-4, 1e-2, 1e-1, 1.0),
+        b_std=1.0,
+        sgd_width=1024,
+        epochs=200,
+        lrs=(0.005, 0.01, 0.02, 0.05),
+        wds=(0.0, 1e-4, 1e-3),
+        n_val=4000,
+        n_test=20000,
+    ),
+}
+
+
+# --------------------------------------------------------------------------------------------
+# the learners
+# --------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Learner:
+    """How one learner's cell runs: ``run(spec, data, key, d, devices, progress)`` returns one dict per
+    hyper-parameter setting (its row fields plus ``train_error``, ``val_error``, ``test_error``)."""
+
+    kind: str  # rows' kind: 'net', 'ntk', 'nngp', 'rf'
+    grid: str  # the spec field holding its N grid: 'ns' or 'kernel_ns'
+    run: Callable
+    theory: str  # 'two' (networks: d^2) or 'p' (kernels: d^p)
+
+
+def _errors(train, val, test) -> dict:
+    return {"train_error": float(train), "val_error": float(val), "test_error": float(test)}
+
+
+def _run_two_stage(spec, data, key, d, devices=None, progress=None) -> list[dict]:
+    from rbk import train
+
+    etas = tuple(m * math.sqrt(d) for m in spec.etas)
+    cfg = train.two_stage_config(spec.width, etas, split=spec.split, ridges=spec.ridges)
+    res = train.two_stage(data, key, cfg)
+    out = []
+    for eta, path in zip(etas, res.get("ridge_paths") or [None] * len(etas)):
+        base = {"width": spec.width, "eta": eta}
+        if path is None:  # the step gave non-finite weights
+            out += [dict(base, ridge=lam, **_errors(math.inf, math.inf, math.inf)) for lam in spec.ridges]
+            continue
+        out += [dict(base, ridge=lam, **_errors(tr, va, te))
+                for lam, tr, va, te in zip(path["lams"], path["train_errors"], path["val_errors"], path["test_errors"])]
+    return out
+
+
+def _run_sgd(spec, data, key, d, devices=None, progress=None) -> list[dict]:
+    import jax.numpy as jnp
+
+    from rbk import models, train
+
+    model = models.get_model("2nn", spec.sgd_width, d, 1)
+    cfg = train.config(spec.epochs, batch_size=min(50, data.n))
+    r = train.train(model, data, jnp.asarray(key)[None], spec.lrs, spec.wds, cfg, devices=devices, progress=progress)
+    tr, va, te = (r.final(s)[0] for s in ("train", "val", "test"))
+    out = []
+    for i, lr in enumerate(spec.lrs):  # r.lrs / r.wds: the same grids, in float32
+        for j, wd in enumerate(spec.wds):
+            bad = bool(r.diverged[0, i, j])
+            errs = (math.inf,) * 3 if bad else (tr[i, j], va[i, j], te[i, j])
+            out.append(dict(width=spec.sgd_width, lr=float(lr), wd=float(wd), epochs=spec.epochs, **_errors(*errs)))
+    return out
+
+
+def _ridge_rows(res, **base) -> list[dict]:
+    return [dict(base, ridge=lam, **_errors(tr, va, te))
+            for lam, tr, va, te in zip(res["lams"], res["train_errors"], res["val_errors"], res["test_errors"])]
+
+
+def _kernel_runner(get: str) -> Callable:
+    def run(spec, data, key, d, devices=None, progress=None) -> list[dict]:
+        from rbk import kernels
+
+        kfn = kernels.kernel_fn("2nn", W_std=spec.W_std, b_std=spec.b_std)
+        return _ridge_rows(kernels.fit_predict(kfn, data, spec.kernel_ridges, get=get), b_std=spec.b_std)
+
+    return run
+
+
+def _run_rf(spec, data, key, d, devices=None, progress=None) -> list[dict]:
+    from rbk import kernels, models
+
+    model = models.get_model("2nn", spec.width, d, 1, parameterization="ntk", W_std=spec.W_std, b_std=spec.b_std)
+    res = kernels.random_features_fit_predict(model, model.init(key), data, spec.kernel_ridges)
+    return _ridge_rows(res, width=spec.width, b_std=spec.b_std)
+
+
+LEARNERS: dict[str, Learner] = {
+    "two-stage": Learner("net", "ns", _run_two_stage, "two"),
+    "2nn": Learner("net", "ns", _run_sgd, "two"),
+    "ntk-2nn": Learner("ntk", "kernel_ns", _kernel_runner("ntk"), "p"),
+    "nngp-2nn": Learner("nngp", "kernel_ns", _kernel_runner("nngp"), "p"),
+    "rf-2nn": Learner("rf", "ns", _run_rf, "p"),
+}
+
+
+# --------------------------------------------------------------------------------------------
+# target and data of one (d, seed)
+# --------------------------------------------------------------------------------------------
+
+
+def _keys(seed: int, d: int):
+    """``(target, data, learner)`` keys of one ``(d, seed)``: ``U`` and all randomness from ``(seed, d)``."""
+    import jax
+
+    return jax.random.split(jax.random.fold_in(jax.random.PRNGKey(seed), d), 3)
+
+
+def make_target(target: str, d: int, r: int, p: int, key):
+    """The target of one ``(d, seed)`` (``key`` from the seed and ``d``)."""
+    from rbk import targets
+
+    if target == "single_index":
+        return targets.single_index(key, d, p)
+    if target == "sum_of_products":
+        return targets.sum_of_products(key, d, r, p)
+    return targets.random_multi_index(key, d, r, p)
+
+
+def dataset(spec, d: int, seed: int, n: int):
+    """``(target, Dataset)`` of one cell: the first ``n`` points of the ``(d, seed)`` training
+    stream (chunks of :data:`CHUNK` points, each from its own key, so smaller sets are prefixes
+    of larger ones whatever the grid), ``n_val`` validation and ``n_test`` test points."""
+    import jax
+    import jax.numpy as jnp
+
+    from rbk.data import Dataset
+
+    k_target, k_data, _ = _keys(seed, d)
+    t = make_target(spec.target, d, spec.r, spec.p, k_target)
+    k_tr, k_va, k_te = jax.random.split(k_data, 3)
+    x = jnp.concatenate([jax.random.normal(jax.random.fold_in(k_tr, c), (CHUNK, d), jnp.float32)
+                         for c in range(-(-n // CHUNK))])[:n]  # fmt: skip
+    xv = jax.random.normal(k_va, (spec.n_val, d), jnp.float32)
+    xt = jax.random.normal(k_te, (spec.n_test, d), jnp.float32)
+    return t, Dataset(x, t(x), xv, t(xv), xt, t(xt))
+
+
+# --------------------------------------------------------------------------------------------
+# the study
+# --------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Cell:
+    id: str
+    learner: str
+    kind: str
+    d: int
+    n: int
+    seed: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Exp3Spec(sweep.Study):
+    """Everything that defines an Experiment 3 sweep (build it with :func:`make_spec`).
+
+    ``etas`` are multiples of ``sqrt(d)``; ``ridges`` the two-stage read-out's relative ridges,
+    ``kernel_ridges`` those of the kernels and random features (at most 5 each); ``ns`` the N
+    grid of the networks and random features, ``kernel_ns`` that of the exact kernels.
+    """
+
+    experiment: str = EXPERIMENT
+    target: str = "single_index"
+    r: int = 1
+    p: int = 4
+    ds: tuple = (8, 12, 16, 24)
+    seeds: tuple = (0, 1, 2)
+    learners: tuple = ("two-stage", "ntk-2nn")
+    ns: tuple = (125, 250, 500, 1000, 2000, 4000)
+    kernel_ns: tuple = (250, 500, 1000, 2000, 4000, 8000)
+    width: int = 512
+    etas: tuple = (0.5, 1.0, 2.0)
+    split: float = 0.5
+    ridges: tuple = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)
+    kernel_ridges: tuple = (1e-4, 1e-2)
+    W_std: float = math.sqrt(2.0)
+    b_std: float = 1.0
+    sgd_width: int = 256
+    epochs: int = 20
+    lrs: tuple = (0.02,)
+    wds: tuple = (0.0,)
+    n_val: int = 2000
+    n_test: int = 10000
+    row_fields = ROW_FIELDS
+
+    def config(self) -> dict:
+        return jsonable_config(dataclasses.asdict(self))
+
+    @classmethod
+    def from_config(cls, config: dict, resolved: dict | None = None) -> "Exp3Spec":
+        return make_spec(**{k: v for k, v in config.items() if k != "experiment"})
+
+    def grid(self, learner: str) -> tuple:
+        return getattr(self, LEARNERS[learner].grid)
+
+    def plan(self) -> list[Cell]:
+        return [Cell(f"{lr}_d{d}_n{n}_s{s}", lr, LEARNERS[lr].kind, d, n, s)
+                for d in self.ds for s in self.seeds for lr in self.learners for n in self.grid(lr)]  # fmt: skip
+
+    def run_cell(self, cell: Cell, devices=None, progress=None) -> list[dict]:
+        import time
+
+        t, data = dataset(self, cell.d, cell.seed, cell.n)
+        key = _keys(cell.seed, cell.d)[2]
+        t0 = time.perf_counter()
+        settings = LEARNERS[cell.learner].run(self, data, key, cell.d, devices=devices, progress=progress)
+        wall = time.perf_counter() - t0
+        base = {f: None for f in ROW_FIELDS}
+        base.update(experiment=self.experiment, learner=cell.learner, kind=cell.kind, n=cell.n, seed=cell.seed,
+                    call_wall_s=wall, cell=cell.id, d=cell.d, r=self.r, p=self.p,
+                    target=self.target, threshold=float(t.threshold), n_val=self.n_val, n_test=self.n_test)  # fmt: skip
+        rows = []
+        for s in settings:
+            row = dict(base, **s)
+            errs = (row["train_error"], row["val_error"], row["test_error"])
+            row["diverged"] = not all(math.isfinite(e) for e in errs)
+            rows.append(row)
+        return rows
+
+    def memory_problems(self, cells, memory_bytes, n_devices=1, host_bytes=None) -> list[str]:
+        from rbk import kernels
+
+        kern = [c.n for c in cells if c.kind in ("ntk", "nngp")]
+        if not kern or host_bytes is None:
+            return []
+        need = kernels.fit_bytes(max(kern))
+        if need > host_bytes:
+            return [f"exact kernel ridge at N = {max(kern)} needs about {need / 2**30:.1f} GiB of host memory, "
+                    f"{host_bytes / 2**30:.1f} GiB available: lower --kernel-n"]
+        return []
+
+    def format_plan(self, cells, done=frozenset()) -> str:
+        done = set(done)
+        lines = [f"experiment {self.experiment}: config hash {self.config_hash()}"]
+        lines += [f"  {k}: {v}" for k, v in self.config().items() if k != "experiment"]
+        lines += ["", f"cells: {len(cells)}" + (f"; {len(done & {c.id for c in cells})} already finished" if done else "")]
+        for lr in self.learners:
+            mine = [c for c in cells if c.learner == lr]
+            left = [c for c in mine if c.id not in done]
+            lines.append(f"  {lr:10s} ({LEARNERS[lr].kind}): {len(mine)} cells ({len(left)} to run), "
+                         f"d in {list(self.ds)}, N in {list(self.grid(lr))}, seeds {list(self.seeds)}")
+        kern = [c.n for c in cells if c.kind in ("ntk", "nngp")]
+        if kern:
+            from rbk import kernels
+
+            lines.append(f"  largest exact-kernel fit: N = {max(kern)}, about "
+                         f"{kernels.fit_bytes(max(kern)) / 2**30:.1f} GiB of host memory")
+        return "\n".join(lines)
+
+
+def jsonable_config(cfg: dict) -> dict:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in cfg.items()}
+
+
+def _ints(name, values, lo, *, hint="") -> tuple:
+    from rbk._checks import check_int
+
+    if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__"):
+        raise ValueError(f"{name} must be a non-empty list of integers >= {lo}{hint}, got {values!r}")
+    vals = tuple(check_int(name, v, lo=lo) for v in values)
+    if not vals or len(set(vals)) != len(vals):
+        raise ValueError(f"{name} must be a non-empty list of distinct integers >= {lo}{hint}, got {list(values)}")
+    return tuple(sorted(vals))
+
+
+def _reals(name, values, lo, *, lo_open=True, max_len=None) -> tuple:
+    from rbk._checks import check_real
+
+    if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__"):
+        raise ValueError(f"{name} must be a non-empty list of numbers {'>' if lo_open else '>='} {lo}, got {values!r}")
+    vals = tuple(check_real(name, v, lo=lo, lo_open=lo_open) for v in values)
+    if not vals or (max_len is not None and len(vals) > max_len):
+        raise ValueError(f"{name} must hold 1 to {max_len or 'any number of'} numbers "
+                         f"{'>' if lo_open else '>='} {lo}, got {list(values)}")
+    return vals
+
+
+def make_spec(**kw) -> Exp3Spec:
+    """The validated :class:`Exp3Spec`: every bad value raises ``ValueError`` naming the option
+    and its allowed range, before anything is computed."""
+    from rbk._checks import check_choice, check_int, check_real
+
+    fields = {f.name for f in dataclasses.fields(Exp3Spec)}
+    unknown = sorted(set(kw) - fields)
+    if unknown:
+        raise ValueError(f"unknown exp3 option(s) {unknown}; known: {sorted(fields - {'experiment'})}")
+    kw = {**{f.name: f.default for f in dataclasses.fields(Exp3Spec)}, **kw}
+    if kw["experiment"] != EXPERIMENT:
+        raise ValueError(f"experiment must be {EXPERIMENT!r}, got {kw['experiment']!r}")
+    check_choice("target (--target)", kw["target"], TARGETS)
+    p = check_int("p (--p)", kw["p"], lo=2 if kw["target"] == "random" else 3)  # the constructors' ranges
+    ds = _ints("ds (--d)", kw["ds"], 2)
+    if kw["target"] == "single_index":
+        if kw["r"] != 1:
+            raise ValueError(f"r (--r) must be 1 for target 'single_index' (one direction), got {kw['r']!r}")
+        r = 1
+    else:
+        r = check_int("r (--r)", kw["r"], lo=1)
+        if r > min(ds):
+            raise ValueError(f"r (--r) must be <= every d (r <= {min(ds)}), got r = {r}")
+    learners = tuple(kw["learners"]) if not isinstance(kw["learners"], str) else (kw["learners"],)
+    for lr in learners:
+        check_choice("learners (--learners)", lr, tuple(LEARNERS))
+    if not learners or len(set(learners)) != len(learners):
+        raise ValueError(f"learners must be a non-empty list of distinct names among {list(LEARNERS)}, got {learners}")
+    ns = _ints("ns (--n)", kw["ns"], 2)
+    kernel_ns = _ints("kernel_ns (--kernel-n)", kw["kernel_ns"], 2)
+    width = check_int("width (--width)", kw["width"], lo=2)
+    if width % 2:
+        raise ValueError(f"width (--width) must be an even integer >= 2 (the two-stage neurons come in pairs), got {width}")
+    spec = Exp3Spec(
+        target=kw["target"], r=r, p=p, ds=ds, seeds=_ints("seeds (--seeds)", kw["seeds"], 0), learners=learners, ns=ns,
+        kernel_ns=kernel_ns, width=width, etas=_reals("etas (--etas)", kw["etas"], 0.0),
+        split=check_real("split", kw["split"], lo=0.0, hi=1.0, lo_open=True, hi_open=True),
+        ridges=_reals("ridges (--ridges)", kw["ridges"], 0.0, lo_open=False, max_len=5),
+        kernel_ridges=_reals("kernel_ridges (--kernel-ridges)", kw["kernel_ridges"], 0.0, lo_open=False, max_len=5),
+        W_std=check_real("W_std", kw["W_std"], lo=0.0, lo_open=True), b_std=check_real("b_std (--b-std)", kw["b_std"], lo=0.0),
+        sgd_width=check_int("sgd_width (--sgd-width)", kw["sgd_width"], lo=1), epochs=check_int("epochs (--epochs)", kw["epochs"], lo=1),
+        lrs=_reals("lrs (--lr)", kw["lrs"], 0.0), wds=_reals("wds (--wd)", kw["wds"], 0.0, lo_open=False),
+        n_val=check_int("n_val (--n-val)", kw["n_val"], lo=1), n_test=check_int("n_test (--n-test)", kw["n_test"], lo=1),
+    )  # fmt: skip
+    return spec
+
+
+def spec(profile: str = "quick", **overrides) -> Exp3Spec:
+    """The :class:`Exp3Spec` of ``profile`` with ``make_spec`` overrides."""
+    from rbk.experiments import profile_spec
+
+    return profile_spec(EXPERIMENT, profile, **overrides)
+
+
+def run(out_dir, profile: str = "quick", *, quiet: bool = False, plot: bool = True, **overrides) -> dict | None:
+    """Run (or resume) the sweep into ``out_dir`` and return its summary (``summary.json``)."""
+    from rbk import experiments
+
+    return experiments.run(EXPERIMENT, out_dir, profile, quiet=quiet, plot=plot, **overrides)
+
+
+# --------------------------------------------------------------------------------------------
+# summary
+# --------------------------------------------------------------------------------------------
+
+
+def summarize(spec, rows, *, quiet: bool = False, n_boot: int = 2000) -> dict | None:
+    """``summary.json`` of Experiment 3.
+
+    ``rows``: per (learner, d, N) the seed mean and Student-t CI of the selected test error
+    (selection on validation per (learner, d, N, seed)); ``n_star``: per learner and ``d``
+    (:func:`rbk.stats.n_star` at the target's threshold); ``slopes``: per learner with at least
+    two ``d``, :func:`rbk.stats.scaling_slope` plus the theory's exponent; ``separation``: the
+    better network learner (lowest mean log ``n*``) against each kernel learner, the kernel's
+    slope (its CI's lower end where censored) against the network's upper CI limit.
+    """
+    from rbk import stats
+
+    sel = stats.select(rows, keys=("learner", "d", "n", "seed"))
+    if not sel:
+        return None
+    thr_by_d = {}
+    for r in sel:
+        thr_by_d.setdefault(r["d"], set()).add(round(float(r["threshold"]), 12))
+    bad = {d: sorted(v) for d, v in thr_by_d.items() if len(v) > 1}
+    if bad:
+        raise ValueError(f"rows mix thresholds at one d: {bad}")
+    thr_by_d = {d: v.pop() for d, v in thr_by_d.items()}
+    learners = [lr for lr in LEARNERS if any(r["learner"] == lr for r in sel)]
+    entries, nstar, slopes = [], {}, {}
+    for lr in learners:
+        mine = [r for r in sel if r["learner"] == lr]
+        groups = {}
+        for r in mine:
+            groups.setdefault(r["d"], []).append(r)
+        nstar[lr] = {}
+        for d in sorted(groups):
+            for n in sorted({r["n"] for r in groups[d]}):
+                cell = [r for r in groups[d] if r["n"] == n]
+                tests = [stats._test_value(r) for r in cell]
+                fin = [t for t in tests if math.isfinite(t)]
+                m, lo, hi = stats.t_ci(fin)
+                entries.append({"learner": lr, "kind": LEARNERS[lr].kind, "d": d, "n": n, "threshold": thr_by_d[d],
+                                "test_error_mean": m, "test_error_ci95": [lo, hi], "seeds": len(fin),
+                                "diverged_seeds": len(tests) - len(fin), "test_error_min": min(fin, default=None),
+                                "test_error_max": max(fin, default=None),
+                                "selected": [{k: r.get(k) for k in ("seed", "eta", "lr", "ridge")} for r in cell]})
+            nstar[lr][str(d)] = dict(stats.n_star(groups[d], thr_by_d[d], n_boot=n_boot),
+                                     ns=sorted({r["n"] for r in groups[d]}))
+        if len(groups) >= 2:
+            s = stats.scaling_slope(groups, thr_by_d, n_boot=n_boot)
+            slopes[lr] = dict(s, theory=2.0 if LEARNERS[lr].theory == "two" else float(spec.p))
+    thresholds = sorted(set(thr_by_d.values()))
+    return stats.jsonable({
+        "experiment": EXPERIMENT,
+        "threshold": thresholds[0] if len(thresholds) == 1 else None,
+        "thresholds": {str(d): v for d, v in sorted(thr_by_d.items())},
+        "instance": {"target": spec.target, "r": spec.r, "p": spec.p, "ds": list(spec.ds), "b_std": spec.b_std,
+                     "width": spec.width, "seeds": list(spec.seeds), "n_test": spec.n_test},
+        "rows": entries,
+        "n_star": nstar,
+        "slopes": slopes,
+        "separation": separation(slopes, nstar),
+    })  # fmt: skip
+
+
+def separation(slopes: dict, nstar: dict) -> dict | None:
+    """The Bar of Experiment 3: the better network learner (lowest mean ``log n*`` over ``d``,
+    censored ``d`` at their bound) against each kernel learner with a slope. ``kernel_value``:
+    the kernel's slope, or its CI's lower end when its fit is censored; ``holds``:
+    ``kernel_value`` above the network's upper 95 % limit. ``slope_holds``: the weaker reading
+    (the kernel's point slope above that limit, where censoring makes the point slope a lower
+    bound, ``slope_bound`` ``"lower"``, or nothing is censored)."""
+    nets = [lr for lr in slopes if LEARNERS[lr].kind == "net"]
+    kers = [lr for lr in slopes if LEARNERS[lr].kind != "net"]
+    if not nets:
+        return None
+    best = min(nets, key=lambda lr: float(np.mean(np.log(slopes[lr]["n_star"]))))
+    upper = slopes[best]["ci95"][1]
+    out = {"network": best, "network_slope": slopes[best]["slope"], "network_ci95_upper": upper, "kernels": {}}
+    for k in kers:
+        s = slopes[k]
+        val = s["ci95"][0] if s["censored"] else s["slope"]
+        # the point slope is itself a lower bound where the censoring says so ("bound": "lower")
+        point_ok = s["bound"] in (None, "lower", "exact")
+        out["kernels"][k] = {"kernel_value": val, "basis": "ci95 lower end (censored)" if s["censored"] else "slope",
+                             "holds": bool(val > upper), "slope": s["slope"], "slope_bound": s["bound"],
+                             "slope_holds": bool(point_ok and s["slope"] > upper)}
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# table and figures
+# --------------------------------------------------------------------------------------------
+
+
+def _fmt(x, nd=3) -> str:
+    return "-" if x is None or (isinstance(x, float) and not math.isfinite(x)) else f"{x:.{nd}g}"
+
+
+def _fmt_nstar(s: dict) -> str:
+    if s["censored"] == "never_below":
+        return f"> {s['bound']:.0f}"
+    if s["censored"] == "below_at_min_n":
+        return f"<= {s['bound']:.0f}"
+    lo, hi = s["ci95"]
+    ci = f" [{lo:.0f}, {hi:.0f}]" if lo is not None and hi is not None else ""
+    return f"{s['estimate']:.0f}{ci}"
+
+
+def format_table(summary) -> str:
+    """Mean test error per (learner, d) against N, ``n*(d)`` and the fitted slopes."""
+    lines = [f"Experiment 3: target {summary['instance']['target']} (r = {summary['instance']['r']}, "
+             f"p = {summary['instance']['p']}), threshold {_fmt(summary['threshold'])}"]
+    for lr, by_d in summary["n_star"].items():
+        rows = [e for e in summary["rows"] if e["learner"] == lr]
+        ns = sorted({e["n"] for e in rows})
+        lines += ["", f"{lr}: mean test error (seeds) by N, and n*",
+                  "  d    " + "".join(f"{n:>8d}" for n in ns) + "   n* [95% CI]"]
+        for d, s in by_d.items():
+            val = {e["n"]: e["test_error_mean"] for e in rows if str(e["d"]) == d}
+            lines.append(f"  {d:<5s}" + "".join(f"{_fmt(val.get(n)):>8s}" for n in ns) + f"   {_fmt_nstar(s)}")
+    lines += ["", "slope of log n* against log d (bootstrap 95% CI over seeds; theory: 2 networks, p kernels)"]
+    for lr, s in summary["slopes"].items():
+        cens = f", censored: {s['bound']} bound" if s["censored"] else ""
+        lines.append(f"  {lr:10s} {s['slope']:6.2f}  [{s['ci95'][0]:.2f}, {s['ci95'][1]:.2f}]  theory {s['theory']:g}{cens}")
+    sep = summary.get("separation")
+    if sep:
+        for k, v in sep["kernels"].items():
+            lines.append(f"  {k} {v['basis']} {v['kernel_value']:.2f} vs {sep['network']}'s upper limit "
+                         f"{sep['network_ci95_upper']:.2f}: {'separated' if v['holds'] else 'NOT separated'}"
+                         + ("" if v["basis"] == "slope" else f" (point slope {v['slope']:.2f}, a {v['slope_bound']} "
+                            f"bound: {'above' if v['slope_holds'] else 'not above'})"))
+    return "\n".join(lines)
+
+
+_COLORS = {"two-stage": "C0", "2nn": "C2", "ntk-2nn": "C3", "nngp-2nn": "C1", "rf-2nn": "C4"}
+
+
+def _plain_ticks(axis) -> None:
+    from matplotlib import ticker
+
+    axis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+    axis.set_minor_formatter(ticker.NullFormatter())
+
+
+def plot(summary, out_dir) -> list:
+    """Figure 1 ``exp3_error_vs_n``: mean test error (band: range over seeds) against N, one panel per d,
+    every learner, threshold line. Figure 2 ``exp3_nstar_vs_d``: ``n*`` against ``d`` (log-log)
+    with CIs (open markers with an arrow: censored at the grid bound), the fitted lines and the
+    theory's slopes (dotted, through the fit's centre)."""
+    from pathlib import Path
+
+    from rbk import plots
+
+    plt = plots.plt
+    out_dir = Path(out_dir)
+    ds = summary["instance"]["ds"]
+    learners = list(summary["n_star"])
+    fig, axes = plt.subplots(1, len(ds), figsize=(3.6 * len(ds), 3.4), sharey=True, squeeze=False)
+    for ax, d in zip(axes[0], ds):
+        for lr in learners:
+            rs = sorted((e for e in summary["rows"] if e["learner"] == lr and e["d"] == d), key=lambda e: e["n"])
+            rs = [e for e in rs if e["test_error_mean"] is not None]
+            if not rs:
+                continue
+            n = [e["n"] for e in rs]
+            m = np.array([e["test_error_mean"] for e in rs])
+            ax.plot(n, m, "o-", color=_COLORS.get(lr), label=lr, ms=3)
+            ax.fill_between(n, [e["test_error_min"] for e in rs], [e["test_error_max"] for e in rs],
+                            color=_COLORS.get(lr), alpha=0.15)
+        thr = summary["thresholds"].get(str(d))
+        if thr:
+            ax.axhline(thr, color="k", ls="--", lw=0.8)
+        ax.set(xscale="log", yscale="log", title=f"d = {d}", xlabel="N")
+        _plain_ticks(ax.xaxis)
+    axes[0][0].set_ylabel("test error / E[f*^2]")
+    axes[0][-1].legend(fontsize=7)
+    fig.suptitle(f"Experiment 3: {summary['instance']['target']}, p = {summary['instance']['p']} "
+                 f"(dashed: threshold E_p)", fontsize=9)
+    made = list(plots._save(fig, out_dir, "exp3_error_vs_n"))
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(5, 4))
+    for lr, s in summary["slopes"].items():
+        c = _COLORS.get(lr)
+        x = np.array(s["x"])
+        by_d = summary["n_star"][lr]
+        for d, y in zip(x, s["n_star"]):
+            st = by_d[str(int(d))]
+            if st["censored"] == "none":
+                lo, hi = st["ci95"]
+                err = None if lo is None else [[y - lo], [hi - y]]
+                ax.errorbar([d], [y], yerr=err, fmt="o", color=c, ms=4, capsize=2)
+            else:
+                up = st["censored"] == "never_below"
+                ax.plot([d], [y], "^" if up else "v", mfc="none", color=c, ms=6)
+        xx = np.geomspace(x.min(), x.max(), 20)
+        ax.plot(xx, np.exp(s["intercept"]) * xx ** s["slope"], "-", color=c,
+                label=f"{lr}: {s['slope']:.2f} [{s['ci95'][0]:.2f}, {s['ci95'][1]:.2f}]")
+        um = np.mean(np.log(x))
+        vm = s["intercept"] + s["slope"] * um
+        ax.plot(xx, np.exp(vm + s["theory"] * (np.log(xx) - um)), ":", color=c, lw=1)
+    ax.set(xscale="log", yscale="log", xlabel="d", ylabel="n* (first crossing of the threshold)")
+    ax.set_xticks(ds)
+    _plain_ticks(ax.xaxis)
+    ax.set_title("n* against d: fitted slopes [95% CI]; dotted: theory (2 networks, p kernels)", fontsize=8)
+    ax.legend(fontsize=7)
+    made += list(plots._save(fig, out_dir, "exp3_nstar_vs_d"))
+    plt.close(fig)
+    return made
+
+
+# --------------------------------------------------------------------------------------------
+# command line
+# --------------------------------------------------------------------------------------------
+
+
+def add_arguments(parser) -> None:
+    """The options of ``rbk exp3`` (the engine adds ``--profile``, ``--out``, ``--seeds``, ...)."""
+    from rbk.cli import _int
+
+    t = parser.add_argument_group("target: f*(x) = g(U x), x ~ N(0, I_d), U with r orthonormal rows")
+    t.add_argument("--target", choices=TARGETS, help="target family (default single_index)")
+    t.add_argument("--r", type=_int, help="directions r, 1 <= r <= d (single_index: 1)")
+    t.add_argument("--p", type=_int, help="degree of g, >= 3 (random: >= 2; default 4)")
+    t.add_argument("--d", type=_int, nargs="+", help="input dimensions, integers >= 2")
+    g = parser.add_argument_group("grid")
+    g.add_argument("--learners", nargs="+", help=f"learners among {', '.join(LEARNERS)}")
+    g.add_argument("--n", type=_int, nargs="+", help="N grid of the networks and random features, integers >= 2")
+    g.add_argument("--kernel-n", type=_int, nargs="+", help="N grid of the exact kernels, integers >= 2")
+    g.add_argument("--width", type=_int, help="two-stage and random-feature width, even >= 2")
+    g.add_argument("--etas", type=float, nargs="+", help="two-stage step sizes as multiples of sqrt(d), > 0")
+    g.add_argument("--ridges", type=float, nargs="+", help="two-stage read-out relative ridges, 1-5 values >= 0")
+    g.add_argument("--kernel-ridges", type=float, nargs="+", help="kernel / RF relative ridges, 1-5 values >= 0")
+    g.add_argument("--b-std", type=float, help="bias scale of the kernels and random features, >= 0 (default 1)")
+    g.add_argument("--sgd-width", type=_int, help="width of the SGD-trained 2nn, >= 1")
+    g.add_argument("--epochs", type=_int, help="SGD epochs, >= 1")
+    g.add_argument("--lr", type=float, nargs="+", help="SGD learning rates, > 0")
+    g.add_argument("--wd", type=float, nargs="+", help="SGD weight decays, >= 0")
+    g.add_argument("--n-val", type=_int, help="validation points, >= 1")
+    g.add_argument("--n-test", type=_int, help="test points, >= 1")
+
+
+def overrides(args) -> dict:
+    """``make_spec`` keywords of the parsed options (``None``: not given)."""
+    tup = lambda v: None if v is None else tuple(v)  # noqa: E731
+    return dict(target=args.target, r=args.r, p=args.p, ds=tup(args.d), learners=tup(args.learners), ns=tup(args.n),
+                kernel_ns=tup(args.kernel_n), width=args.width, etas=tup(args.etas), ridges=tup(args.ridges),
+                kernel_ridges=tup(args.kernel_ridges), b_std=args.b_std, sgd_width=args.sgd_width,
+                epochs=args.epochs, lrs=tup(args.lr), wds=tup(args.wd), n_val=args.n_val, n_test=args.n_test)  # fmt: skip

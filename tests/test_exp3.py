@@ -1,0 +1,251 @@
+"""Experiment 3 (multi-index targets): the slope of log n* against log d, the study end to end
+on a tiny grid, its data and rows against direct library calls, resume and bad input."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+
+import numpy as np
+import pytest
+
+from rbk import stats
+
+# --------------------------------------------------------------------------------------------
+# rbk.stats: the slope of log n* against log d
+# --------------------------------------------------------------------------------------------
+
+
+def test_loglog_slope_hand_computed():
+    # u = ln2 (1, 2, 3), v = ln10 + ln2 (0, 2, 3): slope = ln2 * 3 ln2 / (2 ln2^2) = 3/2,
+    # intercept = mean v - 3/2 mean u = ln10 + 5/3 ln2 - 3 ln2 = ln10 - 4/3 ln2
+    slope, icpt = stats.loglog_slope([2, 4, 8], [10, 40, 80])
+    assert slope == pytest.approx(1.5, rel=1e-12)
+    assert icpt == pytest.approx(math.log(10) - 4 / 3 * math.log(2), rel=1e-12)
+    with pytest.raises(ValueError, match="distinct"):
+        stats.loglog_slope([3, 3], [1, 2])
+
+
+NS = (100, 200, 400, 800, 1600, 3200, 6400, 12800)
+
+
+def _rows(ds, factors, thr=0.5, gamma=1.0):
+    """Power-law curves err = thr (c d^2 / n)^gamma: the seed-mean log curve crosses thr exactly at
+    n* = d^2 * geometric mean of the seeds' c (log error is linear in log n, so is the interpolation)."""
+    rows = {}
+    for d in ds:
+        rows[d] = [{"learner": "x", "kind": "net", "n": n, "seed": s, "val_error": 0.0, "diverged": False,
+                    "test_error": thr * (c(d) * d**2 / n) ** gamma}
+                   for s, c in enumerate(factors) for n in NS]  # fmt: skip
+    return rows
+
+
+def test_scaling_slope_exact_power_law_and_joint_bootstrap():
+    # seed s has c_s at every d: a joint resample of seeds moves every n*(d) by the same factor,
+    # so every bootstrap slope is exactly 2 (an independent resample per d would spread it)
+    groups = _rows((4, 8, 16), [lambda d: 20.0, lambda d: 30.0, lambda d: 50.0])
+    res = stats.scaling_slope(groups, 0.5, n_boot=300)
+    assert res["slope"] == pytest.approx(2.0, abs=1e-9)
+    assert res["ci95"] == pytest.approx([2.0, 2.0], abs=1e-9)
+    assert res["n_star"] == pytest.approx([d**2 * 30000 ** (1 / 3) for d in (4, 8, 16)], rel=1e-9)
+    assert not res["censored"] and res["bound"] is None
+    assert math.exp(res["intercept"]) == pytest.approx(30000 ** (1 / 3), rel=1e-9)
+
+
+def test_scaling_slope_bootstrap_matches_a_direct_resampling():
+    # seed factors that differ per d: the CI is the percentile of slopes over joint resamples
+    fac = {4: [10.0, 20.0, 40.0], 8: [30.0, 10.0, 20.0], 16: [20.0, 40.0, 10.0]}
+    groups = _rows((4, 8, 16), [lambda d, s=s: fac[d][s] for s in range(3)])
+    n_boot = 400
+    res = stats.scaling_slope(groups, 0.5, n_boot=n_boot, boot_seed=7)
+    idx = np.random.default_rng(7).integers(0, 3, size=(n_boot, 3))  # the resamples of rbk.stats.n_star
+    u = np.log([4, 8, 16])
+    slopes = []
+    for b in idx:
+        y = [math.log(d**2) + np.mean(np.log(np.asarray(fac[d])[b])) for d in (4, 8, 16)]
+        slopes.append(np.polyfit(u, y, 1)[0])
+    assert res["ci95"] == pytest.approx(np.percentile(slopes, [2.5, 97.5]), rel=1e-9)
+    y0 = [math.log(d**2) + np.mean(np.log(fac[d])) for d in (4, 8, 16)]
+    assert res["slope"] == pytest.approx(np.polyfit(u, y0, 1)[0], rel=1e-9)
+
+
+def test_scaling_slope_censored_point_enters_at_its_bound():
+    groups = _rows((4, 8, 16), [lambda d: 20.0, lambda d: 30.0])
+    # at d = 16 the curve never gets below within the grid: n* > 12800, enters at 12800 -> a lower bound
+    groups[16] = [dict(r, test_error=r["test_error"] * 100) for r in groups[16]]
+    res = stats.scaling_slope(groups, 0.5, n_boot=200)
+    y = [16 * math.sqrt(600), 64 * math.sqrt(600), 12800]
+    assert res["n_star"] == pytest.approx(y, rel=1e-9)
+    assert res["slope"] == pytest.approx(stats.loglog_slope([4, 8, 16], y)[0], rel=1e-12)
+    assert res["censored"] and res["bound"] == "lower"
+    # never below at the smallest d instead: the true point is higher there, the slope lower: an upper bound
+    groups = _rows((4, 8, 16), [lambda d: 20.0, lambda d: 30.0])
+    groups[4] = [dict(r, test_error=r["test_error"] * 1e4) for r in groups[4]]
+    assert stats.scaling_slope(groups, 0.5, n_boot=50)["bound"] == "upper"
+
+
+# --------------------------------------------------------------------------------------------
+# the study
+# --------------------------------------------------------------------------------------------
+
+TINY = dict(ds=(4, 6), seeds=(0, 1), learners=("two-stage", "ntk-2nn"), ns=(60, 120), kernel_ns=(60, 120), width=16,
+            etas=(0.5, 1.0), ridges=(1e-3, 1e-1), kernel_ridges=(1e-3, 1e-1), n_val=200, n_test=300)  # fmt: skip
+
+
+def test_data_are_nested_in_n_and_fixed_per_d_and_seed():
+    from rbk.experiments import exp3
+
+    spec = exp3.make_spec(**TINY)
+    t, a = exp3.dataset(spec, 6, 1, 1100)  # spans two chunks of the training stream
+    _, b = exp3.dataset(spec, 6, 1, 600)
+    np.testing.assert_array_equal(np.asarray(a.x_train)[:600], np.asarray(b.x_train))
+    for f in ("x_val", "y_val", "x_test", "y_test"):
+        np.testing.assert_array_equal(np.asarray(getattr(a, f)), np.asarray(getattr(b, f)))
+    np.testing.assert_allclose(np.asarray(a.y_train), np.asarray(t(a.x_train)))
+    U = np.asarray(t.info["U"])
+    assert U.shape == (1, 6)
+    assert not np.allclose(np.abs(U), np.abs(np.asarray(exp3.dataset(spec, 6, 0, 10)[0].info["U"])))
+    assert t.threshold == pytest.approx(0.5)
+
+
+def test_tiny_profile_end_to_end(tmp_path):
+    from rbk import experiments, kernels, sweep, train
+    from rbk.experiments import exp3
+
+    summary = experiments.run("exp3", tmp_path, "quick", quiet=True, **TINY)
+    rows = sweep.load_rows(tmp_path)
+    spec = exp3.make_spec(**TINY)
+    assert len({r["cell"] for r in rows}) == len(spec.plan()) == 2 * 2 * 2 * 2
+    assert all(set(r) == set(exp3.ROW_FIELDS) for r in rows)
+    # one row per setting: eta x ridge for two-stage, ridge for the kernels
+    assert len([r for r in rows if r["cell"] == "two-stage_d4_n60_s0"]) == 4
+    assert {r["n"] for r in rows if r["learner"] == "ntk-2nn"} == {60, 120}
+
+    # the rows against direct library calls on the same data
+    t, ds = exp3.dataset(spec, 6, 1, 120)
+    key = exp3._keys(1, 6)[2]
+    ts = train.two_stage(ds, key, train.two_stage_config(16, [m * math.sqrt(6) for m in (0.5, 1.0)],
+                                                          ridges=(1e-3, 1e-1)))
+    best = stats.select([r for r in rows if r["cell"] == "two-stage_d6_n120_s1"], keys=("learner",))[0]
+    assert best["test_error"] == pytest.approx(ts["test_error"], rel=1e-6)
+    assert best["eta"] == pytest.approx(ts["eta"]) and best["ridge"] == pytest.approx(ts["lam"])
+    _, ds = exp3.dataset(spec, 4, 0, 120)
+    kr = kernels.fit_predict(kernels.kernel_fn("2nn", b_std=1.0), ds, (1e-3, 1e-1), get="ntk")
+    got = sorted((r["ridge"], r["test_error"]) for r in rows if r["cell"] == "ntk-2nn_d4_n120_s0")
+    assert [e for _, e in got] == pytest.approx(kr["test_errors"], rel=1e-9)
+
+    # summary.json
+    on_disk = json.loads((tmp_path / "summary.json").read_text())
+    assert on_disk["complete"] and on_disk["threshold"] == pytest.approx(0.5)
+    for e in on_disk["rows"]:
+        assert {"learner", "d", "n", "test_error_mean", "test_error_ci95", "seeds"} <= set(e)
+    assert set(on_disk["slopes"]) == set(TINY["learners"])
+    for lr, s in on_disk["slopes"].items():
+        assert {"slope", "ci95", "censored", "theory"} <= set(s) and len(s["ci95"]) == 2
+        assert s["theory"] == (2.0 if lr == "two-stage" else 4.0)
+    sel = stats.select(rows, keys=("learner", "d", "n", "seed"))
+    m = np.mean([r["test_error"] for r in sel if (r["learner"], r["d"], r["n"]) == ("two-stage", 6, 120)])
+    entry = next(e for e in on_disk["rows"] if (e["learner"], e["d"], e["n"]) == ("two-stage", 6, 120))
+    assert entry["test_error_mean"] == pytest.approx(m, rel=1e-12)
+    groups = {d: [r for r in sel if r["learner"] == "ntk-2nn" and r["d"] == d] for d in (4, 6)}
+    assert on_disk["slopes"]["ntk-2nn"]["slope"] == pytest.approx(stats.scaling_slope(groups, 0.5)["slope"], abs=1e-9)
+    assert summary["slopes"] == on_disk["slopes"]
+    assert {"exp3_error_vs_n.png", "exp3_nstar_vs_d.png", "exp3_nstar_vs_d.pdf"} <= {p.name for p in tmp_path.iterdir()}
+    text = exp3.format_table(on_disk)
+    assert "slope of log n*" in text and "ntk-2nn" in text
+
+
+def test_nngp_and_random_feature_cells_against_direct_calls():
+    from rbk import kernels, models
+    from rbk.experiments import exp3
+
+    spec = exp3.make_spec(**{**TINY, "learners": ("nngp-2nn", "rf-2nn")})
+    cells = {c.id: c for c in spec.plan()}
+    _, ds = exp3.dataset(spec, 4, 1, 60)
+    rows = spec.run_cell(cells["nngp-2nn_d4_n60_s1"])
+    kr = kernels.fit_predict(kernels.kernel_fn("2nn", b_std=1.0), ds, (1e-3, 1e-1), get="nngp")
+    assert [r["test_error"] for r in rows] == pytest.approx(kr["test_errors"], rel=1e-9)
+    assert all(r["kind"] == "nngp" and r["b_std"] == 1.0 for r in rows)
+    rows = spec.run_cell(cells["rf-2nn_d4_n60_s1"])
+    model = models.get_model("2nn", 16, 4, 1, parameterization="ntk", b_std=1.0)
+    rf = kernels.random_features_fit_predict(model, model.init(exp3._keys(1, 4)[2]), ds, (1e-3, 1e-1))
+    assert [r["test_error"] for r in rows] == pytest.approx(rf["test_errors"], rel=1e-9)
+    assert all(r["kind"] == "rf" and r["width"] == 16 for r in rows)
+
+
+def test_sgd_cell_rows_one_per_lr_and_wd():
+    from rbk.experiments import exp3
+
+    spec = exp3.make_spec(**{**TINY, "learners": ("2nn",), "sgd_width": 8, "epochs": 1, "lrs": (0.01, 0.02),
+                             "wds": (0.0,)})  # fmt: skip
+    cell = next(c for c in spec.plan() if c.id == "2nn_d4_n60_s0")
+    rows = spec.run_cell(cell)
+    assert [(r["lr"], r["wd"]) for r in rows] == [(0.01, 0.0), (0.02, 0.0)]  # one row per setting
+    assert all(r["kind"] == "net" and r["width"] == 8 and r["epochs"] == 1 for r in rows)
+    assert all(math.isfinite(r["test_error"]) and not r["diverged"] for r in rows)
+
+
+def test_resume_after_a_finished_cell(tmp_path):
+    from rbk import sweep
+    from rbk.experiments import exp3
+
+    spec = exp3.make_spec(**{**TINY, "ds": (4, 5), "seeds": (0,), "learners": ("nngp-2nn",), "kernel_ns": (40, 80)})
+    res = sweep.run(spec, tmp_path, quiet=True)
+    first = (tmp_path / "cells" / "nngp-2nn_d4_n40_s0.jsonl").read_bytes()
+    (tmp_path / "cells" / "nngp-2nn_d5_n80_s0.jsonl").unlink()  # as if killed after the other cells
+    started = []
+    again = sweep.run(spec, tmp_path, quiet=True, on_start=lambda c: started.append(c.id))
+    assert started == ["nngp-2nn_d5_n80_s0"] and len(again.skipped) == 3
+    strip = lambda rows: sorted(({k: v for k, v in r.items() if k != "call_wall_s"} for r in rows),  # noqa: E731
+                                key=lambda r: (r["cell"], r["ridge"]))
+    assert strip(again.rows) == strip(res.rows)  # the recomputed cell reproduces its numbers
+    assert (tmp_path / "cells" / "nngp-2nn_d4_n40_s0.jsonl").read_bytes() == first
+    assert sweep.spec_from_meta(sweep.read_meta(tmp_path)) == spec
+
+
+@pytest.mark.parametrize(
+    "kw, words",
+    [
+        (dict(ds=(1, 4)), r"ds \(--d\)"),
+        (dict(ds=()), r"ds \(--d\)"),
+        (dict(learners=("ntk-3nn",)), r"learners \(--learners\)"),
+        (dict(target="sum_of_products", r=5, ds=(4, 8)), r"r \(--r\) must be <= every d"),
+        (dict(r=2), r"r \(--r\) must be 1 for target 'single_index'"),
+        (dict(p=2), r"p \(--p\)"),
+        (dict(width=15), r"width \(--width\) must be an even"),
+        (dict(kernel_ridges=(1e-4,) * 6), r"kernel_ridges \(--kernel-ridges\)"),
+        (dict(etas=(0.0,)), r"etas \(--etas\)"),
+        (dict(kernel_ns=(1,)), r"kernel_ns \(--kernel-n\)"),
+        (dict(target="cube"), r"target \(--target\)"),
+        (dict(colour="red"), "unknown exp3 option"),
+    ],
+)
+def test_bad_input_names_the_option(kw, words):
+    from rbk.experiments import exp3
+
+    with pytest.raises(ValueError, match=words):
+        exp3.make_spec(**{**TINY, **kw})
+
+
+@pytest.mark.filterwarnings("ignore:configure_cpu_devices")  # JAX is already up in the test process
+def test_cli_bad_option_and_dry_run(tmp_path, capsys):
+    from rbk import cli
+
+    with pytest.raises(SystemExit):
+        cli.main(["exp3", "--d", "1", "8", "--out", str(tmp_path / "x"), "--dry-run"])
+    assert "ds (--d)" in capsys.readouterr().err
+    assert cli.main(["exp3", "--profile", "paper", "--out", str(tmp_path / "p"), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "nngp-2nn" in out and "rf-2nn" in out and "largest exact-kernel fit: N = 32000" in out
+    assert not (tmp_path / "p").exists()
+
+
+def test_profiles_are_valid_and_round_trip():
+    from rbk.experiments import exp3
+
+    for name in exp3.PROFILES:
+        spec = exp3.spec(name)
+        assert exp3.Exp3Spec.from_config(spec.config()).config_hash() == spec.config_hash()
+    q = exp3.spec("quick")
+    assert len(q.ds) >= 3 and len(q.seeds) >= 3 and dataclasses.replace(q).learners[0] == "two-stage"
