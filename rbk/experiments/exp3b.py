@@ -425,30 +425,16 @@ def _threshold(rows, d: int) -> float:
     return vals.pop()
 
 
-def _slope_fit(ds, nstar: dict, crossings: dict) -> dict:
-    """Least-squares slope of ``log n2*`` on ``log d`` and its percentile-bootstrap 95% CI.
+def _slope_fit(groups: dict, thresholds: dict, n_boot: int) -> dict:
+    """``{"slope", "ci95", "censored"}`` of ``log n2*`` against ``log d`` (:func:`rbk.stats.scaling_slope`:
+    least squares, percentile bootstrap over seeds resampled jointly at every ``d``, a censored ``d``
+    at its bound); NaN with fewer than two ``d``."""
+    from rbk import stats
 
-    ``nstar[d]``: :func:`rbk.stats.n_star`'s dict; ``crossings[d]``: the ``(status, n)`` of every
-    bootstrap resample (:func:`rbk.stats.bootstrap_crossings`, the same resamples of seed
-    indices at every ``d``). A censored ``d`` (or resample) enters at its bound: the largest
-    ``n2`` when never below the threshold, the smallest when below at once; ``censored`` says
-    that one did, the slope is then a bound too.
-    """
-    # TODO(lead): use rbk.stats' slope fit from exp3 once merged
-    ds = [d for d in ds if d in nstar]
-    if len(ds) < 2:
+    if len(groups) < 2:
         return {"slope": math.nan, "ci95": [math.nan, math.nan], "censored": False}
-    x = np.log(np.asarray(ds, float))
-    y = np.log([nstar[d]["estimate"] if nstar[d]["censored"] == "none" else nstar[d]["bound"] for d in ds])
-    slope = float(np.polyfit(x, y, 1)[0])
-    lo = hi = math.nan
-    if all(crossings.get(d) for d in ds):
-        n_boot = min(len(crossings[d]) for d in ds)
-        ys = np.log([[v if st == "none" else nstar[d]["_ns"][0 if st == "below_at_min_n" else -1]
-                      for st, v in crossings[d][:n_boot]] for d in ds])  # (len(ds), n_boot)
-        slopes = np.polyfit(x, ys, 1)[0]
-        lo, hi = (float(v) for v in np.percentile(slopes, [2.5, 97.5]))
-    return {"slope": slope, "ci95": [lo, hi], "censored": any(nstar[d]["censored"] != "none" for d in ds)}
+    s = stats.scaling_slope(groups, {d: thresholds[d] for d in groups}, n_boot=n_boot)
+    return {"slope": s["slope"], "ci95": s["ci95"], "censored": s["censored"]}
 
 
 def summarize(spec: Exp3bSpec, rows, *, quiet: bool = False, n_boot: int = 2000) -> dict | None:
@@ -474,17 +460,15 @@ def summarize(spec: Exp3bSpec, rows, *, quiet: bool = False, n_boot: int = 2000)
     thresholds = {d: _threshold(sel, d) for d in ds}
     nstar, slopes = [], {}
     for learner in [lr for lr in LEARNERS if any(r["learner"] == lr for r in sel)]:
-        per_d, boots = {}, {}
+        groups = {}
         for d in ds:
             lr_rows = [r for r in sel if r["learner"] == learner and r["d"] == d]
             if not lr_rows:
                 continue
-            s = stats.n_star(lr_rows, thresholds[d], n_boot=n_boot)
-            per_d[d] = dict(s, _ns=sorted({r["n"] for r in lr_rows}))
-            if len({r["seed"] for r in lr_rows}) >= 2:
-                boots[d] = stats.bootstrap_crossings(lr_rows, thresholds[d], n_boot=n_boot)
-            nstar.append({"learner": learner, "d": d, "threshold": thresholds[d], **s})
-        slopes[learner] = _slope_fit(ds, per_d, boots)
+            groups[d] = lr_rows
+            nstar.append({"learner": learner, "d": d, "threshold": thresholds[d],
+                          **stats.n_star(lr_rows, thresholds[d], n_boot=n_boot)})
+        slopes[learner] = _slope_fit(groups, thresholds, n_boot)
     source = []
     per_seed = {(r["d"], r["seed"]): r["source_test_error"] for r in sel if r["learner"] == "transfer"}
     for d in ds:
