@@ -1,11 +1,14 @@
-"""The ``rbk`` command: ``rbk exp1``, ``rbk exp2``, ``rbk plot``.
+"""The ``rbk`` command: one subcommand per experiment of :mod:`rbk.experiments`, and ``rbk plot``.
 
 ::
 
     rbk exp1 --profile quick --out results/exp1-quick          # Experiment 1 (test error vs N)
     rbk exp1 --profile paper --dry-run                          # the plan, calls, memory, FLOPs
     rbk exp2 --profile quick --out results/exp2-quick          # Experiment 2 (alpha-beta diagram)
-    rbk plot --out results/exp1-quick                           # summary + figure again
+    rbk exp3 --profile quick --out results/exp3-quick          # Experiment 3 (n*(d), multi-index)
+    rbk exp3b --profile quick --out results/exp3b-quick        # Experiment 3b (transfer)
+    rbk exp4 --profile quick --out results/exp4-quick          # Experiment 4 (deep hierarchies)
+    rbk plot --out results/exp1-quick                           # summary + figures again
 
 A profile sets every value; any option given overrides it. Lists take spaces or commas
 (``--n 1000 3000`` or ``--n 1000,3000``). Every value is checked before anything is
@@ -149,7 +152,7 @@ def _add_sweep_arguments(p: argparse.ArgumentParser, r, experiment: str) -> None
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rbk",
-        description="ResNet beyond kernels: the experiments of Allen-Zhu & Li (2019).",
+        description="ResNet beyond kernels: what networks learn with fewer samples than kernels.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=__doc__.split("::", 1)[1].split("A profile", 1)[0],
     )
