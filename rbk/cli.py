@@ -32,47 +32,10 @@ import time
 from pathlib import Path
 
 
-def _list_of(conv, what: str):
-    def parse(text: str):
-        out = []
-        for part in text.split(","):
-            part = part.strip()
-            if not part:
-                continue
-            try:
-                out.append(conv(part))
-            except ValueError:
-                raise argparse.ArgumentTypeError(f"expected {what}, got {part!r}") from None
-        if not out:
-            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
-        return out
-
-    return parse
-
-
-def _int(text: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        f = float(text)  # accept 1e4
-        if f != int(f):
-            raise ValueError(text) from None
-        return int(f)
-
-
-_int.__name__ = "integer"  # argparse names the type in its message: "invalid integer value: '2.5'"
-
-
-def _dir(text: str) -> Path:
-    if not text.strip():
-        raise argparse.ArgumentTypeError("expected a directory path, got ''")
-    return Path(text)
-
-
-def _flat(v):
-    if v is None:
-        return None
-    return [x for part in v for x in part]
+from rbk._args import directory as _dir
+from rbk._args import flat as _flat
+from rbk._args import integer as _int
+from rbk._args import list_of as _list_of
 
 
 def _add_common_arguments(p: argparse.ArgumentParser, experiment: str) -> None:

@@ -1,4 +1,4 @@
-"""Import structure, checked on the source: ``rbk.models`` never imports ``rbk.kernels`` (one-way:
+"""Import structure, checked on the source: nothing in rbk imports ``rbk.cli``; ``rbk.models`` never imports ``rbk.kernels`` (one-way:
 kernels know the models' descriptions), and each module of ``rbk.sweep`` imports at module level
 only the package's modules of the layers below it (no import cycle inside the package)."""
 
@@ -37,3 +37,13 @@ def test_sweep_modules_import_only_lower_layers():
         deps = {m.split(".")[2] for m in mods if m.startswith("rbk.sweep.")}
         above = sorted(deps - set(SWEEP_LAYERS[:i]))
         assert not above, f"rbk.sweep.{name} imports {above} (a layer above it)"
+
+
+def test_the_library_never_imports_the_command_line():
+    """``rbk.cli`` imports the experiments and the library; nothing imports it back (at any level)."""
+    for path in sorted(SRC.rglob("*.py")):
+        if path.name in ("cli.py", "__main__.py"):
+            continue
+        mods = _imports(path, module_level_only=False)
+        assert not {"rbk.cli"} & mods and "rbk.cli" not in {m.rsplit(".", 1)[0] for m in mods if m.startswith("rbk.cli.")}, (
+            f"{path.relative_to(SRC)} imports rbk.cli")

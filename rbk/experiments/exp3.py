@@ -648,7 +648,7 @@ def plot(summary, out_dir) -> list:
 
 def add_arguments(parser) -> None:
     """The options of ``rbk exp3`` (the engine adds ``--profile``, ``--out``, ``--seeds``, ...)."""
-    from rbk.cli import _int
+    from rbk._args import integer as _int
 
     t = parser.add_argument_group("target: f*(x) = g(U x), x ~ N(0, I_d), U with r orthonormal rows")
     t.add_argument("--target", choices=TARGETS, help="target family (default single_index)")

@@ -604,7 +604,7 @@ def plot(summary, out_dir) -> list:
 
 def add_arguments(parser) -> None:
     """``rbk exp3b``'s own options (the engine adds --profile, --out, --seeds, ...)."""
-    from rbk.cli import _int, _list_of
+    from rbk._args import integer as _int, list_of as _list_of
 
     t = parser.add_argument_group("targets: source g(Ux) on x ~ N(0, I_d), new head g'(Ux) on the same U")
     t.add_argument("--source", choices=SOURCES, help="source target family (default single_index)")
@@ -633,7 +633,7 @@ def add_arguments(parser) -> None:
 
 def overrides(args) -> dict:
     """``make_spec`` keywords of the parsed options (``None``: not given)."""
-    from rbk.cli import _flat
+    from rbk._args import flat as _flat
 
     return dict(source=args.source, r=args.r, p=args.p, head_degrees=_flat(args.head_degrees),
                 learners=_flat(args.learners), ds=_flat(args.d), n2s=_flat(args.n2), n1_factor=args.n1_factor,

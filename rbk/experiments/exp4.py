@@ -758,7 +758,7 @@ def plot(summary, out_dir) -> list:
 
 def add_arguments(parser) -> None:
     """Experiment 4's own options (each overrides the profile's value)."""
-    from rbk.cli import _int, _list_of
+    from rbk._args import integer as _int, list_of as _list_of
 
     g = parser.add_argument_group("the hierarchy and its learners")
     g.add_argument("--d", type=_int, help="input dimension, >= 1")
@@ -776,7 +776,7 @@ def add_arguments(parser) -> None:
 
 
 def overrides(args) -> dict:
-    from rbk.cli import _flat
+    from rbk._args import flat as _flat
 
     return dict(d=args.d, widths=_flat(args.widths), alphas=_flat(args.alphas), readout=args.readout,
                 learners=_flat(args.learners), ns=_flat(args.n), width=args.width, epochs=args.epochs,
