@@ -441,8 +441,9 @@ def summarize(spec, rows, *, quiet: bool = False, n_boot: int = 2000) -> dict | 
     (selection on validation per (learner, d, N, seed)); ``n_star``: per learner and ``d``
     (:func:`rbk.stats.n_star` at the target's threshold); ``slopes``: per learner with at least
     two ``d``, :func:`rbk.stats.scaling_slope` plus the theory's exponent; ``separation``: the
-    better network learner (lowest mean log ``n*``) against each kernel learner, the kernel's
-    slope (its CI's lower end where censored) against the network's upper CI limit.
+    better network learner (lowest mean log ``n*``) against each kernel learner: the kernel's
+    slope (a lower bound where censored) against the network's upper CI limit (``holds``), and
+    the kernel's whole CI against it (``holds_ci``); see :func:`separation`.
     """
     from rbk import stats
 
