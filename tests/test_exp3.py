@@ -109,6 +109,7 @@ def test_data_are_nested_in_n_and_fixed_per_d_and_seed():
     assert t.threshold == pytest.approx(0.5)
 
 
+@pytest.mark.slow  # ~30 s: the default lane keeps the resume test and the per-learner checks against direct calls
 def test_tiny_profile_end_to_end(tmp_path):
     from rbk import experiments, kernels, sweep, train
     from rbk.experiments import exp3
