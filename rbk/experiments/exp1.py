@@ -117,25 +117,25 @@ def summarize(spec, rows, *, quiet: bool = False) -> dict | None:
     from rbk import stats
 
     alpha, beta = spec.instances[0]
-    threshold = spec.target(alpha, beta).threshold
+    target = spec.target(alpha, beta)
+    threshold = target.threshold
     if not threshold > 0:
         if not quiet:
             print("[rbk] alpha = 0: no threshold k*alpha^2, summary and figure skipped", file=sys.stderr)
         return None
     inst = {"d": spec.d, "k": spec.k, "g_degree": spec.g_degree, "experiment": spec.experiment, "alpha": alpha,
             "beta": beta}  # fmt: skip
-    return stats.summarize_exp1(rows, threshold=threshold, instance=inst, predicted=_predicted(spec, threshold))
+    return stats.summarize_exp1(rows, threshold=threshold, instance=inst, predicted=_predicted(spec, target))
 
 
-def _predicted(spec, threshold: float) -> dict:
+def _predicted(spec, target) -> dict:
     """Spectral learning-curve predictions of the sweep's exact-kernel learners (:mod:`rbk.theory`);
     ``{}`` off the uniform cube, where the Walsh spectrum does not apply."""
     from rbk import theory
 
     if spec.distribution != "cube":
         return {}
-    alpha, beta = spec.instances[0]
-    return theory.predict_learners(spec.learners, spec.target(alpha, beta), spec.ns, spec.ridges, threshold,
+    return theory.predict_learners(spec.learners, target, spec.ns, spec.ridges, target.threshold,
                                    W_std=spec.W_std, b_std=spec.b_std, noise=spec.noise)  # fmt: skip
 
 

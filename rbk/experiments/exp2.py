@@ -24,7 +24,7 @@ Run ``rbk exp2 --help`` for the options (``python experiments/exp2_alpha_beta.py
 
 from __future__ import annotations
 
-from rbk.experiments.exp1 import PAPER_GRID
+from rbk.experiments.exp1 import PAPER_GRID, format_table  # noqa: F401 (the same table)
 
 EXPERIMENT = "exp2"
 
@@ -80,12 +80,6 @@ def make_spec(**kw):
     from rbk import sweep
 
     return sweep.make_spec(EXPERIMENT, **kw)
-
-
-def format_table(summary) -> str:
-    from rbk import plots
-
-    return plots.format_table(summary)
 
 
 def summarize(spec, rows, *, quiet: bool = False) -> dict:
