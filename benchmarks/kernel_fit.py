@@ -276,7 +276,7 @@ def block_table(n: int, m: int, repeats: int) -> list[list]:
     with kernels.x64():
         v = jnp.asarray(np.random.default_rng(1).standard_normal((n, m)))
         for bc in BLOCKS:
-            op = kernels._Operator(kf, "ntk", x, bc)  # blocks larger than n shrink to n's power of two
+            op = kernels.KernelOperator(kf, "ntk", x, bc)  # blocks larger than n shrink to n's power of two
             for f32 in (True, False):
                 calls.setdefault(((op.B, op.C), f32), lambda op=op, f32=f32: op.matvec(v, f32=f32))
         times, first = C.alternate(calls, repeats)

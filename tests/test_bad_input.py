@@ -111,7 +111,7 @@ def test_dry_run_says_the_plan_will_not_fit(capsys, no_compute, tmp_path):
 
 def test_kernel_fit_beyond_the_machine_is_refused_before_the_gram(monkeypatch):
     ds = data.make_dataset(data.seed_keys(0)[0], targets.paper_instance(8, 2, 2), 100, n_val=20, n_test=20)
-    monkeypatch.setattr(kernels, "host_memory_bytes", lambda: kernels.fit_bytes(100) - 1)
+    monkeypatch.setattr(kernels.predict, "host_memory_bytes", lambda: kernels.fit_bytes(100) - 1)
 
     def boom(*a, **k):
         raise AssertionError("the Gram was computed")

@@ -181,8 +181,8 @@ def test_input_dtype_and_scale_invariance(x):
 )
 def test_bad_input_raises_value_error_naming_parameter(call, name, monkeypatch):
     # nothing may be compiled before the check fails
-    monkeypatch.setattr(kernels, "_closed_form_jit", None)
-    monkeypatch.setattr(kernels, "_empirical_block_jit", None)
+    monkeypatch.setattr(kernels.analytic, "closed_form_jit", None)
+    monkeypatch.setattr(kernels.empirical, "empirical_block_jit", None)
     with pytest.raises(ValueError, match=name):
         call()
 

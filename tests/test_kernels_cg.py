@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from rbk import data, kernels, models, targets
+from rbk.kernels.solvers import cg
 
 RIDGES = (1e-3, 1e-1)
 
@@ -75,13 +76,13 @@ def test_cube_table_is_the_closed_form():
     x = np.random.default_rng(1).choice([-1.0, 1.0], (40, 9))
     kf = kernels.kernel_fn("3nn")
     K = kf(x, get="ntk")
-    table = kernels._cube_table(kf, 9, "ntk")
+    table = kernels.cube_table(kf, 9, "ntk")
     h = (9 - np.rint(x @ x.T).astype(int)) // 2
     np.testing.assert_allclose(table[h], K, rtol=1e-14, atol=0)
-    words = kernels._cube_words(x)
+    words = kernels.cube_words(x)
     ham = np.array([[bin(int(a) ^ int(b)).count("1") for b in words[:, 0]] for a in words[:, 0]])
     np.testing.assert_array_equal(ham, h)
-    assert kernels._cube_words(x * 0.5) is None and kernels._cube_words(np.hstack([x, x, x, x])).shape == (40, 2)
+    assert kernels.cube_words(x * 0.5) is None and kernels.cube_words(np.hstack([x, x, x, x])).shape == (40, 2)
 
 
 def test_cg_not_converged_warns_with_residual():
@@ -106,7 +107,7 @@ def test_cg_not_converged_warns_with_residual():
     ],
 )
 def test_cg_bad_input(kw, name, monkeypatch):
-    monkeypatch.setattr(kernels, "_kmv", None)  # nothing may run before the check fails
+    monkeypatch.setattr(cg, "KernelOperator", None)  # nothing may run before the check fails
     kw = {"solver": "cg", **kw}
     with pytest.raises(ValueError, match=name):
         kernels.fit_predict(kernels.kernel_fn("2nn"), _tiny_cube(), **kw)
@@ -133,12 +134,12 @@ def test_cg_bad_kernels_and_sizes(monkeypatch):
 
 def test_choose_solver(monkeypatch):
     kf = kernels.kernel_fn("2nn")
-    monkeypatch.setattr(kernels, "_phys_bytes", lambda: 64 * 2**30)
+    monkeypatch.setattr(cg, "host_memory_bytes", lambda: 64 * 2**30)
     assert kernels.choose_solver(10000, kf) == "dense" and kernels.choose_solver(kernels.DENSE_MAX_N, kf) == "dense"
     assert kernels.choose_solver(kernels.DENSE_MAX_N + 1, kf) == "cg"
     assert kernels.choose_solver(50000, kf, t=1.0) == "dense"
     assert kernels.choose_solver(50000, lambda a, b, get: a @ b.T) == "dense"
-    monkeypatch.setattr(kernels, "_phys_bytes", lambda: 4 * 2**30)  # two Grams over half the memory
+    monkeypatch.setattr(cg, "host_memory_bytes", lambda: 4 * 2**30)  # two Grams over half the memory
     assert kernels.choose_solver(15000, kf) == "cg" and kernels.choose_solver(10000, kf) == "dense"
     with pytest.raises(ValueError, match="n must"):
         kernels.choose_solver(0)
@@ -161,7 +162,7 @@ def test_experiment1_profiles_pick_the_solver(monkeypatch):
     from rbk import sweep
     from rbk.experiments import exp1
 
-    monkeypatch.setattr(kernels, "_phys_bytes", lambda: 16 * 2**30)
+    monkeypatch.setattr(cg, "host_memory_bytes", lambda: 16 * 2**30)
     quick = [c for c in sweep.plan(exp1.spec("quick")) if c.kind in ("ntk", "nngp")]
     assert quick and all(kernels.choose_solver(c.n, kernels.kernel_fn(c.arch)) == "dense" for c in quick)
     big = [c for c in sweep.plan(exp1.spec("kernels")) if c.kind != sweep.NET_KIND]

@@ -211,7 +211,7 @@ def make_spec(
 ) -> Exp3bSpec:
     """The validated :class:`Exp3bSpec`; a bad value raises ``ValueError`` naming it and its range."""
     from rbk._checks import check_choice, check_int, check_real
-    from rbk.kernels import _check_ridges
+    from rbk.kernels import check_ridges
 
     if experiment != EXPERIMENT:
         raise ValueError(f"experiment must be {EXPERIMENT!r}, got {experiment!r}")
@@ -241,11 +241,11 @@ def make_spec(
         raise ValueError(f"width (--width) must be an even integer >= 2 (two_stage's neurons come in pairs), got {width}")
     eta_mults = _positive("eta_mults (--eta-mults)", eta_mults)
     try:
-        ridges = _check_ridges(tuple(ridges))
+        ridges = check_ridges(tuple(ridges))
     except ValueError as e:
         raise ValueError(f"{e} (--ridges)") from None
     try:
-        kernel_ridges = _check_ridges(tuple(kernel_ridges))
+        kernel_ridges = check_ridges(tuple(kernel_ridges))
     except ValueError as e:
         raise ValueError(f"kernel_{e} (--kernel-ridges)") from None
     b_std = check_real("b_std (--b-std)", b_std, lo=0.0)
