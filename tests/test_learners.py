@@ -140,3 +140,17 @@ def test_check_list_validators_name_the_parameter():
     for call, msg in cases:
         with pytest.raises(ValueError, match=msg):
             call()
+
+
+def test_regime_rows_are_regime_config_training():
+    """deep-layerwise through the registry == rbk.train.train with regime_config('layerwise')."""
+    kd, kt = data.seed_keys(5)
+    ds = data.make_dataset(kd, targets.paper_instance(d=6, k=1, g_degree=1), 40, n_val=20, n_test=20)
+    model = models.get_deepquad(8, 6, levels=2)
+    cfg = train.regime_config("layerwise", 2, 4, batch_size=20)
+    res = train.train(model, ds, kt[None], [0.02], [0.0], cfg)
+    rows = learners.get("deep-layerwise").run(ds, kt[None], model=model, lrs=[0.02], wds=[0.0], epochs=4,
+                                              batch_size=20)
+    assert len(rows) == 1 and rows[0]["regime"] == "layerwise"
+    assert rows[0]["test_error"] == float(res.final("test")[0, 0, 0])
+    assert rows[0]["record_epochs"] == list(cfg.record_epochs)
