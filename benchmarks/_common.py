@@ -356,3 +356,26 @@ def rounded(x: float, digits: int = 4) -> float:
     if x is None or not math.isfinite(x):
         return x
     return float(f"{x:.{digits}g}")
+
+
+def matmul_peak(quick: bool = False, repeats: int = MIN_REPEATS, sizes=None) -> dict:
+    """fp32 GFLOP/s of square matmuls: ``{'numpy', 'jax', 'best', 'table': {(lib, n): rate}}``."""
+    import jax
+    import jax.numpy as jnp
+
+    sizes = sizes or ((1024, 2048) if quick else (1024, 2048, 3072, 4096))
+    mm = jax.jit(lambda a, b: a @ b)
+    table = {}
+    rng = np.random.default_rng(0)
+    for n in sizes:
+        a = rng.standard_normal((n, n), dtype=np.float32)
+        b = rng.standard_normal((n, n), dtype=np.float32)
+        ja, jb = jnp.asarray(a), jnp.asarray(b)
+        calls = {"numpy": lambda: a @ b, "jax": lambda: mm(ja, jb)}
+        times, _ = alternate(calls, repeats)
+        for lib, ts in times.items():
+            table[(lib, n)] = 2.0 * n**3 / median(ts) / 1e9
+    out = {lib: max(v for (l, _), v in table.items() if l == lib) for lib in ("numpy", "jax")}
+    out["best"] = max(out["numpy"], out["jax"])
+    out["table"] = table
+    return out

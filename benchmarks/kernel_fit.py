@@ -48,7 +48,7 @@ PCG iterations (each one pass over K for the stacked directions of the ridges st
 the median leaves out the few that compiled), set against what the pass's float32 block products (``2 N^2 m`` FLOPs,
 ``m`` = 15 x the ridges still running, averaged over the passes) allow at the machine's fp32
 matmul peak measured in the same run
-(``roofline.matmul_peak``), and against the bytes of its ``(B, C)`` float32 blocks (written
+(``_common.matmul_peak``), and against the bytes of its ``(B, C)`` float32 blocks (written
 and read once, ``8 N^2``) at the copy bandwidth measured in the same run: ``roofline_ratio`` =
 max(FLOP time, byte time) / measured. The JSON line holds the largest N's ``n``, ``fit_s``,
 ``peak_rss_gb``, ``iterations`` (per ridge), ``test_error``, ``residuals``, ``per_iter_s`` and
@@ -300,11 +300,9 @@ def run_fit(n: int, a, solver: str, pred_path: str) -> dict:
 
 def matrix_free(a) -> dict:
     """The ``--n`` runs: matrix-free fits, the dense path up to ``--dense-max``, per-iteration roofline."""
-    import roofline
-
     info = C.machine_info()
     print(f"# kernel_fit matrix-free: {a.arch} {a.get}, N {a.ns}, ridges {a.ridges}; {C.load_note(info)}", flush=True)
-    peak = roofline.matmul_peak(quick=True)["best"]
+    peak = C.matmul_peak(quick=True)["best"]
     bw = bandwidth_gbs()
     print(f"  fp32 matmul peak {peak:.1f} GFLOP/s, copy bandwidth {bw:.1f} GB/s (this run)", flush=True)
     blocks = block_table(a.blocks, len(a.ridges.split(",")) * K, a.repeats) if a.blocks else []

@@ -34,31 +34,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import numpy as np  # noqa: E402
 
 import _common as C  # noqa: E402
+import sgd_throughput as T  # noqa: E402
 
-D, K, BATCH = 30, 15, 50
-
-
-def matmul_peak(quick: bool = False, repeats: int = C.MIN_REPEATS, sizes=None) -> dict:
-    """fp32 GFLOP/s of square matmuls: ``{'numpy', 'jax', 'best', 'table': {(lib, n): rate}}``."""
-    import jax
-    import jax.numpy as jnp
-
-    sizes = sizes or ((1024, 2048) if quick else (1024, 2048, 3072, 4096))
-    mm = jax.jit(lambda a, b: a @ b)
-    table = {}
-    rng = np.random.default_rng(0)
-    for n in sizes:
-        a = rng.standard_normal((n, n), dtype=np.float32)
-        b = rng.standard_normal((n, n), dtype=np.float32)
-        ja, jb = jnp.asarray(a), jnp.asarray(b)
-        calls = {"numpy": lambda: a @ b, "jax": lambda: mm(ja, jb)}
-        times, _ = C.alternate(calls, repeats)
-        for lib, ts in times.items():
-            table[(lib, n)] = 2.0 * n**3 / C.median(ts) / 1e9
-    out = {lib: max(v for (l, _), v in table.items() if l == lib) for lib in ("numpy", "jax")}
-    out["best"] = max(out["numpy"], out["jax"])
-    out["table"] = table
-    return out
+D, K, BATCH = T.D, T.K, T.BATCH
 
 
 _ONE_THREAD = r"""
@@ -147,11 +125,10 @@ def main(argv=None):
     a = parse(argv)
     C.use_cpu_devices(a.cpu_devices)  # before any JAX computation, as the rbk command
     info = C.machine_info()
-    import sgd_throughput as T
     from rbk import models
 
     print(f"# roofline: {C.load_note(C.finish_info(dict(info)))}", flush=True)
-    peak = matmul_peak(a.quick, a.repeats)
+    peak = C.matmul_peak(a.quick, a.repeats)
     for (lib, n), v in sorted(peak["table"].items()):
         print(f"  {lib:6s} {n:5d}^3 fp32: {v:7.1f} GFLOP/s", flush=True)
     print(f"  peak: numpy {peak['numpy']:.1f}, jax {peak['jax']:.1f} -> {peak['best']:.1f} GFLOP/s", flush=True)

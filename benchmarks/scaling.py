@@ -82,7 +82,7 @@ def sgd_series(ns, epochs, n_fixed, repeats, width=256):
     exes = {}
     for e in epochs:
         cfg = train.config(e, record_epochs=[e])
-        fn, args, *_ = train._prepare(model, dsb, keys, [T.LRS_GRID[0]], [T.WDS_GRID[0]], cfg)
+        fn, args, *_ = train.prepare(model, dsb, keys, [T.LRS_GRID[0]], [T.WDS_GRID[0]], cfg)
         exes[e] = (fn.lower(*args).compile(), args)
     calls = {e: (lambda e=e: jax.block_until_ready(exes[e][0](*exes[e][1]))) for e in epochs}
     per_call, _ = C.alternate(calls, repeats)

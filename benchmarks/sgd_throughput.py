@@ -6,7 +6,7 @@
 What is timed
 -------------
 rbk: the executable that ``rbk.train.train(model, data, keys, lrs, wds, cfg)`` compiles and runs
-(obtained through ``rbk.train._prepare``, the first half of ``train``), for ``S`` members per
+(obtained through ``rbk.train.prepare``, the first half of ``train``), for ``S`` members per
 compiled call (one seed x a small learning-rate x weight-decay grid, as a sweep calls it). The
 errors on the splits are evaluated only at the last epoch (``record_epochs=[E]``), and that
 evaluation, the initialisation and the dispatch are removed by a paired difference: each round
@@ -28,7 +28,7 @@ All competitors at one width alternate within each round (``_common.alternate``)
 figure is the median over >= 5 rounds after a warm-up. Throughput is examples per second per
 model and, for S members, aggregate model-examples per second. ``roofline_fraction`` divides
 the FLOP rate ``6 (d m + m m + m k)`` per example by the machine's fp32 matmul peak measured
-in the same run (``roofline.matmul_peak``: best of numpy and jax, square 1024-4096).
+in the same run (``_common.matmul_peak``: best of numpy and jax, square 1024-4096).
 
 Devices: like the ``rbk`` command, the script first splits the CPU into one JAX device per
 core (``rbk.train.configure_cpu_devices``; ``--cpu-devices 1`` keeps one device). A call's
@@ -99,7 +99,7 @@ class RbkRunner:
         self.exe = {}
         for e in (e_lo, e_hi):  # the executables train() runs, compiled once for the repeats
             cfg = train.config(e, record_epochs=[e])
-            fn, args, *_ = train._prepare(self.model, self.data, self.keys, self.lrs, self.wds, cfg, devices)
+            fn, args, *_ = train.prepare(self.model, self.data, self.keys, self.lrs, self.wds, cfg, devices)
             self.exe[e] = (fn.lower(*args).compile(), args)
             self.run(e)  # warm-up
 
@@ -257,7 +257,6 @@ def main(argv=None):
     C.use_cpu_devices(a.cpu_devices)  # before any JAX computation, as the rbk command
     info = C.machine_info()
     import jax
-    import roofline
     from rbk import models
 
     print(f"# sgd_throughput: widths {a.widths}, S {a.S}, N {a.n}, epochs {a.e_lo}->{a.e_hi}, {a.repeats} rounds; {C.load_note(C.finish_info(dict(info)))}", flush=True)
@@ -293,7 +292,7 @@ def main(argv=None):
             ex_s = r.examples / per_epoch
             agg = S * ex_s
             res[(width, name)] = dict(S=S, per_epoch=per_epoch, ex_s=ex_s, agg=agg, gflops=agg * fpe / 1e9, ts=ts, r=r)
-        peak = roofline.matmul_peak(quick=a.quick)  # measured between the widths' rounds, same load
+        peak = C.matmul_peak(quick=a.quick)  # measured between the widths' rounds, same load
         # the reference: the faster of PyTorch with <cores> threads and with one thread (a fair shake)
         torch_ex = max((res[(width, t)]["ex_s"] for t in ("torch", "torch 1 thread") if (width, t) in res), default=None)
         for name in runners:

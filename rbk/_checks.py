@@ -49,6 +49,45 @@ def check_real(
     return value
 
 
+def check_list(name: str, values, check=None, *, scalar: bool = True, empty: bool = False, unique: bool = True,
+               order: str | None = None, index_names: bool = False) -> tuple:
+    """A list of values, each checked: the tuple of ``check(item_name, v)`` (``v`` itself without ``check``).
+
+    ``scalar``: a single value (a string too) counts as a list of one, else it is refused;
+    ``empty``: whether an empty list is allowed; ``unique``: refuse repeated values; ``order``:
+    ``None`` (kept as given), ``'sorted'`` (returned sorted) or ``'ascending'`` (refused unless
+    strictly ascending as given); ``index_names``: the items are named ``name[i]`` in
+    ``check``'s message, else ``name``. Every message names ``name``.
+    """
+    if order not in (None, "sorted", "ascending"):
+        raise ValueError(f"order must be None, 'sorted' or 'ascending', got {order!r}")
+    if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__"):
+        if not scalar:
+            raise ValueError(f"{name} must be a list, got {values!r}")
+        values = (values,)
+    vals = tuple(values)
+    out = tuple(v if check is None else check(f"{name}[{i}]" if index_names else name, v) for i, v in enumerate(vals))
+    if not out and not empty:
+        raise ValueError(f"{name} must not be empty")
+    if unique and len(set(out)) != len(out):
+        raise ValueError(f"{name} must not repeat a value, got {list(out)}")
+    if order == "ascending" and list(out) != sorted(out):
+        raise ValueError(f"{name} must be ascending, got {list(out)}")
+    return tuple(sorted(out)) if order == "sorted" else out
+
+
+def check_ints(name: str, values, *, lo: int | None = None, hi: int | None = None, **kwargs) -> tuple[int, ...]:
+    """:func:`check_list` of integers in ``[lo, hi]`` (:func:`check_int`); ``kwargs`` go to :func:`check_list`."""
+    return check_list(name, values, lambda n, v: check_int(n, v, lo=lo, hi=hi), **kwargs)
+
+
+def check_reals(name: str, values, *, lo: float | None = None, hi: float | None = None, lo_open: bool = False,
+                hi_open: bool = False, **kwargs) -> tuple[float, ...]:
+    """:func:`check_list` of finite numbers in the interval (:func:`check_real`); ``kwargs`` go to :func:`check_list`."""
+    return check_list(name, values, lambda n, v: check_real(n, v, lo=lo, hi=hi, lo_open=lo_open, hi_open=hi_open),
+                      **kwargs)
+
+
 def check_choice(name: str, value, choices) -> str:
     if value not in choices:
         raise ValueError(f"{name} must be one of {sorted(choices)}, got {value!r}")

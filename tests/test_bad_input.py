@@ -322,7 +322,7 @@ PROBED = [
 
 @pytest.mark.parametrize("msg, call", PROBED, ids=[p[0][:30] for p in PROBED])
 def test_probed_library_inputs_are_named(msg, call, monkeypatch):
-    monkeypatch.setattr(train, "_compiled_fn", lambda *a, **k: pytest.fail("compiled before validating"))
+    monkeypatch.setattr(train.sgd, "_compiled_fn", lambda *a, **k: pytest.fail("compiled before validating"))
     with pytest.raises(ValueError) as e:
         call()
     assert msg in str(e.value)

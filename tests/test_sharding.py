@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from rbk import sweep, train
-from rbk.train import _devices_used
+from rbk.train import devices_used as _devices_used
 
 SPEC = dict(learners=("2nn",), ns=(100,), seeds=(0, 1, 2), d=8, k=2, g_degree=2, widths=(8,), epochs=2,
             lrs=(0.05, 0.02), wds=(0.0,), n_val=50, n_test=60)  # fmt: skip

@@ -128,7 +128,7 @@ def test_epoch_progress_counts_member_epochs_and_changes_no_number():
     assert sum(ticks) == 2 * 3  # members x epochs
     np.testing.assert_array_equal(with_bar.final("test"), plain.final("test"))
     np.testing.assert_array_equal(with_bar.epoch_loss, plain.epoch_loss)
-    assert not train._PROGRESS  # the sink is gone after the call
+    assert not train.progress_sinks()  # the sink is gone after the call
 
 
 def test_matmul_precision_is_validated_recorded_and_set_on_every_product():
@@ -142,7 +142,7 @@ def test_matmul_precision_is_validated_recorded_and_set_on_every_product():
     ds, keys = _toy_data([0], n=100)
     for prec, name in (("highest", "HIGHEST"), ("tensorfloat32", "HIGH"), ("default", "DEFAULT")):
         cfg = train.config(2, batch_size=20, matmul_precision=prec)
-        fn, args, *_ = train._prepare(m, ds, keys, [0.05], [0.0], cfg)
+        fn, args, *_ = train.prepare(m, ds, keys, [0.05], [0.0], cfg)
         with jax.default_matmul_precision("bfloat16" if name == "HIGHEST" else "highest"):
             text = fn.lower(*args).as_text()
         dots = [line for line in text.splitlines() if "dot_general" in line]

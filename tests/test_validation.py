@@ -20,7 +20,7 @@ def no_compile(monkeypatch):
     def boom(*a, **k):
         raise AssertionError("compiled before validating")
 
-    monkeypatch.setattr(train, "_compiled_fn", boom)
+    monkeypatch.setattr(train.sgd, "_compiled_fn", boom)
 
 
 def _ds(n=100, **kw):
