@@ -77,7 +77,7 @@ def _radial_coefficients(kfn, d, get, n_r, nt, L):
     r, w = chi_rule(d, n_r)
     t, wt = angle_rule(d, nt)
     vals = kernel_on_pairs(kfn, d, get, r, r, t)
-    return r, w, gegenbauer_coefficients(vals, d, L, wt, t), float(np.max(np.abs(vals)))
+    return r, w, gegenbauer_coefficients(vals, d, L, wt, t), np.max(np.abs(vals), axis=-1)
 
 
 def gaussian_spectrum(kfn: Callable, d: int, get: str = "ntk", *, max_degree: int | None = None,
@@ -103,7 +103,7 @@ def gaussian_spectrum(kfn: Callable, d: int, get: str = "ntk", *, max_degree: in
     _, wc, coef_c, _ = _radial_coefficients(kfn, d, get, max(2, (3 * n_r) // 4), max(nt // 2, L + 1), L)
     diag = np.diagonal(kernel_on_pairs(kfn, d, get, r, r, [1.0])[:, :, 0])
     return radial_spectrum(coef, w, (coef_c, wc), r, d=d, distribution="gaussian", scale=float(w @ diag),
-                           value_max=max(vmax, float(np.max(np.abs(diag)))), angle_nodes=nt,
+                           value_max=np.maximum(vmax, np.abs(diag)[:, None]), angle_nodes=nt,
                            description={**describe_kernel(kfn, get), "distribution": "gaussian"})
 
 
@@ -120,6 +120,7 @@ def learning_curves(
     noise_var: float = 0.0,
     max_degree: int | None = None,
     radial_nodes: int = DEFAULT_RADIAL_NODES,
+    angle_nodes: int | None = None,
     n_max: float = N_MAX,
 ) -> list[dict]:
     """Predicted learning curves of kernel ridge with ``kfn`` on a target, for each ``d`` of ``ds``.
@@ -136,6 +137,7 @@ def learning_curves(
       threshold: error level for ``n*`` (default: each target's ``threshold``).
       noise_var: label-noise variance of the training labels (summed over outputs).
       max_degree: harmonic degrees kept (default: ``max(24, target degree)``).
+      radial_nodes, angle_nodes: the quadrature rules (as for :func:`gaussian_spectrum`).
 
     Returns:
       one dict per ``d``: ``d``, ``precision`` (:meth:`HarmonicSpectrum.precision`), ``power_total``
@@ -160,9 +162,9 @@ def learning_curves(
         p = int(max(target.info.get("readout_degrees", [target.info.get("p", 0)])))
         L = max(24, p) if max_degree is None else max_degree
         if distribution == "gaussian":
-            spec = gaussian_spectrum(kfn, d, get, max_degree=L, radial_nodes=radial_nodes)
+            spec = gaussian_spectrum(kfn, d, get, max_degree=L, radial_nodes=radial_nodes, angle_nodes=angle_nodes)
         else:
-            spec = sphere_spectrum(kfn, d, get, max_degree=L)
+            spec = sphere_spectrum(kfn, d, get, max_degree=L, angle_nodes=angle_nodes)
         power = harmonic_power(target, spec)
         thr = float(target.threshold if threshold is None else check_real("threshold", threshold, lo=0.0, lo_open=True))
         opt = optimal_curve(spec, power, ns, noise_var=noise_var)

@@ -178,7 +178,8 @@ class HarmonicSpectrum:
       scale: ``E[k(x, x)]``, the unit of rbk's relative ridges (``mean(diag K_train)`` tends to it).
       mass_beyond: ``scale`` minus the kept trace ``sum m lambda``: the spectral mass of degrees
         above ``max_degree`` plus eigenvalues zeroed as round-off.
-      roundoff: ``(max_degree + 1,)`` bound on an eigenvalue's float64 error, per degree.
+      roundoff: ``(max_degree + 1,)`` bound on an eigenvalue's error due to the float64 kernel
+        values (``VALUE_ULPS`` ulps of ``max_t |k|``, weighted by the radial rule).
       error_estimate: ``(max_degree + 1,)`` change of each degree's top eigenvalues against a
         coarser rule (half the angle nodes, three quarters of the radial ones): an a-posteriori
         error estimate of the quadrature.
@@ -238,18 +239,23 @@ def _weighted(coef: np.ndarray, weights) -> np.ndarray:
 
 
 def radial_spectrum(coef: np.ndarray, weights, coarse: tuple[np.ndarray, np.ndarray], radii, *, d: int,
-                    distribution: str, scale: float, value_max: float, angle_nodes: int,
+                    distribution: str, scale: float, value_max, angle_nodes: int,
                     description: Mapping) -> HarmonicSpectrum:
     """A :class:`HarmonicSpectrum` from the coefficients ``coef (n_r, n_r, L + 1)`` = ``k_l(r_i, r_j)`` on
     the radial rule ``(radii, weights)`` (eigenvalues of ``W^1/2 K_l W^1/2``); ``coarse``: the
-    ``(coef, weights)`` of a coarser rule, for the error estimate."""
+    ``(coef, weights)`` of a coarser rule, for the error estimate; ``value_max``: ``max_t |k(r_i, r_j, t)|``
+    (``(n_r, n_r)`` or a scalar), the scale of the kernel values' float64 error."""
     L = coef.shape[-1] - 1
     sw = np.sqrt(np.asarray(weights, np.float64))
     lam, vec = _sorted_eigh(_weighted(coef, weights))
     lam_c = np.linalg.eigvalsh(_weighted(*coarse))[..., ::-1]
     top = min(4, lam_c.shape[1])
     err = np.max(np.abs(lam[:, :top] - lam_c[:, :top]), axis=1)
-    roundoff = np.full(L + 1, VALUE_ULPS * np.finfo(np.float64).eps * value_max)
+    # |error of an entry of W^1/2 K_l W^1/2| <= VALUE_ULPS eps sqrt(w_i w_j) max_t |k(r_i, r_j, t)| (sum_q w_q |P_l| <= 1):
+    # an eigenvalue moves by at most the Frobenius norm of that bound
+    vm = np.broadcast_to(np.asarray(value_max, np.float64), coef.shape[:2])
+    bound = float(np.linalg.norm(sw[:, None] * vm * sw[None, :]))
+    roundoff = np.full(L + 1, VALUE_ULPS * np.finfo(np.float64).eps * bound)
     bad = lam < -(roundoff + err)[:, None]
     if bad.any():
         l = int(np.argwhere(bad)[0, 0])
