@@ -137,9 +137,9 @@ def test_gaussian_spectrum_of_a_quadratic_kernel_in_closed_form():
 def test_gaussian_eigenvalues_against_a_monte_carlo_gram():
     """The eigenvalues of K(X, X) / M for M Gaussian points converge to the operator's. Per degree the
     mean of the N(d, l) empirical eigenvalues of a cluster fluctuates by ~1/sqrt(M) relative (measured
-    0.3-1.6% at M = 1200-3000 in d = 3-4); tolerance 4/sqrt(M) ~ 12%. Not using the radial part
+    0.3-1.6% at M = 1200-3000 in d = 3-4); tolerance 4/sqrt(M) ~ 14%. Not using the radial part
     (sphere coefficients at r = sqrt(d)) is off by 10-25% here, so the check can fail."""
-    d, M = 3, 1200
+    d, M = 3, 800
     kfn = relu_ntk_numpy  # rbk's 2nn NTK (checked against kernels.kernel_fn('2nn') in the sphere test), uncompiled
     s = theory.gaussian_spectrum(kfn, d, "ntk", max_degree=8, **FAST)
     x = np.random.default_rng(0).standard_normal((M, d))
@@ -177,13 +177,15 @@ def test_rbk_kernels_directly(arch):
 
 
 def single(d, seed=0):
-    return targets.single_index(jax.random.PRNGKey(seed), d, 4)
+    """``single_index``'s target (``(h_2 + h_4)(u.x) / sqrt(2)``) on a numpy-drawn direction: nothing to compile."""
+    u = np.random.default_rng(seed).standard_normal((1, d))
+    return targets.multi_index(u / np.linalg.norm(u), {(2,): 1.0, (4,): 1.0})
 
 
 @pytest.mark.parametrize("make", [
     lambda d: targets.single_index(jax.random.PRNGKey(1), d, 4),
     lambda d: targets.sum_of_products(jax.random.PRNGKey(2), d, 2, 4),
-    lambda d: targets.random_multi_index(jax.random.PRNGKey(3), d, 3, 5),
+    pytest.param(lambda d: targets.random_multi_index(jax.random.PRNGKey(3), d, 3, 5), marks=pytest.mark.slow),  # ~5 s to draw
     lambda d: targets.with_head(targets.sum_of_products(jax.random.PRNGKey(2), d, 2, 4), {(3, 0): 1.0, (1, 1): 0.5, (2, 0): 1.0}),
 ])  # fmt: skip
 def test_multi_index_power_sums_to_one(make):

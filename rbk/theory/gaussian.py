@@ -154,11 +154,12 @@ def learning_curves(
     if not callable(targets) and (isinstance(targets, (str, bytes)) or len(targets) != len(ds)):
         raise ValueError(f"targets must be a callable d -> Target or one target per d (len(ds) = {len(ds)})")
     noise_var = check_real("noise_var", noise_var, lo=0.0)
-    out = []
-    for i, d in enumerate(ds):
-        target = targets(d) if callable(targets) else targets[i]
+    chosen = [targets(d) if callable(targets) else targets[i] for i, d in enumerate(ds)]
+    for d, target in zip(ds, chosen):  # all checked before any spectrum is computed
         if getattr(target, "d", None) != d:
             raise ValueError(f"targets for d = {d} must have target.d == {d}, got {getattr(target, 'd', None)!r}")
+    out = []
+    for d, target in zip(ds, chosen):
         p = int(max(target.info.get("readout_degrees", [target.info.get("p", 0)])))
         L = max(24, p) if max_degree is None else max_degree
         if distribution == "gaussian":
