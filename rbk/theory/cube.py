@@ -41,21 +41,14 @@ Numerics
   rbk's float64 kernel values are within ~2.4 ulps of ``max |k|``; see the tests).
   An eigenvalue below ``-roundoff`` means the kernel is not positive semi-definite (an
   error); one within ``[-roundoff, 0)`` is round-off and is set to 0.
-* ``kappa`` is found by Newton's method on the equation times ``kappa`` (a concave function of
-  ``kappa``), started at the upper bound ``(tr + delta) / N``, so the iterates decrease
-  monotonically to the root; vectorised over many ``(N, delta)`` at once, and
-  ``N - sum L^2`` is evaluated as ``delta / kappa + sum C(d, l) L_l (1 - L_l)`` (no
-  cancellation). Ridgeless with ``N >= R`` (``R`` the number of modes with ``lambda > 0``):
-  ``kappa = 0``, every such mode learned (at ``N = R`` exactly the estimate diverges: ``inf``).
+* The learning curve itself is :mod:`rbk.theory.solver`'s (Newton's method for ``kappa``).
 
 Public API
 ----------
 :func:`kernel_spectrum` / :func:`spectrum_from_values` -> :class:`Spectrum`;
 :func:`target_power` (exact for :func:`rbk.targets.paper_instance`, exact by a fast
 Walsh-Hadamard transform for ``d <= EXACT_MAX_D``, else Monte Carlo with a standard error);
-:func:`predict` (one or many ``(N, ridge)``), :func:`grid_curve` (best over a ridge grid, what
-a learner selecting on validation does), :func:`optimal_curve` (best over all ridges),
-:func:`n_star` (first crossing of a threshold, searched up to ``N = 1e9``) and
+the curves of :mod:`rbk.theory.solver` on these spectra, and
 :func:`predict_learners` (what ``summary.json`` of Experiment 1 carries). Derivation and the
 check against measured kernel ridge: ``docs/learning_curves.md``.
 """
@@ -71,17 +64,13 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 
 from rbk._checks import check_array, check_choice, check_int, check_real
+from rbk.theory.solver import N_MAX, curve_grid, grid_curve, n_star, optimal_curve
 
-#: Largest N searched for a crossing of the threshold (``None`` beyond it).
-N_MAX = 1e9
 #: Bound on the float64 error of a kernel value, in units of ``eps * max |k|`` (see the module doc).
 VALUE_ULPS = 64
 #: ``d`` up to which :func:`target_power` transforms a generic target exactly (``2^d`` points).
 EXACT_MAX_D = 16
-#: Relative ridges over which :func:`optimal_curve` searches (log grid, then refined), plus 0.
-OPTIMAL_RIDGE_RANGE = (1e-12, 1e6)
 _KINDS = ("ntk", "nngp")
-_MAX_STEPS = 500  # Newton steps for kappa (monotone; typically converges in well under 50)
 
 
 # ----------------------------------------------------------------------------- the spectrum
@@ -110,7 +99,7 @@ def cube_points(d: int) -> np.ndarray:
     return np.where(np.arange(d)[None, :] < np.arange(d + 1)[:, None], -1.0, 1.0)
 
 
-def _transform_weights(d: int) -> list[list[Fraction]]:
+def transform_weights(d: int) -> list[list[Fraction]]:
     """``w[l][h] = 2^-d C(d, h) K_l(h) / C(d, l)`` as exact rationals."""
     K = krawtchouk(d)
     return [[Fraction(math.comb(d, h) * K[l][h], 2**d * math.comb(d, l)) for h in range(d + 1)]
@@ -123,7 +112,7 @@ def degree_transform(values, d: int) -> np.ndarray:
     ``values`` (``d + 1`` finite floats) are taken as the exact binary rationals they are.
     """
     v = [Fraction(float(x)) for x in values]
-    return np.array([float(sum((w * x for w, x in zip(row, v)), Fraction(0))) for row in _transform_weights(d)])
+    return np.array([float(sum((w * x for w, x in zip(row, v)), Fraction(0))) for row in transform_weights(d)])
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -148,6 +137,11 @@ class Spectrum:
     values: np.ndarray
     roundoff: np.ndarray
     description: Mapping = dataclasses.field(default_factory=dict)
+
+    @property
+    def power_layout(self) -> str:
+        """What a power vector for this spectrum holds (for error messages)."""
+        return f"d + 1 = {self.d + 1} entries (one per Walsh degree)"
 
     @property
     def trace(self) -> float:
@@ -177,7 +171,7 @@ def spectrum_from_values(values, *, description: Mapping | None = None) -> Spect
         raise ValueError(f"values must hold the kernel at the d + 1 >= 2 Hamming distances, got {v.size}")
     d = v.size - 1
     lam = degree_transform(v, d)
-    w_abs = np.array([float(sum(abs(w) for w in row)) for row in _transform_weights(d)])
+    w_abs = np.array([float(sum(abs(w) for w in row)) for row in transform_weights(d)])
     roundoff = w_abs * VALUE_ULPS * np.finfo(np.float64).eps * float(np.max(np.abs(v)))
     bad = np.flatnonzero(lam < -roundoff)
     if bad.size:
@@ -274,7 +268,7 @@ def all_cube_points(d: int) -> np.ndarray:
     return np.where((b[:, None] >> np.arange(d)[None, :]) & 1, -1.0, 1.0)
 
 
-def _evaluate(target, x: np.ndarray) -> np.ndarray:
+def evaluate_target(target, x: np.ndarray) -> np.ndarray:
     import jax.numpy as jnp
 
     from rbk.kernels import x64
@@ -285,13 +279,13 @@ def _evaluate(target, x: np.ndarray) -> np.ndarray:
         return np.asarray(jax.jit(target)(jnp.asarray(x, jnp.float64)), np.float64)
 
 
-def _power_exact(target, d: int) -> np.ndarray:
-    coef = walsh_hadamard(_evaluate(target, all_cube_points(d)))
+def walsh_power_exact(target, d: int) -> np.ndarray:
+    coef = walsh_hadamard(evaluate_target(target, all_cube_points(d)))
     deg = np.array([bin(s).count("1") for s in range(1 << d)])
     return np.bincount(deg, weights=np.sum(coef**2, axis=1), minlength=d + 1)
 
 
-def _power_monte_carlo(target, d: int, key, n: int, batches: int) -> tuple[np.ndarray, np.ndarray]:
+def walsh_power_monte_carlo(target, d: int, key, n: int, batches: int) -> tuple[np.ndarray, np.ndarray]:
     """U-statistic ``P_l = E_{x, x' indep}[f(x) . f(x') K_l(h(x, x'))]`` per batch; mean and s.e."""
     import jax
 
@@ -302,7 +296,7 @@ def _power_monte_carlo(target, d: int, key, n: int, batches: int) -> tuple[np.nd
     est = []
     for kb in jax.random.split(key, batches):
         x = np.asarray(sample_inputs(kb, m, d, "cube"), np.float64)
-        y = _evaluate(target, x)
+        y = evaluate_target(target, x)
         A = np.zeros(d + 1)
         for i0 in range(0, m, 1024):
             h = np.rint((d - x[i0:i0 + 1024] @ x.T) / 2).astype(int)
@@ -337,192 +331,16 @@ def target_power(target, *, key=None, n: int = 32768, batches: int = 8) -> tuple
         p = paper_power(target)
         return p, np.zeros_like(p)
     if d <= EXACT_MAX_D:
-        p = _power_exact(target, d)
+        p = walsh_power_exact(target, d)
         return p, np.zeros_like(p)
     batches = check_int("batches", batches, lo=2)
     n = check_int("n", n, lo=4 * batches)
     if key is None:
         raise ValueError(f"key (a jax PRNG key) is required for a Monte Carlo Walsh profile (d = {d} > {EXACT_MAX_D})")
-    return _power_monte_carlo(target, d, key, n, batches)
-
-
-# ----------------------------------------------------------------------------- the learning curve
-
-
-def _check_power(spectrum: Spectrum, power) -> np.ndarray:
-    if not isinstance(spectrum, Spectrum):
-        raise ValueError(f"spectrum must be an rbk.theory.Spectrum (kernel_spectrum(...)), got {type(spectrum).__name__}")
-    p = check_array("power", power, ndim=1).astype(np.float64)
-    if p.shape != (spectrum.d + 1,):
-        raise ValueError(f"power must have d + 1 = {spectrum.d + 1} entries (one per Walsh degree), got {p.shape}")
-    if np.any(p < 0):
-        raise ValueError("power must be >= 0 (squared Walsh coefficients)")
-    return p
-
-
-def _check_n(n) -> np.ndarray:
-    a = check_array("n", n).astype(np.float64)
-    if a.size == 0 or np.any(a < 1):
-        raise ValueError(f"n (training samples) must be >= 1, got {np.min(a) if a.size else 'nothing'}")
-    return a
-
-
-def _check_ridge(ridge) -> np.ndarray:
-    a = check_array("ridge", ridge).astype(np.float64)
-    if a.size == 0 or np.any(a < 0):
-        raise ValueError(f"ridge (relative ridge) must be >= 0, got {np.min(a) if a.size else 'nothing'}")
-    return a
-
-
-def _solve_kappa(lam: np.ndarray, mult: np.ndarray, n: np.ndarray, delta: np.ndarray) -> np.ndarray:
-    """``kappa`` with ``sum_l mult_l lam_l / (lam_l + kappa) + delta / kappa = n``, elementwise over
-    ``n, delta`` (same shape); 0 where ridgeless and ``n >= rank``.
-
-    Newton's method on ``h(kappa) = delta + kappa sum_l mult_l lam_l / (lam_l + kappa) - n kappa``
-    (the equation times ``kappa``), which is concave with ``h(0) = delta >= 0``: started right
-    of the root at the upper bound ``(tr + delta) / n`` it decreases monotonically to the root.
-    """
-    pos = lam > 0
-    lam, mult = lam[pos], mult[pos]
-    rank, tr = float(mult.sum()), float(np.sum(mult * lam))
-    interp = (delta == 0) & (n >= rank)
-    kap = (tr + delta) / n
-    for _ in range(_MAX_STEPS):
-        r = lam / (lam + kap[..., None])
-        h = delta + kap * np.sum(mult * r, axis=-1) - n * kap
-        dh = np.sum(mult * r * r, axis=-1) - n  # < 0 right of the root
-        new = np.where((dh < 0) & (h < 0) & ~interp, kap - h / np.where(dh < 0, dh, -1.0), kap)
-        done = new >= kap * (1.0 - 1e-14)
-        kap = np.minimum(new, kap)
-        if np.all(done):
-            break
-    return np.where(interp, 0.0, kap)
-
-
-def predict(spectrum: Spectrum, power, n, ridge, *, noise_var: float = 0.0) -> dict:
-    """The eigenlearning estimate of kernel ridge regression's test error (module doc).
-
-    Args:
-      spectrum: the kernel's :class:`Spectrum`.
-      power: ``(d + 1,)`` target power per Walsh degree, summed over outputs (:func:`target_power`).
-      n: training-set size(s), ``>= 1`` (real values allowed).
-      ridge: relative ridge(s) ``>= 0``, rbk's convention (absolute ``ridge * spectrum.scale``);
-        broadcast against ``n``.
-      noise_var: label-noise variance on the training labels, summed over the outputs
-        (``k * noise**2`` for :func:`rbk.data.make_dataset`'s ``noise``); test labels clean.
-
-    Returns:
-      dict of arrays of the broadcast shape: ``test_error``, ``kappa`` (absolute), ``e0``
-      (``N / (N - sum L^2)``), ``bias`` (``sum (1 - L)^2 P``), and ``learnability`` (shape
-      ``+ (d + 1,)``, per degree).
-    """
-    p = _check_power(spectrum, power)
-    n_, r_ = np.broadcast_arrays(_check_n(n), _check_ridge(ridge))
-    noise_var = check_real("noise_var", noise_var, lo=0.0)
-    lam, mult = spectrum.eigenvalues, spectrum.multiplicities
-    delta = r_ * spectrum.scale
-    kap = _solve_kappa(lam, mult, n_.ravel(), delta.ravel()).reshape(n_.shape)[..., None]
-    zero = kap == 0
-    safe = np.where(zero, 1.0, kap)
-    L = np.where(zero, (lam > 0).astype(float), lam / (lam + safe))
-    one_minus = np.where(zero, (lam <= 0).astype(float), safe / (lam + safe))
-    rest = np.where(zero[..., 0], n_ - np.sum(mult * L, axis=-1), delta / safe[..., 0]) + np.sum(mult * L * one_minus, -1)
-    with np.errstate(divide="ignore"):
-        e0 = np.where(rest > 0, n_ / np.where(rest > 0, rest, 1.0), np.inf)
-    bias = np.sum(one_minus**2 * p, axis=-1)
-    with np.errstate(invalid="ignore"):  # ridgeless at N = rank: the estimate diverges (inf)
-        err = np.where(np.isinf(e0), np.inf, e0 * bias + noise_var * (e0 - 1.0))
-    return {"test_error": err, "kappa": kap[..., 0], "e0": e0, "bias": bias, "learnability": L}
-
-
-def grid_curve(spectrum: Spectrum, power, ns, ridges: Sequence[float], *, noise_var: float = 0.0) -> dict:
-    """Best predicted test error over a grid of relative ridges, at each ``N`` of ``ns``.
-
-    What a learner that picks its ridge from ``ridges`` on a (large) validation split gets.
-    Returns ``{"n", "test_error", "ridge", "errors"}`` (``errors``: ``(len(ns), len(ridges))``).
-    """
-    ns = _check_n(np.atleast_1d(ns))
-    r = _check_ridge(np.atleast_1d(ridges))
-    errs = predict(spectrum, power, ns[:, None], r[None, :], noise_var=noise_var)["test_error"]
-    best = np.argmin(errs, axis=1)
-    return {"n": ns, "test_error": errs[np.arange(ns.size), best], "ridge": r[best], "errors": errs}
-
-
-def optimal_curve(spectrum: Spectrum, power, ns, *, noise_var: float = 0.0) -> dict:
-    """Predicted test error at the best relative ridge in ``{0} U OPTIMAL_RIDGE_RANGE``, at each ``N``.
-
-    A log grid (4 per decade) followed by golden-section refinement in ``log ridge`` around the
-    best grid point (to ~1e-6 in ``log ridge``). Returns ``{"n", "test_error", "ridge"}``.
-    """
-    ns = _check_n(np.atleast_1d(ns))
-    lo, hi = (math.log10(v) for v in OPTIMAL_RIDGE_RANGE)
-    grid = np.concatenate([[0.0], np.logspace(lo, hi, int(round(4 * (hi - lo))) + 1)])
-    errs = predict(spectrum, power, ns[:, None], grid[None, :], noise_var=noise_var)["test_error"]
-    j = np.argmin(errs, axis=1)
-    best_e, best_r = errs[np.arange(ns.size), j], grid[j]
-    # golden section on log10 ridge in [grid[j-1], grid[j+1]] (grid[0] = 0 stands for 10^lo - 0.25)
-    step = 0.25
-    c = np.log10(np.where(best_r > 0, best_r, 10.0**lo))
-    a, b = c - step, c + step
-    g = (math.sqrt(5) - 1) / 2
-
-    def f(t):
-        return predict(spectrum, power, ns, 10.0**t, noise_var=noise_var)["test_error"]
-
-    x1, x2 = b - g * (b - a), a + g * (b - a)
-    f1, f2 = f(x1), f(x2)
-    for _ in range(40):  # keep the bracket [a, b] around the minimum; reuse one inner point
-        left = f1 < f2  # minimum in [a, x2]
-        a, b = np.where(left, a, x1), np.where(left, x2, b)
-        keep_x, keep_f = np.where(left, x1, x2), np.where(left, f1, f2)
-        new_x = np.where(left, b - g * (b - a), a + g * (b - a))
-        new_f = f(new_x)
-        x1, f1 = np.where(left, new_x, keep_x), np.where(left, new_f, keep_f)
-        x2, f2 = np.where(left, keep_x, new_x), np.where(left, keep_f, new_f)
-    t = np.where(f1 < f2, x1, x2)
-    ft = np.minimum(f1, f2)
-    better = ft < best_e
-    return {"n": ns, "test_error": np.where(better, ft, best_e), "ridge": np.where(better, 10.0**t, best_r)}
-
-
-def n_star(curve: Callable[[np.ndarray], np.ndarray], threshold: float, *, n_max: float = N_MAX) -> float | None:
-    """First ``N`` in ``[1, n_max]`` where ``curve(N)`` gets below ``threshold`` (``None``: never).
-
-    ``curve`` maps an array of ``N`` to test errors (e.g. ``lambda n: grid_curve(s, p, n,
-    ridges)['test_error']``, vectorised). A log grid of 32 points per decade locates the first
-    crossing from above; four rounds of 64 points in ``log N`` refine it to ~1e-9 relative.
-    Already below at ``N = 1``: 1.0.
-    """
-    threshold = check_real("threshold", threshold, lo=0.0, lo_open=True)
-    n_max = check_real("n_max", n_max, lo=1.0, lo_open=True)
-    top = math.log10(n_max)
-    ns = np.logspace(0.0, top, max(2, int(math.ceil(32 * top))) + 1)
-    below = np.asarray(curve(ns)) < threshold
-    if not below.any():
-        return None
-    j = int(np.argmax(below))
-    if j == 0:
-        return 1.0
-    a, b = math.log(ns[j - 1]), math.log(ns[j])
-    for _ in range(4):  # 4 rounds of 64 points: the bracket shrinks 64^4-fold (~1e-9 relative in N)
-        t = np.linspace(a, b, 65)
-        below = np.asarray(curve(np.exp(t[1:-1]))) < threshold
-        i = int(np.argmax(below)) + 1 if below.any() else 64  # first point below (b if none inside)
-        a, b = t[i - 1], t[i]
-    return float(math.exp(b))
+    return walsh_power_monte_carlo(target, d, key, n, batches)
 
 
 # ----------------------------------------------------------------------------- experiment summaries
-
-
-def curve_grid(ns: Sequence[int], n_max: float = 1e7, per_decade: int = 4) -> list[int]:
-    """The sweep's ``ns`` plus a log grid (``per_decade`` points per decade, integers) from
-    the smallest of them up to ``n_max``."""
-    lo = min(ns)
-    top = math.log10(n_max)
-    start = math.floor(per_decade * math.log10(lo)) / per_decade
-    grid = {int(round(10.0**e)) for e in np.arange(start, top + 1e-9, 1.0 / per_decade)}
-    return sorted({int(n) for n in ns} | {g for g in grid if lo <= g <= n_max})
 
 
 def predict_learners(
