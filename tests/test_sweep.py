@@ -394,7 +394,7 @@ def test_diverging_members_are_recorded_and_data_are_paired(tmp_path, monkeypatc
     assert all(r["compile_s"] > 0 and r["call_wall_s"] >= r["run_s"] for r in net)
     sel = [r for r in stats.select(rows) if r["kind"] == "net"]
     assert all(r["lr"] == 0.05 and math.isfinite(r["test_error"]) for r in sel)
-    summary = stats.summarize_exp1(rows)
+    summary = concept_class.summarize_exp1(rows)
     assert {r["learner"] for r in summary["rows"]} == {"2nn", "nngp-2nn", "rf-2nn"}
     # every learner drew the same data for a seed
     by_seed = {}
