@@ -51,6 +51,7 @@ from rbk.experiments.hierarchy.study import (  # noqa: F401
     ACTIVATIONS, EXPERIMENT, FIRSTS, LEARNERS, OWN_FIELDS, READOUTS, Cell, Exp4Spec, Learner, make_spec,
 )  # fmt: skip
 from rbk.experiments.hierarchy.summary import format_table, summarize  # noqa: F401
+from rbk._args import Option, add_options, integer, option_values
 from rbk.experiments.common import entry_points
 
 PROFILES = {
@@ -91,32 +92,32 @@ PROFILES = {
 # --------------------------------------------------------------------------------------------
 
 
-def add_arguments(parser) -> None:
-    """Experiment 4's own options (each overrides the profile's value)."""
-    from rbk._args import integer as _int, list_of as _list_of
+#: Experiment 4's own options, declared once (each overrides the profile's value; ``make_spec`` checks them).
+OPTIONS = (
+    Option("d", "--d", "input dimension, >= 1", integer),
+    Option("widths", "--widths", "target level widths k_l (L >= 2)", integer, many=True, what="integers"),
+    Option("alphas", "--alphas", "level weights, one per level (strictly decreasing in the paper's regime)", float,
+           many=True, what="numbers"),
+    Option("readout", "--readout", "the target's output map", choices=READOUTS),
+    Option("learners", "--learners", f"among {list(LEARNERS)}", str, many=True, what="names"),
+    Option("ns", "--n", "training-set sizes N", integer, many=True, what="integers"),
+    Option("width", "--width", "the deep network's width per level", integer),
+    Option("epochs", "--epochs", "total epochs, a multiple of the number of levels", integer),
+    Option("lrs", "--lr", "learning-rate grid", float, many=True, what="numbers"),
+    Option("ridges", "--ridges", "relative ridges of the kernels", float, many=True, what="numbers"),
+    Option("kernel_max_n", "--kernel-max-n", "largest N of the exact kernels", integer),
+)  # fmt: skip
 
-    g = parser.add_argument_group("the hierarchy and its learners")
-    g.add_argument("--d", type=_int, help="input dimension, >= 1")
-    g.add_argument("--widths", type=_list_of(_int, "integers"), nargs="+", help="target level widths k_l (L >= 2)")
-    g.add_argument("--alphas", type=_list_of(float, "numbers"), nargs="+",
-                   help="level weights, one per level (strictly decreasing in the paper's regime)")
-    g.add_argument("--readout", choices=READOUTS, help="the target's output map")
-    g.add_argument("--learners", type=_list_of(str, "names"), nargs="+", help=f"among {list(LEARNERS)}")
-    g.add_argument("--n", type=_list_of(_int, "integers"), nargs="+", help="training-set sizes N")
-    g.add_argument("--width", type=_int, help="the deep network's width per level")
-    g.add_argument("--epochs", type=_int, help="total epochs, a multiple of the number of levels")
-    g.add_argument("--lr", type=_list_of(float, "numbers"), nargs="+", help="learning-rate grid")
-    g.add_argument("--ridges", type=_list_of(float, "numbers"), nargs="+", help="relative ridges of the kernels")
-    g.add_argument("--kernel-max-n", type=_int, help="largest N of the exact kernels")
+
+def add_arguments(parser) -> None:
+    """Experiment 4's own options (:data:`OPTIONS`)."""
+    add_options(parser.add_argument_group("the hierarchy and its learners"), OPTIONS)
 
 
 def overrides(args) -> dict:
-    from rbk._args import flat as _flat
-
-    return dict(d=args.d, widths=_flat(args.widths), alphas=_flat(args.alphas), readout=args.readout,
-                learners=_flat(args.learners), ns=_flat(args.n), width=args.width, epochs=args.epochs,
-                lrs=_flat(args.lr), ridges=_flat(args.ridges), kernel_max_n=args.kernel_max_n,
-                matmul_precision=args.matmul_precision)  # fmt: skip
+    """``make_spec`` keywords of the parsed options (``None``: not given), the command's
+    ``--matmul-precision`` included."""
+    return dict(option_values(args, OPTIONS), matmul_precision=args.matmul_precision)
 
 
 #: ``spec(profile, **overrides)``: the study of a profile; ``run(out_dir, profile, ...)``: run it, summarise it.
