@@ -136,20 +136,22 @@ _TRAIN = textwrap.dedent(
 CALLS = [[[0, 1, 2], [0.05, 0.02]], [[0, 1, 2, 3, 4, 5, 6], [0.05]], [[0, 1], [0.05]], [[0], [0.05]]]
 
 
-def _child_train(arg, env):
-    r = subprocess.run([sys.executable, "-c", _TRAIN, arg, json.dumps(CALLS)], capture_output=True, text=True,
-                       env=env, timeout=600)  # fmt: skip
-    assert r.returncode == 0, r.stderr[-3000:]
-    return json.loads(r.stdout.strip().splitlines()[-1])
+def _children_train(*runs):
+    """``_TRAIN`` in one subprocess per ``(arg, env)``, all started at once (they are independent)."""
+    procs = [subprocess.Popen([sys.executable, "-c", _TRAIN, arg, json.dumps(CALLS)], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, env=env) for arg, env in runs]  # fmt: skip
+    outs = [p.communicate(timeout=600) for p in procs]
+    for p, (_, err) in zip(procs, outs):
+        assert p.returncode == 0, err[-3000:]
+    return [json.loads(out.strip().splitlines()[-1]) for out, _ in outs]
 
 
 def test_cpu_device_splits_give_each_member_the_same_bits():
     base = dict(os.environ, JAX_PLATFORMS="cpu")
     base.pop("XLA_FLAGS", None)
     base.pop("JAX_NUM_CPU_DEVICES", None)
-    one = _child_train("-", base)
-    four = _child_train("-", dict(base, XLA_FLAGS="--xla_force_host_platform_device_count=4"))
-    two = _child_train("2", base)  # configure_cpu_devices, as the rbk command does
+    one, four, two = _children_train(("-", base), ("-", dict(base, XLA_FLAGS="--xla_force_host_platform_device_count=4")),
+                                     ("2", base))  # "2": configure_cpu_devices, as the rbk command does
     assert (one["devices"], four["devices"], two["devices"]) == (1, 4, 2)
     # 6 members on 4 devices: 3 devices, 2 each; 7 on 4: padded to 8; 2 on 2: one each; 1: one device
     for name in ("3x2", "7x1", "2x1", "1x1"):
