@@ -167,16 +167,23 @@ def test_odd_width_is_fine_with_gaussian_init():
 
 
 def test_giant_step_matches_peer_small():
-    """2 seeds at n = d^1.3. Per-seed spread of rbk's error there ~0.017 (10 seeds: 0.329..0.395), so
-    a 2-seed mean has a standard error ~0.012; the peer's mean carries ~0.01 more (its 10 draws, one
-    initialisation): 0.045 is about 3 combined standard errors."""
+    """2 seeds at n = d^1.3 against the peer's predictor with the training labels' linear part
+    (``honest_mean``, what rbk computes). rbk's per-seed errors there spread by ~0.02 (10 seeds:
+    0.329..0.395), so a 2-seed mean has a standard error ~0.014; the peer's 3-run mean carries
+    ~0.005 more: 0.045 is about 3 combined standard errors."""
     got = _giant_errors(NS[0], [0, 1])
-    assert abs(got.mean() - _peer_mean(NS[0])) < 0.045, (got, _peer_mean(NS[0]))
+    assert abs(got.mean() - _peer_mean(NS[0], "honest_mean")) < 0.045, (got, _peer_mean(NS[0], "honest_mean"))
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("n", NS)
 def test_giant_step_matches_peer(n):
-    """10 seeds at each n, within 0.015 of the peer's mean test error rerun at the same size."""
+    """10 seeds at each n against the peer rerun at the same size (3 runs of its notebook).
+
+    Like for like (the peer's network with the mean and linear part from the training labels, as
+    rbk's ``two_stage``): within 0.015. Against the notebook's logged error, whose test predictor
+    takes the linear part from the test labels themselves (that moved the peer's own error by up to
+    0.03, e.g. 0.371 against 0.341): within 0.025."""
     got = _giant_errors(n, range(10))
-    assert abs(got.mean() - _peer_mean(n)) < 0.015, (got.tolist(), _peer_mean(n))
+    assert abs(got.mean() - _peer_mean(n, "honest_mean")) < 0.015, (got.tolist(), _peer_mean(n, "honest_mean"))
+    assert abs(got.mean() - _peer_mean(n, "mean")) < 0.025, (got.tolist(), _peer_mean(n, "mean"))

@@ -154,9 +154,11 @@ def giant_step(width: int = 512, eta_mult: float = 10.0, ridge: float = 1.0) -> 
     (``split=None``); labels less their empirical mean and linear part (``'mean_linear'``); one
     absolute ridge ``lambda = ridge`` (their 1) on the features scaled by ``1/sqrt(p)``. Their
     student activation is relu, as rbk's. Not reproduced: they fix the initialisation and the
-    teacher across seeds and take the linear part of the test predictor from the test labels
-    themselves; here each key draws its own initialisation and the linear part comes from the
-    training labels.
+    teacher across seeds and take the mean and linear part of the test predictor from the test
+    labels themselves; here each key draws its own initialisation and the linear part comes from
+    the training labels, as in their training. Rerun from their code at ``d = 128``, ``p = 256``
+    (10 seeds, 3 runs) the two agree within 0.015 at ``n = d^1.3, d^1.65, d^2``
+    (tests/test_giant_step.py).
     """
     return two_stage_config(width, (eta_mult,), split=None, preprocess="mean_linear", init_scale=1.0,
                             bias_std=0.0, ridges=(ridge,), init="gaussian", keep_init=True, eta_rule="sqrt_np",
