@@ -371,12 +371,12 @@ def multi_index(
       U: ``(r, d)`` with orthonormal rows (``|U U^T - I| <= 1e-5``), ``1 <= r <= d``.
       terms: mapping (or pairs) multi-index ``a`` (a tuple of ``r`` integers ``>= 0``) -> ``c_a``.
         The degree ``p = max |a|`` must be ``>= 1``.
-      normalize: rescale the coefficients so that ``E[f*^2] = sum c_a^2 = 1`` (default). Without
-        it, ``sum c_a^2`` must already be 1 (to 1e-9).
+      normalize: rescale the coefficients so that ``E[f*^2] = sum c_a^2 = 1`` (default);
+        ``False``: the coefficients as given, ``E[f*^2] = sum c_a^2`` (``info['second_moment']``).
       allow_degenerate: accept ``rank E[grad^2 g] < r`` (the paper assumes rank ``r``).
 
     ``info`` records ``U``, the coefficients, ``degree_energy`` (``[E_0, ..., E_p]``, summing to
-    1), ``hessian_g`` and its ``hessian_rank``; ``threshold = E_p``. Parts: ``g`` (on ``z``),
+    ``E[f*^2]``, 1 when normalised), ``hessian_g`` and its ``hessian_rank``; ``threshold = E_p``. Parts: ``g`` (on ``z``),
     ``project`` (``x -> U x``), ``below_p`` (``f*`` without its degree-``p`` part) and ``degree_l``
     for each degree ``l`` present.
     """
@@ -400,8 +400,6 @@ def multi_index(
     total = sum(c * c for c in terms.values())
     if normalize:
         terms = {a: c / math.sqrt(total) for a, c in terms.items()}
-    elif abs(total - 1.0) > 1e-9:
-        raise ValueError(f"with normalize=False the squared coefficients must sum to 1, got {total}")
     hess = expected_hessian_g(terms, r)
     eig = np.abs(np.linalg.eigvalsh(hess))
     rank = int(np.sum(eig > RANK_TOL * max(float(eig.max()), 1e-300))) if eig.max() > 0 else 0
@@ -442,7 +440,7 @@ def multi_index(
         "p": p,
         "terms": [[list(a), terms[a]] for a in alphas],
         "degree_energy": energy,
-        "second_moment": 1.0,
+        "second_moment": 1.0 if normalize else float(total),
         "hessian_g": hess.tolist(),
         "hessian_rank": rank,
         "U": U.tolist(),

@@ -111,7 +111,6 @@ def test_with_head_keeps_the_subspace():
         (lambda: targets.multi_index(np.eye(2, 4), {(2,): 1.0}), "tuples of 2"),
         (lambda: targets.multi_index(np.eye(1, 4), {(-1,): 1.0}), "tuples of 1"),
         (lambda: targets.multi_index(np.eye(1, 4), {}), "at least one non-zero"),
-        (lambda: targets.multi_index(np.eye(1, 4), {(2,): 0.5}, normalize=False), "sum to 1"),
         (lambda: targets.single_index(KEY, 8, p=2), "p must be an integer"),
         (lambda: targets.single_index(KEY, 8, p=4, a=0.0), "a and b must both be > 0"),
         (lambda: targets.sum_of_products(KEY, 3, r=4), "r must be an integer in"),

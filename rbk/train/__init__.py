@@ -41,8 +41,8 @@ from rbk.train.recipe import MATMUL_PRECISIONS, SPLITS, TrainConfig, TrainResult
 from rbk.train.devices import CPU_MEMBER_GROUP, configure_cpu_devices, devices_used, member_group
 from rbk.train.sgd import batch_loss, error, fit, optimizer, prepare, progress_sinks, total_flops, train
 from rbk.train.regimes import REGIMES, regime_config
-from rbk.train.twostage import (PREPROCESS, TwoStageConfig, first_step, fit_readout, linear_part, symmetric_init,
-                                two_stage, two_stage_config)
+from rbk.train.twostage import (ETA_RULES, INITS, PREPROCESS, RIDGE_KINDS, TwoStageConfig, first_step, fit_readout,
+                                gaussian_init, giant_step, linear_part, symmetric_init, two_stage, two_stage_config)
 
 __all__ = [
     "MATMUL_PRECISIONS",
@@ -70,6 +70,11 @@ __all__ = [
     "fit_readout",
     "linear_part",
     "symmetric_init",
+    "gaussian_init",
+    "giant_step",
+    "INITS",
+    "ETA_RULES",
+    "RIDGE_KINDS",
     "two_stage",
     "two_stage_config",
 ]
