@@ -7,7 +7,9 @@ Kept apart from :mod:`rbk.cli` so that :mod:`rbk.experiments` never imports the 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
+from typing import Callable
 
 
 def list_of(conv, what: str):
@@ -55,3 +57,37 @@ def flat(v):
     if v is None:
         return None
     return [x for part in v for x in part]
+
+
+@dataclasses.dataclass(frozen=True)
+class Option:
+    """A study's command-line option, declared once: the ``make_spec`` keyword ``field`` it sets,
+    its ``flag`` and ``help``, the conversion ``conv`` of a value and, for ``many``, a list (spaces
+    or commas; ``what`` names the values in errors) or ``choices``. :func:`add_options` makes the
+    options of a declaration, :func:`option_values` reads the parsed ones back as keywords."""
+
+    field: str
+    flag: str
+    help: str
+    conv: Callable = str
+    many: bool = False
+    what: str = "values"
+    choices: tuple | None = None
+
+
+def add_options(group, options) -> None:
+    """Add every :class:`Option` of ``options`` to the argparse ``group`` (the value lands in ``field``)."""
+    for o in options:
+        metavar = o.flag.lstrip("-").replace("-", "_").upper()  # as argparse names the flag
+        if o.many:
+            group.add_argument(o.flag, dest=o.field, type=list_of(o.conv, o.what), nargs="+", metavar=metavar,
+                               help=o.help)
+        elif o.choices is not None:
+            group.add_argument(o.flag, dest=o.field, choices=o.choices, help=o.help)
+        else:
+            group.add_argument(o.flag, dest=o.field, type=o.conv, metavar=metavar, help=o.help)
+
+
+def option_values(args: argparse.Namespace, options) -> dict:
+    """The ``make_spec`` keywords of the parsed ``options`` (``None``: not given; lists flattened)."""
+    return {o.field: flat(getattr(args, o.field)) if o.many else getattr(args, o.field) for o in options}

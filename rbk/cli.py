@@ -1,14 +1,6 @@
-"""The ``rbk`` command: one subcommand per experiment of :mod:`rbk.experiments`, and ``rbk plot``.
-
-::
-
-    rbk exp1 --profile quick --out results/exp1-quick          # Experiment 1 (test error vs N)
-    rbk exp1 --profile paper --dry-run                          # the plan, calls, memory, FLOPs
-    rbk exp2 --profile quick --out results/exp2-quick          # Experiment 2 (alpha-beta diagram)
-    rbk exp3 --profile quick --out results/exp3-quick          # Experiment 3 (n*(d), multi-index)
-    rbk exp3b --profile quick --out results/exp3b-quick        # Experiment 3b (transfer)
-    rbk exp4 --profile quick --out results/exp4-quick          # Experiment 4 (deep hierarchies)
-    rbk plot --out results/exp1-quick                           # summary + figures again
+"""The ``rbk`` command: one subcommand per experiment of the registry :mod:`rbk.experiments`
+(``rbk <experiment> --profile quick --out DIR``; ``--dry-run`` prints the plan, calls, memory and
+FLOPs), and ``rbk plot --out DIR`` (summary and figures again).
 
 A profile sets every value; any option given overrides it. Lists take spaces or commas
 (``--n 1000 3000`` or ``--n 1000,3000``). Every value is checked before anything is
@@ -16,12 +8,12 @@ computed; a bad one exits with status 2 and a message naming the option and its 
 Results land in ``--out`` (see :mod:`rbk.sweep`); a re-run of the same command resumes,
 another config in the same directory is refused, except a superset that only adds values to
 ``--n`` or ``--seeds`` (it extends the sweep: finished cells are kept, only the new ones run).
-Without ``--out`` a profile's own config goes to ``results/<exp>-<profile>`` and any other config
-to ``results/<exp>-<profile>-<hash8>`` (the first 8 digits of its config hash), so a custom run
-never takes the profile's directory. A run that cannot fit in memory is refused up front with
-the estimate and the option that fixes it; Ctrl-C stops with status 130 and a re-run resumes.
-Progress goes to stderr; the summary table (learner x N: mean test error and 95% CI, with the
-threshold) to stdout.
+Without ``--out`` a profile's own config goes to ``results/<experiment>-<profile>`` and any other
+config to ``results/<experiment>-<profile>-<hash8>`` (the first 8 digits of its config hash), so a
+custom run never takes the profile's directory. A run that cannot fit in memory is refused up
+front with the estimate and the option that fixes it; Ctrl-C stops with status 130 and a re-run
+resumes. Progress goes to stderr; the summary table (learner x N: mean test error and 95% CI, with
+the threshold) to stdout.
 """
 
 from __future__ import annotations
@@ -33,9 +25,7 @@ from pathlib import Path
 
 
 from rbk._args import directory as _dir
-from rbk._args import flat as _flat
 from rbk._args import integer as _int
-from rbk._args import list_of as _list_of
 
 
 def _add_common_arguments(p: argparse.ArgumentParser, experiment: str) -> None:
@@ -68,48 +58,23 @@ def _add_common_arguments(p: argparse.ArgumentParser, experiment: str) -> None:
                    help="float32 matrix-product precision of the network training: highest (alias float32; the "
                         "default: full float32 on every platform), high (tensorfloat32) or default (bfloat16): TF32 "
                         "on NVIDIA GPUs, bfloat16 passes on TPUs, no change on a CPU (docs/devices.md)")
-    if hasattr(mod, "add_arguments"):
-        mod.add_arguments(p)
-    else:
-        _add_sweep_arguments(p, r, experiment)
+    mod.add_arguments(p)
+    if hasattr(mod, "add_resource_arguments"):
+        mod.add_resource_arguments(r)
 
 
-def _add_sweep_arguments(p: argparse.ArgumentParser, r, experiment: str) -> None:
-    """The options of the concept-class sweeps (exp1, exp2: :class:`rbk.sweep.SweepSpec`)."""
-    from rbk.sweep import LEARNERS
+def _epilog() -> str:
+    """Example commands, one per registered experiment, and ``rbk plot``."""
+    from rbk.experiments import EXPERIMENTS, module
 
-
-    t = p.add_argument_group("target: beta*F(x) + alpha*G(F(x)) on the Boolean cube {-1,1}^d")
-    t.add_argument("--d", type=_int, help="input dimension, an even integer >= 2 (paper: 30)")
-    t.add_argument("--k", type=_int, help="outputs = degree-2 parities of F, 1 <= k <= d/2 (paper: 15)")
-    t.add_argument("--g-degree", type=_int, help="degree of the parity G, 1 <= g <= k (paper: 4)")
-    if experiment == "exp1":
-        t.add_argument("--alpha", type=float, help="weight of G(F), in (0, 1) (paper: 0.3; threshold k*alpha^2)")
-        t.add_argument("--beta", type=float, help="weight of F, > 0 (default 1)")
-    else:
-        t.add_argument("--alpha", type=_list_of(float, "numbers in (0, 1)"), nargs="+",
-                       help="list of alpha values, each in (0, 1)")
-        t.add_argument("--beta", type=_list_of(float, "numbers > 0"), nargs="+", help="list of beta values, each > 0")
-
-    s = p.add_argument_group("grid")
-    s.add_argument("--learners", type=_list_of(str, "learner names"), nargs="+",
-                   help=f"learners among {', '.join(LEARNERS)}")
-    s.add_argument("--n", type=_list_of(_int, "integers >= 50"), nargs="+",
-                   help="training-set sizes, each >= the batch size 50")
-    s.add_argument("--width", type=_list_of(_int, "integers >= 1"), nargs="+", help="network width(s)")
-    s.add_argument("--epochs", type=_int, help="training epochs (lr/10 at the profile's fraction of them, unless --decay-epoch)")
-    s.add_argument("--decay-epoch", type=_int, help="epoch of the lr/10 step, in [0, epochs]")
-    s.add_argument("--lr", type=_list_of(float, "numbers > 0"), nargs="+", help="learning rates, each > 0")
-    s.add_argument("--wd", type=_list_of(float, "numbers >= 0"), nargs="+", help="weight decays, each >= 0")
-    s.add_argument("--ridges", type=_list_of(float, "numbers >= 0"), nargs="+",
-                   help="kernel ridges relative to mean(diag K), 1 to 5 values >= 0 (chosen on validation)")
-    s.add_argument("--n-val", type=_int, help="validation points (default max(1000, N/5))")
-    s.add_argument("--n-test", type=_int, help="test points (default 10000)")
-    s.add_argument("--kernel-max-n", type=_int, help="run exact kernels only for N up to this")
-
-    r.add_argument("--max-members-per-call", type=_int,
-                   help="split a network call into chunks of at most this many (seed, lr, wd) members "
-                        "(default: what fits in 40%% of the device's memory, by the estimate of --dry-run)")
+    lines = []
+    for name in EXPERIMENTS:
+        what = (module(name).__doc__ or name).strip().splitlines()[0]
+        lines.append(f"  rbk {name} --profile quick --out results/{name}-quick".ljust(58) + f"# {what}")
+    first = next(iter(EXPERIMENTS))
+    lines.append(f"  rbk {first} --profile paper --dry-run".ljust(58) + "# the plan, calls, memory, FLOPs")
+    lines.append(f"  rbk plot --out results/{first}-quick".ljust(58) + "# summary + figures again")
+    return "\n".join(lines) + "\n"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -117,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="rbk",
         description="ResNet beyond kernels: what networks learn with fewer samples than kernels.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog=__doc__.split("::", 1)[1].split("A profile", 1)[0],
+        epilog=_epilog(),
     )
     from rbk.experiments import EXPERIMENTS, module
 
@@ -148,19 +113,7 @@ def spec_from_args(args: argparse.Namespace, experiment: str):
     if args.cpu_devices is not None and args.cpu_devices < 1:
         raise ValueError(f"--cpu-devices (JAX devices the CPU is split into) must be an integer >= 1, got {args.cpu_devices}")
     mod = module(experiment)
-    if hasattr(mod, "overrides"):
-        return profile_spec(experiment, args.profile, seeds=seeds, **mod.overrides(args))
-    alphas, betas = args.alpha, args.beta
-    if experiment == "exp2":
-        alphas, betas = _flat(alphas), _flat(betas)
-    over = dict(
-        learners=_flat(args.learners), ns=_flat(args.n), seeds=seeds, alphas=alphas, betas=betas, d=args.d,
-        k=args.k, g_degree=args.g_degree, widths=_flat(args.width), epochs=args.epochs,
-        decay_epoch=args.decay_epoch, lrs=_flat(args.lr), wds=_flat(args.wd), ridges=_flat(args.ridges),
-        n_val=args.n_val, n_test=args.n_test, kernel_max_n=args.kernel_max_n,
-        max_members_per_call=args.max_members_per_call, matmul_precision=args.matmul_precision,
-    )  # fmt: skip
-    return profile_spec(experiment, args.profile, **over)
+    return profile_spec(experiment, args.profile, seeds=seeds, **mod.overrides(args))
 
 
 def default_out(spec, experiment: str, profile: str) -> Path:
@@ -219,54 +172,30 @@ def _run_experiment(parser, args, experiment: str, argv) -> int:
 
 def _dry_run(spec, out: Path, mem: int | None) -> int:
     """Print the plan (nothing computed or written); say when it will not fit in memory."""
-    import dataclasses
-
     import jax
 
     from rbk import sweep
+    from rbk.experiments import module
 
     dev_mem, source = (mem, "--device-memory-gb") if mem else sweep.device_memory_bytes()
     nd = jax.local_device_count()
-    if not isinstance(spec, sweep.SweepSpec):  # any other study: its own plan text
-        meta = sweep.load_meta_file(Path(out) / "meta.json")
-        if meta is not None:
-            try:
-                sweep.Store(out, spec, []).check_config(meta)
-            except sweep.ConfigMismatchError as e:
-                print(f"note: running this config there would be refused: {e}", file=sys.stderr)
-                meta = None
-        spec, _, _ = spec.resolve(meta, dev_mem)
-        cells = spec.plan()
-        done = sweep.Store(out, spec, cells).done() if meta is not None else set()
-        print(f"dry run: nothing is computed. Results would go to {out}")
-        print(spec.format_plan(cells, done=done))
-        for msg in spec.memory_problems([c for c in cells if c.id not in done], dev_mem, nd, sweep.driver.host_memory_bytes()):
-            print(f"WILL NOT FIT: {msg}")
-        return 0
-    mm = sweep.resolve_max_members(spec, dev_mem, nd)
-    spec = dataclasses.replace(spec, max_members_per_call=mm)
-    done = set()
+    host = sweep.driver.host_memory_bytes()
+    mod = module(spec.experiment)
+    if hasattr(mod, "dry_run"):  # the experiment's own dry run (chunking, extensions, estimates)
+        return mod.dry_run(spec, Path(out), dev_mem, source, nd, host)
     meta = sweep.load_meta_file(Path(out) / "meta.json")
     if meta is not None:
-        same = meta.get("config_hash") == spec.config_hash()
-        extend = None if same else sweep.extension_parts(meta, spec)
-        if same or extend is not None:
-            spec = dataclasses.replace(spec, parts=sweep.spec_from_meta(meta).parts if same else extend,
-                                       max_members_per_call=meta.get("resolved", {}).get("max_members_per_call", mm))
-            done = sweep.Store(out, spec, sweep.plan(spec)).done()
-            if extend is not None:
-                print(f"note: this extends the sweep in {out} (extra --n or --seeds values); its finished cells "
-                      "are kept", file=sys.stderr)
-        else:
-            try:
-                sweep.Store(out, spec, []).check_config(meta)
-            except sweep.ConfigMismatchError as e:
-                print(f"note: running this config there would be refused: {e}", file=sys.stderr)
-    cells = sweep.plan(spec)
+        try:
+            sweep.Store(out, spec, []).check_config(meta)
+        except sweep.ConfigMismatchError as e:
+            print(f"note: running this config there would be refused: {e}", file=sys.stderr)
+            meta = None
+    spec, _, _ = spec.resolve(meta, dev_mem)
+    cells = spec.plan()
+    done = sweep.Store(out, spec, cells).done() if meta is not None else set()
     print(f"dry run: nothing is computed. Results would go to {out}")
-    print(sweep.format_plan(spec, cells, memory_bytes=dev_mem, memory_source=source, n_devices=nd, done=done))
-    todo = [c for c in cells if c.id not in done]
-    for msg in sweep.memory_problems(spec, todo, dev_mem, nd, sweep.driver.host_memory_bytes()):
+    print(spec.format_plan(cells, done=done))
+    for msg in spec.memory_problems([c for c in cells if c.id not in done], dev_mem, nd, host):
         print(f"WILL NOT FIT: {msg}")
     return 0
 

@@ -1,4 +1,4 @@
-"""Statistics of the sweep's tidy results: selection, seed means, ``n_star``, separation.
+"""Statistics of the sweeps' tidy results: selection, seed means, ``n_star``, slopes, separation.
 
 Input is a list of *rows* (dicts), one per (learner, N, seed, hyper-parameter setting), with
 the columns of :data:`ROW_FIELDS` (``load_rows`` reads them back from ``results.csv`` or
@@ -49,10 +49,6 @@ Conventions (all of them deliberate choices, documented here once):
   them, the lowest mean *validation* error. The difference kernel minus network of the test
   errors is paired by seed (seeds present in both with finite errors); its mean and Student-t
   CI are reported; ``significant`` means the CI excludes 0 (false when the CI is undefined).
-* **Separation ratio** (:func:`separation_ratio`): ``n*(best kernel) / n*(3resnet)``, the
-  kernels' ``n*`` measured where their measured curve crosses the threshold, else predicted
-  from the spectrum (:mod:`rbk.theory`); the basis of the best kernel's ``n*`` is stated.
-
 Every summary is plain JSON: NaN / inf become ``null`` (``json.dumps(..., allow_nan=False)``
 works); use :func:`write_json`.
 
@@ -219,19 +215,19 @@ def _key(v):
     return v
 
 
-def _finite(x) -> bool:
+def is_finite(x) -> bool:
     return x is not None and isinstance(x, (int, float, np.integer, np.floating)) and math.isfinite(x)
 
 
-def _test_value(row) -> float:
+def test_value(row) -> float:
     """Selected test error; ``+inf`` if the row diverged or its error is not finite."""
-    if row.get("diverged") or not _finite(row.get("test_error")):
+    if row.get("diverged") or not is_finite(row.get("test_error")):
         return math.inf
     return float(row["test_error"])
 
 
-def _val_value(row) -> float:
-    if row.get("diverged") or not _finite(row.get("val_error")):
+def val_value(row) -> float:
+    if row.get("diverged") or not is_finite(row.get("val_error")):
         return math.inf
     return float(row["val_error"])
 
@@ -298,7 +294,7 @@ def learner_sort_key(learner: str, kind: str, arch: str):
     return (_kind_order(kind), _arch_order(arch), arch, learner)
 
 
-def _unique(rows, field):
+def unique_values(rows, field):
     vals = []
     for r in rows:
         v = _key(r.get(field))
@@ -307,14 +303,14 @@ def _unique(rows, field):
     return vals
 
 
-def _instance_from_rows(rows, fields=INSTANCE_FIELDS) -> dict:
+def instance_from_rows(rows, fields=INSTANCE_FIELDS) -> dict:
     inst = {}
     for f in fields:
-        vals = [v for v in _unique(rows, f) if v is not None]
+        vals = [v for v in unique_values(rows, f) if v is not None]
         if not vals:
             continue
         inst[f] = vals[0] if len(vals) == 1 else sorted(vals)
-    exps = [v for v in _unique(rows, "experiment") if v is not None]
+    exps = [v for v in unique_values(rows, "experiment") if v is not None]
     if len(exps) == 1:
         inst["experiment"] = exps[0]
     return inst
@@ -340,7 +336,7 @@ def select(rows, keys: tuple[str, ...] = SELECT_KEYS) -> list[dict]:
         groups.setdefault(tuple(_key(r.get(k)) for k in keys), []).append(r)
     out = []
     for members in groups.values():
-        ok = [r for r in members if not r["diverged"] and _finite(r["val_error"])]
+        ok = [r for r in members if not r["diverged"] and is_finite(r["val_error"])]
         if ok:
             best = min(ok, key=lambda r: r["val_error"])  # first minimum in input order
             sel = dict(best)
@@ -364,17 +360,17 @@ def select(rows, keys: tuple[str, ...] = SELECT_KEYS) -> list[dict]:
 # --------------------------------------------------------------------------------------------
 
 
-def _by(rows, *fields) -> dict[tuple, list[dict]]:
+def group_by(rows, *fields) -> dict[tuple, list[dict]]:
     out: dict[tuple, list[dict]] = {}
     for r in rows:
         out.setdefault(tuple(_key(r.get(f)) for f in fields), []).append(r)
     return out
 
 
-def _seed_stats(sel_rows, confidence) -> dict:
+def seed_stats(sel_rows, confidence) -> dict:
     """Mean / CI / counts of the selected test errors of one cell (one row per seed)."""
-    tests = np.array([_test_value(r) for r in sel_rows], dtype=float)
-    vals = np.array([_val_value(r) for r in sel_rows], dtype=float)
+    tests = np.array([test_value(r) for r in sel_rows], dtype=float)
+    vals = np.array([val_value(r) for r in sel_rows], dtype=float)
     fin = np.isfinite(tests)
     m, lo, hi = t_ci(tests[fin], confidence)
     return {
@@ -388,7 +384,7 @@ def _seed_stats(sel_rows, confidence) -> dict:
     }
 
 
-def _check_one_per_seed(groups: Mapping[tuple, list[dict]], what: str):
+def check_one_per_seed(groups: Mapping[tuple, list[dict]], what: str):
     for key, members in groups.items():
         seeds = [r["seed"] for r in members]
         if len(seeds) != len(set(seeds)):
@@ -437,7 +433,7 @@ def _log_error_matrix(sel_rows) -> tuple[np.ndarray, list, np.ndarray]:
     if len({(r["n"], r["seed"]) for r in sel_rows}) != len(sel_rows):
         raise ValueError("n_star needs one selected row per (n, seed) of a single learner")
     for r in sel_rows:
-        t = _test_value(r)
+        t = test_value(r)
         L[seeds.index(r["seed"]), ns.index(r["n"])] = math.inf if math.isinf(t) else math.log(max(t, _TINY))
     return np.asarray(ns, dtype=float), seeds, L
 
@@ -614,7 +610,7 @@ def _best(cells: Mapping[str, list[dict]]) -> str | None:
 
     def score(item):
         name, rs = item
-        vals = np.array([_val_value(r) for r in rs])
+        vals = np.array([val_value(r) for r in rs])
         fin = np.isfinite(vals)
         return (int((~fin).sum()), float(vals[fin].mean()) if fin.any() else math.inf)
 
@@ -631,15 +627,15 @@ def separation(sel_rows, confidence: float = 0.95) -> list[dict]:
     significant, pairs``. N without both a network and a kernel are skipped.
     """
     out = []
-    for (n,), rows_n in sorted(_by(sel_rows, "n").items()):
-        cells = _by(rows_n, "learner")
+    for (n,), rows_n in sorted(group_by(sel_rows, "n").items()):
+        cells = group_by(rows_n, "learner")
         nets = {lr: rs for (lr,), rs in cells.items() if rs[0]["kind"] in NETWORK_KINDS}
         kers = {lr: rs for (lr,), rs in cells.items() if rs[0]["kind"] in KERNEL_KINDS}
         bn, bk = _best(nets), _best(kers)
         if bn is None or bk is None:
             continue
-        tn = {r["seed"]: _test_value(r) for r in nets[bn]}
-        tk = {r["seed"]: _test_value(r) for r in kers[bk]}
+        tn = {r["seed"]: test_value(r) for r in nets[bn]}
+        tk = {r["seed"]: test_value(r) for r in kers[bk]}
         diffs = [tk[s] - tn[s] for s in sorted(set(tn) & set(tk)) if math.isfinite(tk[s]) and math.isfinite(tn[s])]
         m, lo, hi = t_ci(diffs, confidence)
         sig = bool(math.isfinite(lo) and math.isfinite(hi) and (lo > 0 or hi < 0))
@@ -655,198 +651,3 @@ def separation(sel_rows, confidence: float = 0.95) -> list[dict]:
             }
         )
     return out
-
-
-# --------------------------------------------------------------------------------------------
-# experiment summaries
-# --------------------------------------------------------------------------------------------
-
-
-def threshold_of(rows) -> float:
-    """The threshold of rows of one target: their ``threshold`` column (the target's
-    ``Target.threshold``, recorded in every row by the sweep), else ``k * alpha^2`` from rows with
-    one ``k`` and one ``alpha``."""
-    recorded = [v for v in _unique(rows, "threshold") if v is not None]
-    if recorded and all(_finite(r.get("threshold")) for r in rows):
-        if len(recorded) != 1:
-            raise ValueError(f"threshold needs rows of one target, got thresholds {recorded}; pass threshold=")
-        return float(recorded[0])
-    # rows without it (result files written before rows recorded the threshold): the concept
-    # class's k * alpha^2, the one family those files can hold
-    ks = [v for v in _unique(rows, "k") if v is not None]
-    alphas = [v for v in _unique(rows, "alpha") if v is not None]
-    if len(ks) != 1 or len(alphas) != 1:
-        raise ValueError(f"threshold needs rows with one k and one alpha, got k={ks}, alpha={alphas}; pass threshold=")
-    return float(ks[0]) * float(alphas[0]) ** 2
-
-
-def separation_ratio(nstar: Mapping[str, Mapping], kinds: Mapping[str, str], predicted: Mapping | None = None,
-                     network: str = "3resnet") -> dict:
-    """``n*(best kernel) / n*(network)`` with its basis (see :func:`summarize_exp1`).
-
-    Each kernel learner's ``n*`` is its measured estimate where the measured curve crosses the
-    threshold within the grid (basis ``"measured"``), else its predicted ``n_star`` from
-    ``predicted`` (basis ``"predicted"``); the best kernel has the smallest. ``value`` is null
-    (with a ``note``) when the network has no measured crossing or no kernel has an ``n*``;
-    ``lower_bound`` then bounds the ratio from below where the censoring allows it.
-    """
-    predicted = predicted or {}
-    out = {"value": None, "basis": None, "kernel": None, "kernel_n_star": None, "network": network,
-           "network_n_star": None, "lower_bound": None, "note": None}  # fmt: skip
-    cands = []
-    for lr, kind in kinds.items():
-        if kind not in ("ntk", "nngp"):
-            continue
-        m = nstar.get(lr) or {}
-        if m.get("censored") == "none" and _finite(m.get("estimate")):
-            cands.append((float(m["estimate"]), lr, "measured"))
-        elif _finite((predicted.get(lr) or {}).get("n_star")):
-            cands.append((float(predicted[lr]["n_star"]), lr, "predicted"))
-    net = nstar.get(network) or {}
-    if cands:
-        out["kernel_n_star"], out["kernel"], out["basis"] = min(cands)
-    if network not in nstar:
-        out["note"] = f"no {network} learner in the sweep"
-    elif net.get("censored") == "none" and _finite(net.get("estimate")):
-        out["network_n_star"] = float(net["estimate"])
-        if cands:
-            out["value"] = out["kernel_n_star"] / out["network_n_star"]
-        else:
-            out["note"] = "no kernel learner crosses the threshold (measured, or predicted up to N = 1e9)"
-            if predicted:
-                out["lower_bound"] = 1e9 / out["network_n_star"]
-    elif net.get("censored") == "below_at_min_n":
-        out["note"] = f"{network} is below the threshold already at the smallest N ({net.get('bound'):g})"
-        if cands:
-            out["lower_bound"] = out["kernel_n_star"] / float(net["bound"])
-    else:
-        out["note"] = f"{network} does not get below the threshold within the sweep"
-    return out
-
-
-def summarize_exp1(
-    rows,
-    threshold: float | None = None,
-    instance: Mapping | None = None,
-    *,
-    predicted: Mapping | None = None,
-    confidence: float = 0.95,
-    n_boot: int = 2000,
-    boot_seed: int = 0,
-) -> dict:
-    """Experiment 1 summary (test error against N), ready for ``summary.json``.
-
-    ``rows``: all rows of the sweep (every setting; :func:`select` is applied here) or a path.
-    ``threshold`` defaults to the rows' (:func:`threshold_of`), ``instance`` to their
-    ``d, k, g_degree, alpha, beta`` (and ``experiment`` if unique).
-
-    ``predicted``: per exact-kernel learner ``{"n_star": float or None, "curve": {N: error}, ...}``
-    (:func:`rbk.theory.predict_learners`), carried as is.
-
-    Returns ``{"threshold", "instance", "rows", "n_star", "separation", "predicted",
-    "separation_ratio"}``:
-    ``rows``: per (learner, N) ``learner, kind, arch, n, test_error_mean, test_error_ci95,
-    seeds, diverged_seeds, test_error_min, test_error_max, val_error_mean``; ``n_star``: per
-    learner ``estimate, ci95, censored, cross_share, bound, final_below``; ``separation``: see
-    :func:`separation`; ``predicted`` as given (``{}`` if none); ``separation_ratio``:
-    ``{"value", "basis", "kernel", "kernel_n_star", "network", "network_n_star", "lower_bound",
-    "note"}`` from :func:`separation_ratio` (``basis`` ``"measured"`` or ``"predicted"``: where
-    the best kernel's ``n*`` comes from). Non-finite numbers are ``None``.
-    """
-    rows = load_rows(rows)
-    if not rows:
-        raise ValueError("summarize_exp1 needs at least one row")
-    if predicted is not None and not isinstance(predicted, Mapping):
-        raise ValueError(f"predicted must be a mapping learner -> {{'n_star', 'curve'}}, got {type(predicted).__name__}")
-    sel = select(rows)
-    if threshold is None:
-        threshold = threshold_of(sel)
-    threshold = float(threshold)
-    if not (threshold > 0 and math.isfinite(threshold)):
-        raise ValueError(f"threshold must be a finite positive number, got {threshold}")
-    inst = dict(instance) if instance is not None else _instance_from_rows(sel)
-
-    cells = _by(sel, "learner", "n")
-    _check_one_per_seed(cells, "learner, n")
-    learners = sorted(
-        {(r["learner"], r["kind"], r["arch"]) for r in sel}, key=lambda t: learner_sort_key(*t)
-    )
-    out_rows, nstar = [], {}
-    for learner, kind, arch in learners:
-        mine = [r for r in sel if r["learner"] == learner]
-        for n in sorted({r["n"] for r in mine}):
-            st = _seed_stats(cells[(learner, n)], confidence)
-            out_rows.append({"learner": learner, "kind": kind, "arch": arch, "n": int(n), **st})
-        nstar[learner] = n_star(mine, threshold, n_boot=n_boot, boot_seed=boot_seed, confidence=confidence)
-    summary = {
-        "threshold": threshold,
-        "instance": inst,
-        "rows": out_rows,
-        "n_star": nstar,
-        "separation": separation(sel, confidence),
-        "predicted": dict(predicted or {}),
-        "separation_ratio": separation_ratio(nstar, {lr: kind for lr, kind, _ in learners}, predicted),
-    }
-    return jsonable(summary)
-
-
-def summarize_exp2(rows, instance: Mapping | None = None, *, confidence: float = 0.95) -> dict:
-    """Experiment 2 summary: one entry per (learner, N, alpha, beta) of the selected rows.
-
-    Entries: ``learner, kind, arch, n, alpha, beta, k, threshold`` (the rows', :func:`threshold_of`: ``k alpha^2``),
-    ``
-    test_error_mean, test_error_ci95, seeds, diverged_seeds, ratio (= mean / threshold),
-    ratio_ci95``. ``ratio`` is null when ``alpha = 0`` (threshold 0) or every seed diverged.
-    ``instance`` defaults to the rows' ``d, k, g_degree`` plus the grids ``alphas, betas, ns``.
-    """
-    rows = load_rows(rows)
-    if not rows:
-        raise ValueError("summarize_exp2 needs at least one row")
-    sel = select(rows)
-    for r in sel:
-        if not _finite(r.get("alpha")) or not _finite(r.get("beta")) or r.get("k") is None:
-            raise ValueError(f"exp2 rows need finite alpha, beta and k: {r!r}")
-    if instance is None:
-        inst = _instance_from_rows(sel, ("d", "k", "g_degree"))
-        inst["alphas"] = sorted({float(r["alpha"]) for r in sel})
-        inst["betas"] = sorted({float(r["beta"]) for r in sel})
-        inst["ns"] = sorted({int(r["n"]) for r in sel})
-    else:
-        inst = dict(instance)
-    cells = _by(sel, "learner", "n", "alpha", "beta")
-    _check_one_per_seed(cells, "learner, n, alpha, beta")
-    entries = []
-    for (learner, n, alpha, beta), rs in cells.items():
-        ks = {r["k"] for r in rs}
-        if len(ks) != 1:
-            raise ValueError(f"cell {(learner, n, alpha, beta)} mixes k values {sorted(ks)}")
-        k = ks.pop()
-        thr = threshold_of(rs)
-        st = _seed_stats(rs, confidence)
-        lo, hi = st["test_error_ci95"]
-        ok = thr > 0
-        entries.append(
-            {
-                "learner": learner,
-                "kind": rs[0]["kind"],
-                "arch": rs[0]["arch"],
-                "n": int(n),
-                "alpha": float(alpha),
-                "beta": float(beta),
-                "k": int(k),
-                "threshold": thr,
-                "test_error_mean": st["test_error_mean"],
-                "test_error_ci95": [lo, hi],
-                "seeds": st["seeds"],
-                "diverged_seeds": st["diverged_seeds"],
-                "ratio": st["test_error_mean"] / thr if ok else math.nan,
-                "ratio_ci95": [lo / thr, hi / thr] if ok else [math.nan, math.nan],
-            }
-        )
-    entries.sort(key=lambda e: (learner_sort_key(e["learner"], e["kind"], e["arch"]), e["n"], e["alpha"], e["beta"]))
-    return jsonable({"instance": inst, "rows": entries})
-
-
-def is_exp2_summary(summary: Mapping) -> bool:
-    """True for :func:`summarize_exp2` output, false for :func:`summarize_exp1` output."""
-    return isinstance(summary, Mapping) and "rows" in summary and "n_star" not in summary

@@ -537,7 +537,7 @@ HIERARCHY_FIRST = ("linear", "quadratic")
 MAX_QUADRATURE_NODES = 2**22
 
 
-def _hierarchy_degrees(n_levels: int, first: str, readout: str) -> tuple[list[int], list[int]]:
+def hierarchy_degrees(n_levels: int, first: str, readout: str) -> tuple[list[int], list[int]]:
     """Polynomial degrees of the levels ``S_l`` and of their read-outs, in ``z = U x``."""
     deg = [1 if first == "linear" else 2]
     for _ in range(1, n_levels):
@@ -639,7 +639,7 @@ def hierarchy(
     if rank > d:
         raise ValueError(f"rank (the dimension of the subspace the target depends on, default widths[0]) must be "
                          f"in [1, d={d}], got {rank}")
-    deg, out_deg = _hierarchy_degrees(L, first, readout)
+    deg, out_deg = hierarchy_degrees(L, first, readout)
     n_nodes = max(out_deg) + 1
     if n_nodes**rank > MAX_QUADRATURE_NODES:
         raise ValueError(f"rank={rank} with L={L} levels needs {n_nodes}^{rank} quadrature nodes for exact moments "

@@ -70,13 +70,14 @@ def worker(job: dict) -> None:
 
     import jax.numpy as jnp
 
-    from rbk import sweep, train
+    from rbk import train
+    from rbk.experiments import concept_class
     from rbk.data import seed_keys, stack
     from rbk.experiments import exp1
     from rbk.models import Model, get_model
 
     spec = exp1.spec(job["profile"], **job["overrides"])
-    (cell,) = [c for c in sweep.plan(spec) if c.learner == job["learner"] and c.n == job["n"]]
+    (cell,) = [c for c in concept_class.plan(spec) if c.learner == job["learner"] and c.n == job["n"]]
     model = get_model(cell.arch, cell.width, spec.d, spec.k)
     sigma = job.get("init_noise", 0.0)
     if sigma:
@@ -96,7 +97,7 @@ def worker(job: dict) -> None:
                 return jax.tree_util.tree_unflatten(tree, noisy)
 
         model = NoisyInit(**dataclasses.asdict(model), init_noise=sigma, noise_key=job["noise_key"])
-    data = stack([sweep.dataset(spec, a, b, cell.n, s) for a, b, s in cell.slots])
+    data = stack([concept_class.dataset(spec, a, b, cell.n, s) for a, b, s in cell.slots])
     keys = jnp.stack([seed_keys(s)[1] for _, _, s in cell.slots])
     cfg = spec.train_config()
     if job.get("curves"):

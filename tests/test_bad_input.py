@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from rbk import cli, data, kernels, models, sweep, targets, train
+from rbk.experiments import concept_class
 
 # in this process JAX already runs on one CPU device: --cpu-devices 1 keeps it
 TINY = ["--cpu-devices", "1", "--d", "8", "--k", "2", "--g-degree", "2", "--seeds", "2", "--n-val", "40",
@@ -90,14 +91,14 @@ def test_network_member_too_big_for_a_device_is_refused(tmp_path, capsys, no_com
 
 
 def test_too_many_members_per_call_names_the_option_that_fits():
-    spec = sweep.make_spec("exp1", learners=("3resnet",), ns=(1000,), seeds=(0, 1, 2, 3), widths=(64,), d=8, k=2,
+    spec = concept_class.make_spec("exp1", learners=("3resnet",), ns=(1000,), seeds=(0, 1, 2, 3), widths=(64,), d=8, k=2,
                            g_degree=2, max_members_per_call=4)  # fmt: skip
     # each member: its parameters etc. (member_bytes) and its seed's data set (shared by no other member here)
-    one = sweep.member_bytes(spec, "3resnet", 64, 1000) + 4 * (1000 + 1000 + 10000) * (8 + 2)
-    msgs = sweep.memory_problems(spec, sweep.plan(spec), memory_bytes=2 * one + 1, n_devices=1)
+    one = concept_class.cost.member_bytes(spec, "3resnet", 64, 1000) + 4 * (1000 + 1000 + 10000) * (8 + 2)
+    msgs = concept_class.memory_problems(spec, concept_class.plan(spec), memory_bytes=2 * one + 1, n_devices=1)
     assert len(msgs) == 1 and "--max-members-per-call 2 or less" in msgs[0]
-    assert sweep.memory_problems(spec, sweep.plan(spec), memory_bytes=4 * one, n_devices=1) == []
-    msgs = sweep.memory_problems(spec, sweep.plan(spec), memory_bytes=one - 1, n_devices=4)
+    assert concept_class.memory_problems(spec, concept_class.plan(spec), memory_bytes=4 * one, n_devices=1) == []
+    msgs = concept_class.memory_problems(spec, concept_class.plan(spec), memory_bytes=one - 1, n_devices=4)
     assert len(msgs) == 1 and "one 3resnet member" in msgs[0]
 
 
@@ -171,7 +172,7 @@ def test_damaged_meta_json_is_an_error_for_plot_resume_and_dry_run(text, why, tm
 
 
 def test_results_directory_of_another_experiment(tmp_path, capsys, no_compute):
-    spec2 = sweep.make_spec("exp2", learners=("nngp-2nn",), ns=(60,), seeds=(0,), alphas=(0.1, 0.6), betas=(1.0,),
+    spec2 = concept_class.make_spec("exp2", learners=("nngp-2nn",), ns=(60,), seeds=(0,), alphas=(0.1, 0.6), betas=(1.0,),
                             d=8, k=2, g_degree=2)  # fmt: skip
     out = tmp_path / "e2"
     out.mkdir()
@@ -315,8 +316,8 @@ PROBED = [
     ("lrs and wds must be lists of numbers", lambda: train.train(M8, data.make_dataset(data.seed_keys(0)[0], T8, 60),
                                                                   data.seed_keys(0)[1][None], ["a"], [0.0], train.config(1))),
     ("model must be an rbk.models.Model", lambda: models.param_count("2nn")),
-    ("seeds must be a sequence of seed numbers", lambda: sweep.make_spec("exp1", learners=("2nn",), ns=(100,), seeds=5)),
-    ("summary must be a summary dict", lambda: __import__("rbk.plots").plots.format_table({})),
+    ("seeds must be a sequence of seed numbers", lambda: concept_class.make_spec("exp1", learners=("2nn",), ns=(100,), seeds=5)),
+    ("summary must be a summary dict", lambda: concept_class.format_table({})),
 ]
 
 

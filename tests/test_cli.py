@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from rbk import cli, sweep, train
+from rbk.experiments import concept_class
 
 # in this process JAX is already running on one CPU device: --cpu-devices 1 keeps it (no warning)
 TINY = ["--cpu-devices", "1", "--d", "8", "--k", "2", "--g-degree", "2", "--seeds", "2", "--n-val", "40",
@@ -166,7 +167,7 @@ def test_console_script_and_experiments_import_from_any_folder(tmp_path):
     cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "rbk.cli"]
     r = subprocess.run(cmd + ["exp1", "--help"], cwd=tmp_path, capture_output=True, text=True, env=_env())
     assert r.returncode == 0 and "--profile" in r.stdout
-    code = ("import rbk.experiments.exp1 as e1, rbk.experiments.exp2 as e2;"
+    code = ("from rbk.experiments import exp1 as e1, exp2 as e2;"
             "print(e1.PROFILES['quick']['ns'], e2.PROFILES['quick']['alphas'], e1.spec('quick').config_hash())")  # fmt: skip
     r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, env=_env())
     assert r.returncode == 0, r.stderr
@@ -215,22 +216,22 @@ def test_extra_n_and_seeds_extend_a_finished_sweep(tmp_path, capsys):
 
 def test_an_extension_trains_only_the_new_network_members():
     """Network calls hold every seed of an N: an extension's calls are tagged and hold only the new members."""
-    old = sweep.make_spec("exp1", learners=("2nn", "ntk-2nn"), ns=(100, 200), seeds=(0, 1), lrs=(0.1, 0.01))
-    new = sweep.make_spec("exp1", learners=("2nn", "ntk-2nn"), ns=(100, 200, 400), seeds=(0, 1, 2), lrs=(0.1, 0.01))
+    old = concept_class.make_spec("exp1", learners=("2nn", "ntk-2nn"), ns=(100, 200), seeds=(0, 1), lrs=(0.1, 0.01))
+    new = concept_class.make_spec("exp1", learners=("2nn", "ntk-2nn"), ns=(100, 200, 400), seeds=(0, 1, 2), lrs=(0.1, 0.01))
     meta = {"config": old.config(), "config_hash": old.config_hash()}
-    parts = sweep.extension_parts(meta, new)
+    parts = concept_class.extension_parts(meta, new)
     assert parts == (((100, 200), (0, 1), ""), ((400,), (0, 1, 2), "_ext1"), ((100, 200), (2,), "_ext1"))
     import dataclasses
 
-    cells = sweep.plan(dataclasses.replace(new, parts=parts))
-    kept = sweep.plan(old)
+    cells = concept_class.plan(dataclasses.replace(new, parts=parts))
+    kept = concept_class.plan(old)
     assert cells[: len(kept)] == kept  # the original cells, ids and members unchanged
     members = [(c.learner, c.n, s[2], lr) for c in cells for s in c.slots for lr in (c.lrs or (None,))]
-    full = [(c.learner, c.n, s[2], lr) for c in sweep.plan(new) for s in c.slots for lr in (c.lrs or (None,))]
+    full = [(c.learner, c.n, s[2], lr) for c in concept_class.plan(new) for s in c.slots for lr in (c.lrs or (None,))]
     assert sorted(members) == sorted(full)  # every member of the new config exactly once
     ext = [c for c in cells[len(kept):] if c.kind == "net"]
     assert {c.id for c in ext} == {"2nn_n400_w256_a0.3_b1_ext1", "2nn_n100_w256_a0.3_b1_ext1", "2nn_n200_w256_a0.3_b1_ext1"}
-    assert sweep.extension_parts(meta, sweep.make_spec("exp1", learners=("2nn", "ntk-2nn"), ns=(100, 200, 400),
+    assert concept_class.extension_parts(meta, concept_class.make_spec("exp1", learners=("2nn", "ntk-2nn"), ns=(100, 200, 400),
                                                        seeds=(0, 1), lrs=(0.1,))) is None  # lr changed too
 
 

@@ -159,13 +159,12 @@ def test_bar_cg_equals_dense_n20000():
 
 def test_experiment1_profiles_pick_the_solver(monkeypatch):
     """quick keeps the dense path (its numbers unchanged); the kernels profile goes matrix-free above 20000."""
-    from rbk import sweep
-    from rbk.experiments import exp1
+    from rbk.experiments import concept_class, exp1
 
     monkeypatch.setattr(cg, "host_memory_bytes", lambda: 16 * 2**30)
-    quick = [c for c in sweep.plan(exp1.spec("quick")) if c.kind in ("ntk", "nngp")]
+    quick = [c for c in concept_class.plan(exp1.spec("quick")) if c.kind in ("ntk", "nngp")]
     assert quick and all(kernels.choose_solver(c.n, kernels.kernel_fn(c.arch)) == "dense" for c in quick)
-    big = [c for c in sweep.plan(exp1.spec("kernels")) if c.kind != sweep.NET_KIND]
+    big = [c for c in concept_class.plan(exp1.spec("kernels")) if c.kind != concept_class.NET_KIND]
     assert {c.n for c in big} == {20000, 50000, 100000} and {c.learner for c in big} == {"ntk-3resnet", "ntk-2nn"}
     assert {c.n: kernels.choose_solver(c.n) for c in big} == {20000: "dense", 50000: "cg", 100000: "cg"}
-    assert sweep.kernel_cell_bytes(100000) < 8 * 2**30 and sweep.kernel_cell_bytes(20000) > 16 * 20000**2
+    assert concept_class.kernel_cell_bytes(100000) < 8 * 2**30 and concept_class.kernel_cell_bytes(20000) > 16 * 20000**2

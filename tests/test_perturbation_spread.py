@@ -16,8 +16,8 @@ TINY = ["--profile", "quick", "--n", "100", "--seeds", "2", "--width", "8", "--e
 
 @pytest.mark.slow
 def test_base_is_the_sweeps_cell_and_noise_moves_it(tmp_path):
-    from rbk import stats, sweep
-    from rbk.experiments import exp1
+    from rbk import stats
+    from rbk.experiments import concept_class, exp1
 
     out = tmp_path / "spread.jsonl"
     cmd = [sys.executable, str(SCRIPT), *TINY, "--perturbations", "base", "noise0", "--noise", "1e-3", "--out", str(out)]
@@ -28,8 +28,8 @@ def test_base_is_the_sweeps_cell_and_noise_moves_it(tmp_path):
     assert len(rows) == 2 * 2 * 2  # perturbations x seeds x lrs
 
     spec = exp1.spec("quick", learners=("3resnet",), ns=(100,), seeds=(0, 1), widths=(8,), epochs=4, lrs=(0.02, 0.05))
-    (cell,) = sweep.plan(spec)
-    ref_rows = sweep.run_net_cell(spec, cell)
+    (cell,) = concept_class.plan(spec)
+    ref_rows = concept_class.runners.run_net_cell(spec, cell)
     ref = {(x["seed"], x["lr"]): x["test_error"] for x in ref_rows}
     got = {p: {(x["seed"], x["lr"]): x["test_error"] for x in rows if x["perturbation"] == p} for p in ("base", "noise0")}
     keys = sorted(ref)

@@ -12,6 +12,7 @@ import pytest
 from test_stats import row, synthetic_rows
 
 from rbk import plots, stats
+from rbk.experiments import concept_class
 
 
 def exp2_rows(alphas=(0.1, 0.3, 0.5), betas=(0.2, 0.5, 1.0), seeds=2):
@@ -38,12 +39,12 @@ def test_backend_is_agg():
 
 def test_plot_exp1_files_and_axes(tmp_path):
     rows = synthetic_rows()
-    s = stats.summarize_exp1(rows, n_boot=200)
-    _check_files(plots.plot_exp1(s, tmp_path, name="e1"))
+    s = concept_class.summarize_exp1(rows, n_boot=200)
+    _check_files(concept_class.plot_exp1(s, tmp_path, name="e1"))
     assert (tmp_path / "e1.png").exists()
-    _check_files(plots.plot_exp1(rows, tmp_path / "from_rows"))  # rows are summarised inside
+    _check_files(concept_class.plot_exp1(rows, tmp_path / "from_rows"))  # rows are summarised inside
 
-    fig = plots.figure_exp1(s)
+    fig = concept_class.figure_exp1(s)
     ax = fig.axes[0]
     assert ax.get_xscale() == "log" and ax.get_yscale() == "log"
     # the threshold: a horizontal line at k alpha^2 spanning the axes
@@ -66,8 +67,8 @@ def test_plot_exp1_files_and_axes(tmp_path):
 
 def test_plot_exp1_draws_predicted_curves(tmp_path):
     curve = {str(n): 1.35 * (1e6 / n) ** 0.1 for n in (1000, 3000, 10000, 100000, 1000000, 10000000)}
-    s = stats.summarize_exp1(synthetic_rows(), predicted={"ntk-2nn": {"n_star": 1e6, "curve": curve}})
-    fig = plots.figure_exp1(s)
+    s = concept_class.summarize_exp1(synthetic_rows(), predicted={"ntk-2nn": {"n_star": 1e6, "curve": curve}})
+    fig = concept_class.figure_exp1(s)
     ax = fig.axes[0]
     thin = [ln for ln in ax.get_lines() if ln.get_linewidth() == pytest.approx(0.9) and len(ln.get_xdata()) == 6]
     assert len(thin) == 1 and thin[0].get_color() == plots.arch_color("2nn")
@@ -76,11 +77,11 @@ def test_plot_exp1_draws_predicted_curves(tmp_path):
     labels = [t.get_text() for t in ax.get_legend().get_texts()]
     assert any("predicted" in t and "spectrum" in t for t in labels) and "predicted n*" in labels
     plt.close(fig)
-    text = plots.format_table(s)
+    text = concept_class.format_table(s)
     assert "  ntk-2nn  n* = 1,000,000" in text
     ratio = s["separation_ratio"]
     assert ratio["basis"] == "predicted" and ratio["value"] == pytest.approx(1e6 / ratio["network_n_star"])
-    assert f"separation ratio n*(ntk-2nn) / n*(3resnet) = {plots._fmt_num(ratio['value'])} (predicted)" in text
+    assert f"separation ratio n*(ntk-2nn) / n*(3resnet) = {plots.fmt_num(ratio['value'])} (predicted)" in text
 
 
 def test_plot_exp1_degenerate_inputs(tmp_path):
@@ -90,9 +91,9 @@ def test_plot_exp1_degenerate_inputs(tmp_path):
         if r["learner"] == "3nn" and r["n"] == 3000:
             r["diverged"] = True
     rows.append(row("rf-3nn", 1000, 0, 20.0, 20.0))
-    s = stats.summarize_exp1(rows)
-    _check_files(plots.plot_exp1(s, tmp_path))
-    assert "all diverged" in plots.format_table(s)
+    s = concept_class.summarize_exp1(rows)
+    _check_files(concept_class.plot_exp1(s, tmp_path))
+    assert "all diverged" in concept_class.format_table(s)
 
 
 def test_plot_exp1_from_csv_path(tmp_path):
@@ -101,16 +102,16 @@ def test_plot_exp1_from_csv_path(tmp_path):
         w = csv.DictWriter(fh, fieldnames=list(rows[0]))
         w.writeheader()
         w.writerows(rows)
-    _check_files(plots.plot_exp1(tmp_path / "results.csv", tmp_path / "out"))
+    _check_files(concept_class.plot_exp1(tmp_path / "results.csv", tmp_path / "out"))
 
 
 def test_plot_exp2_files_and_axes(tmp_path):
     rows = exp2_rows()
-    s = stats.summarize_exp2(rows)
-    _check_files(plots.plot_exp2(s, tmp_path))
-    _check_files(plots.plot_exp2(rows, tmp_path / "from_rows"))
+    s = concept_class.summarize_exp2(rows)
+    _check_files(concept_class.plot_exp2(s, tmp_path))
+    _check_files(concept_class.plot_exp2(rows, tmp_path / "from_rows"))
 
-    fig = plots.figure_exp2(s)
+    fig = concept_class.figure_exp2(s)
     ax = fig.axes[0]
     (im,) = ax.get_images()
     norm = im.norm
@@ -136,9 +137,9 @@ def test_plot_exp2_alpha_zero_missing_cells_and_panels(tmp_path):
     rows = exp2_rows(alphas=(0.0, 0.2, 0.4), betas=(0.2, 0.4))
     rows = [r for r in rows if not (r["alpha"] == 0.4 and r["beta"] == 0.2)]
     rows += [dict(r, learner="3nn", arch="3nn") for r in rows]
-    s = stats.summarize_exp2(rows)
-    _check_files(plots.plot_exp2(s, tmp_path))
-    fig = plots.figure_exp2(s)
+    s = concept_class.summarize_exp2(rows)
+    _check_files(concept_class.plot_exp2(s, tmp_path))
+    fig = concept_class.figure_exp2(s)
     assert len(fig.axes) == 3  # two panels and the colour bar
     assert "n/a" in [t.get_text() for t in fig.axes[0].texts]
     plt.close(fig)
@@ -146,14 +147,14 @@ def test_plot_exp2_alpha_zero_missing_cells_and_panels(tmp_path):
 
 def test_plot_wrong_summary_kind(tmp_path):
     with pytest.raises(ValueError):
-        plots.plot_exp2(stats.summarize_exp1(synthetic_rows(seeds=2), n_boot=50), tmp_path)
+        concept_class.plot_exp2(concept_class.summarize_exp1(synthetic_rows(seeds=2), n_boot=50), tmp_path)
     with pytest.raises(ValueError):
-        plots.plot_exp1(stats.summarize_exp2(exp2_rows()), tmp_path)
+        concept_class.plot_exp1(concept_class.summarize_exp2(exp2_rows()), tmp_path)
 
 
 def test_format_table(capsys):
-    s = stats.summarize_exp1(synthetic_rows(), n_boot=200)
-    text = plots.format_table(s)
+    s = concept_class.summarize_exp1(synthetic_rows(), n_boot=200)
+    text = concept_class.format_table(s)
     assert "1.35" in text and "N=10,000" in text and "n*" in text and "separation" in text
     lines = text.splitlines()
     r3 = next(ln for ln in lines if ln.startswith("3resnet "))
@@ -161,13 +162,13 @@ def test_format_table(capsys):
     assert mean_10k < 1.35 and "*" in r3
     rk = next(ln for ln in lines if ln.startswith("nngp-3resnet "))
     assert "*" not in rk
-    plots.print_table(s)
+    concept_class.print_table(s)
     assert capsys.readouterr().out.strip() == text.strip()
-    t2 = plots.format_table(stats.summarize_exp2(exp2_rows()))
+    t2 = concept_class.format_table(concept_class.summarize_exp2(exp2_rows()))
     assert "alpha=0.5" in t2 and "beta=1" in t2 and "0.20*" in t2
 
 
 def test_fmt_helpers():
-    assert plots._fmt_n(1000) == "1k" and plots._fmt_n(2500) == "2.5k" and plots._fmt_n(300) == "300"
-    assert plots._fmt_ratio(None) == "n/a" and plots._fmt_ratio(math.nan) == "n/a"
-    assert plots._fmt_ratio(0.456) == "0.46" and plots._fmt_ratio(123.4) == "123"
+    assert plots.fmt_n(1000) == "1k" and plots.fmt_n(2500) == "2.5k" and plots.fmt_n(300) == "300"
+    assert concept_class.figures.fmt_ratio(None) == "n/a" and concept_class.figures.fmt_ratio(math.nan) == "n/a"
+    assert concept_class.figures.fmt_ratio(0.456) == "0.46" and concept_class.figures.fmt_ratio(123.4) == "123"

@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 from rbk import sweep, train
+from rbk.experiments import concept_class
 from rbk.train import devices_used as _devices_used
 
 SPEC = dict(learners=("2nn",), ns=(100,), seeds=(0, 1, 2), d=8, k=2, g_degree=2, widths=(8,), epochs=2,
@@ -28,7 +29,8 @@ _CHILD = textwrap.dedent(
     import json, sys
     import jax
     from rbk import sweep
-    spec = sweep.make_spec("exp1", **json.loads(sys.argv[1]))
+    from rbk.experiments import concept_class
+    spec = concept_class.make_spec("exp1", **json.loads(sys.argv[1]))
     res = sweep.run(spec, sys.argv[2], quiet=True)
     print(json.dumps({"devices": len(jax.local_devices()),
                       "rows": [[r["seed"], r["lr"], r["train_error"], r["val_error"], r["test_error"]] for r in res.rows]}))
@@ -64,7 +66,8 @@ _PROC = textwrap.dedent(
     import jax
     jax.distributed.initialize(coordinator_address=sys.argv[1], num_processes=2, process_id=int(sys.argv[2]))
     from rbk import sweep
-    spec = sweep.make_spec("exp1", **json.loads(sys.argv[3]))
+    from rbk.experiments import concept_class
+    spec = concept_class.make_spec("exp1", **json.loads(sys.argv[3]))
     res = sweep.run(spec, sys.argv[4], quiet=True, wait_timeout_s=float(sys.argv[5]))
     print(json.dumps({"index": jax.process_index(), "ran": res.ran, "writer": res.is_writer}))
     """
@@ -103,10 +106,10 @@ def test_two_processes_with_jax_distributed_split_the_cells(tmp_path):
     for p, (o, e) in zip(procs, outs):
         assert p.returncode == 0, e[-3000:]
     got = [json.loads(o.strip().splitlines()[-1]) for o, _ in outs]
-    cells = [c.id for c in sweep.plan(sweep.make_spec("exp1", **spec))]
+    cells = [c.id for c in concept_class.plan(concept_class.make_spec("exp1", **spec))]
     assert got[0]["ran"] == cells[0::2] and got[1]["ran"] == cells[1::2]
     assert got[0]["writer"] and not got[1]["writer"]
-    one = sweep.run(sweep.make_spec("exp1", **spec), tmp_path / "one", quiet=True)
+    one = sweep.run(concept_class.make_spec("exp1", **spec), tmp_path / "one", quiet=True)
     two = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
     assert [r["cell"] for r in two] == [r["cell"] for r in one.rows]
     assert {r["process"] for r in two} == {0, 1}

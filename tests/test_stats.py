@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from scipy import stats as sps
 
 from rbk import stats
+from rbk.experiments import concept_class
 
 # --------------------------------------------------------------------------------------------
 # synthetic rows
@@ -195,8 +196,8 @@ def test_n_star_bootstrap_share_and_percentiles():
     assert out["ci95"][0] == pytest.approx(n_aa, rel=1e-9) and out["ci95"][1] == pytest.approx(n_ab, rel=1e-9)
     # deterministic for a fixed seed, and independent of other learners in the rows
     assert stats.n_star(rows, 0.5, n_boot=4000, boot_seed=1) == out
-    s1 = stats.summarize_exp1(rows, threshold=0.5, n_boot=500)
-    s2 = stats.summarize_exp1(rows + curve_rows("b", NS, [A, A]), threshold=0.5, n_boot=500)
+    s1 = concept_class.summarize_exp1(rows, threshold=0.5, n_boot=500)
+    s2 = concept_class.summarize_exp1(rows + curve_rows("b", NS, [A, A]), threshold=0.5, n_boot=500)
     assert s1["n_star"]["a"] == s2["n_star"]["a"]
 
 
@@ -280,7 +281,7 @@ def test_separation_best_prefers_fewer_diverged_seeds():
 
 def test_summarize_exp1_shape_and_values():
     rows = synthetic_rows()
-    s = stats.summarize_exp1(rows, 1.35, {"d": 30, "k": 15, "g_degree": 4, "alpha": 0.3})
+    s = concept_class.summarize_exp1(rows, 1.35, {"d": 30, "k": 15, "g_degree": 4, "alpha": 0.3})
     assert set(s) == {"threshold", "instance", "rows", "n_star", "separation", "predicted", "separation_ratio"}
     assert s["threshold"] == 1.35 and s["instance"]["alpha"] == 0.3
     assert len(s["rows"]) == 5 * 3
@@ -302,7 +303,7 @@ def test_summarize_exp1_shape_and_values():
     assert s["n_star"]["nngp-3resnet"]["censored"] == "never_below"
     assert [e["n"] for e in s["separation"]] == list(NS)
     # defaults: threshold and instance from the rows
-    s_def = stats.summarize_exp1(rows)
+    s_def = concept_class.summarize_exp1(rows)
     assert s_def["threshold"] == pytest.approx(15 * 0.3**2)
     assert s_def["instance"] == {"d": 30, "k": 15, "g_degree": 4, "alpha": 0.3, "beta": 1.0, "experiment": "exp1"}
 
@@ -310,7 +311,7 @@ def test_summarize_exp1_shape_and_values():
 def test_summary_json_valid_with_nan_and_diverged():
     rows = curve_rows("3resnet", NS, [[4, 1, 0.25]]) + curve_rows("ntk-2nn", NS, [[5, 3, 2]])
     rows.append(row("2nn", 1000, 0, 1.0, 1.0, diverged=True))
-    s = stats.summarize_exp1(rows)
+    s = concept_class.summarize_exp1(rows)
     text = json.dumps(s, allow_nan=False)  # no bare NaN / Infinity tokens
     assert json.loads(text) == s
     r2nn = next(r for r in s["rows"] if r["learner"] == "2nn")
@@ -329,7 +330,7 @@ def test_write_json_and_jsonable(tmp_path):
 def test_load_rows_csv_and_jsonl_round_trip(tmp_path):
     rows = synthetic_rows(seeds=2)
     rows[0]["diverged"] = True
-    ref = stats.summarize_exp1(rows, n_boot=300)
+    ref = concept_class.summarize_exp1(rows, n_boot=300)
     fields = list(rows[0])
     with open(tmp_path / "results.csv", "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=fields)
@@ -343,7 +344,7 @@ def test_load_rows_csv_and_jsonl_round_trip(tmp_path):
         loaded = stats.load_rows(tmp_path / name)
         assert loaded[0]["diverged"] is True and isinstance(loaded[0]["n"], int)
         assert math.isnan(loaded[-1]["lr"]) or loaded[-1]["kind"] == "net"
-        assert stats.summarize_exp1(tmp_path / name, n_boot=300) == ref
+        assert concept_class.summarize_exp1(tmp_path / name, n_boot=300) == ref
     with pytest.raises(ValueError):
         stats.load_rows(tmp_path / "results.txt")
     with pytest.raises(ValueError, match="val_error"):
@@ -355,9 +356,9 @@ def test_load_rows_csv_and_jsonl_round_trip(tmp_path):
 def test_mixed_instances_are_rejected():
     rows = synthetic_rows(seeds=1) + [dict(r, alpha=0.5) for r in synthetic_rows(seeds=1)]
     with pytest.raises(ValueError):
-        stats.summarize_exp1(rows)  # two alphas: no single threshold
+        concept_class.summarize_exp1(rows)  # two alphas: no single threshold
     with pytest.raises(ValueError, match="share a seed"):
-        stats.summarize_exp1(rows, threshold=1.35)
+        concept_class.summarize_exp1(rows, threshold=1.35)
 
 
 def test_summarize_exp2_ratio():
@@ -366,7 +367,7 @@ def test_summarize_exp2_ratio():
         for s, e in enumerate(errs):
             rows.append(row("3resnet", 5000, s, e, e, alpha=a, beta=b, experiment="exp2"))
             rows.append(row("3resnet", 5000, s, e + 1, e / 10, alpha=a, beta=b, experiment="exp2", lr=0.5))
-    s = stats.summarize_exp2(rows)
+    s = concept_class.summarize_exp2(rows)
     assert json.loads(json.dumps(s, allow_nan=False)) == s
     assert s["instance"]["alphas"] == [0.0, 0.3, 0.5] and s["instance"]["betas"] == [0.2, 0.5, 1.0]
     by = {(e["alpha"], e["beta"]): e for e in s["rows"]}
@@ -383,14 +384,14 @@ def test_threshold_comes_from_the_rows_threshold_column():
     # a recorded threshold wins over k * alpha^2 (a family other than the concept class may
     # record any level); rows without one (older result files) fall back to k * alpha^2
     rows = [dict(r, threshold=0.5) for r in synthetic_rows(seeds=2)]
-    assert stats.threshold_of(rows) == 0.5 and stats.summarize_exp1(rows)["threshold"] == 0.5
-    assert stats.threshold_of(synthetic_rows(seeds=2)) == 15 * 0.3**2
+    assert concept_class.threshold_of(rows) == 0.5 and concept_class.summarize_exp1(rows)["threshold"] == 0.5
+    assert concept_class.threshold_of(synthetic_rows(seeds=2)) == 15 * 0.3**2
     mixed = rows[:3] + synthetic_rows(seeds=2)[3:]  # a resumed old directory: partly recorded
-    assert stats.threshold_of(mixed) == 15 * 0.3**2
+    assert concept_class.threshold_of(mixed) == 15 * 0.3**2
     with pytest.raises(ValueError, match="one target"):
-        stats.threshold_of(rows[:3] + [dict(r, threshold=0.7) for r in rows[3:]])
+        concept_class.threshold_of(rows[:3] + [dict(r, threshold=0.7) for r in rows[3:]])
     e2 = [row("3resnet", 500, s, 0.1, 0.1, alpha=0.3, experiment="exp2", threshold=0.2) for s in range(2)]
-    assert stats.summarize_exp2(e2)["rows"][0]["threshold"] == 0.2
+    assert concept_class.summarize_exp2(e2)["rows"][0]["threshold"] == 0.2
     assert stats.normalize_row({**rows[0], "threshold": "0.5"})["threshold"] == 0.5  # as read from a CSV
 
 
@@ -405,7 +406,7 @@ def test_summary_carries_predicted_and_separation_ratio():
         "ntk-2nn": {"n_star": 2.5e6, "curve": {"1000": 3.0, "3000": 1.7, "10000000": 1.2}},
         "nngp-3resnet": {"n_star": None, "curve": {"1000": 2.7, "10000000": 1.4}},
     }
-    s = stats.summarize_exp1(rows, predicted=predicted)
+    s = concept_class.summarize_exp1(rows, predicted=predicted)
     json.dumps(s, allow_nan=False)
     assert s["predicted"] == predicted
     res = s["n_star"]["3resnet"]
@@ -418,7 +419,7 @@ def test_summary_carries_predicted_and_separation_ratio():
 
     # a kernel whose measured curve crosses: its measured n* is used (and it is the best kernel)
     fast = [dict(r, test_error=r["test_error"] * 0.25) if r["learner"] == "nngp-3resnet" else r for r in rows]
-    s2 = stats.summarize_exp1(fast, predicted=predicted)
+    s2 = concept_class.summarize_exp1(fast, predicted=predicted)
     est = s2["n_star"]["nngp-3resnet"]["estimate"]
     assert s2["n_star"]["nngp-3resnet"]["censored"] == "none"
     assert s2["separation_ratio"]["basis"] == "measured" and s2["separation_ratio"]["kernel"] == "nngp-3resnet"
@@ -426,13 +427,13 @@ def test_summary_carries_predicted_and_separation_ratio():
 
     # no kernel crosses, measured or predicted: no value, a lower bound from N = 1e9
     none = {k: dict(v, n_star=None) for k, v in predicted.items()}
-    s3 = stats.summarize_exp1(rows, predicted=none)
+    s3 = concept_class.summarize_exp1(rows, predicted=none)
     assert s3["separation_ratio"]["value"] is None and s3["separation_ratio"]["basis"] is None
     assert s3["separation_ratio"]["lower_bound"] == pytest.approx(1e9 / res["estimate"])
     assert "no kernel" in s3["separation_ratio"]["note"]
 
     # without predictions: both keys still there
-    s4 = stats.summarize_exp1(rows)
+    s4 = concept_class.summarize_exp1(rows)
     assert s4["predicted"] == {} and s4["separation_ratio"]["value"] is None
     with pytest.raises(ValueError, match="predicted"):
-        stats.summarize_exp1(rows, predicted=[1, 2])
+        concept_class.summarize_exp1(rows, predicted=[1, 2])

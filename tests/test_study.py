@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from rbk import sweep
+from rbk.experiments import concept_class
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,8 +97,26 @@ def test_meta_naming_an_unknown_study_is_a_clear_error(tmp_path):
 
 
 def test_the_concept_class_sweep_is_a_study():
-    spec = sweep.make_spec("exp1", learners=("2nn", "ntk-2nn"), ns=(100,), seeds=(0,), d=4, k=2, g_degree=1)
+    spec = concept_class.make_spec("exp1", learners=("2nn", "ntk-2nn"), ns=(100,), seeds=(0,), d=4, k=2, g_degree=1)
     assert isinstance(spec, sweep.Study)
-    assert [c.id for c in spec.plan()] == [c.id for c in sweep.plan(spec)]
-    rebuilt = sweep.SweepSpec.from_config(spec.config())
+    assert [c.id for c in spec.plan()] == [c.id for c in concept_class.plan(spec)]
+    rebuilt = concept_class.SweepSpec.from_config(spec.config())
     assert rebuilt.config_hash() == spec.config_hash()
+
+
+def test_a_plan_with_repeated_cell_ids_is_refused_before_anything_is_written(tmp_path):
+    spec = dataclasses.replace(Toy(), seeds=(0, 0))
+    with pytest.raises(ValueError, match="own id"):
+        sweep.run(spec, tmp_path / "out", quiet=True)
+    assert not (tmp_path / "out").exists()
+
+
+def test_study_paths_of_earlier_versions_still_resolve():
+    """``meta.json`` files written before the experiments had their own packages name the old modules."""
+    from rbk.experiments import hierarchy, multi_index
+
+    assert sweep.study_class("rbk.sweep:SweepSpec") is concept_class.SweepSpec
+    assert sweep.study_class("rbk.experiments.exp3:Exp3Spec") is multi_index.Exp3Spec
+    assert sweep.study_class("rbk.experiments.exp3b:Exp3bSpec") is multi_index.Exp3bSpec
+    assert sweep.study_class("rbk.experiments.exp4:Exp4Spec") is hierarchy.Exp4Spec
+    assert sweep.study_class(concept_class.SweepSpec.study_path()) is concept_class.SweepSpec

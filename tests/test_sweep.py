@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 
 from rbk import stats, sweep
+from rbk.experiments import concept_class
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -33,7 +34,7 @@ TINY_KERNELS = dict(
 def _spec(**kw):
     base = dict(TINY_KERNELS)
     base.update(kw)
-    return sweep.make_spec("exp1", **base)
+    return concept_class.make_spec("exp1", **base)
 
 
 def _key(r):
@@ -47,11 +48,11 @@ def _key(r):
 
 @pytest.mark.parametrize("max_members", [None, 1, 2, 5, 7, 12, 45, 1000])
 def test_chunking_covers_every_member_once_within_the_limit(max_members):
-    spec = sweep.make_spec(
+    spec = concept_class.make_spec(
         "exp2", learners=("3resnet", "ntk-2nn"), ns=(100,), seeds=(0, 1, 2), alphas=(0.1, 0.3), betas=(1.0,),
         lrs=(0.1, 0.01, 0.001), wds=(0.0, 1e-3), max_members_per_call=max_members,
     )  # fmt: skip
-    cells = sweep.plan(spec)
+    cells = concept_class.plan(spec)
     net = [c for c in cells if c.kind == "net"]
     members = [(s, lr, wd) for c in net for s in c.slots for lr in c.lrs for wd in c.wds]
     full = [(s, lr, wd) for s in [(a, 1.0, sd) for a in (0.1, 0.3) for sd in (0, 1, 2)]
@@ -66,33 +67,33 @@ def test_chunking_covers_every_member_once_within_the_limit(max_members):
 
 
 def test_plan_orders_by_n_and_puts_networks_first():
-    spec = sweep.make_spec("exp1", learners=("ntk-3resnet", "3resnet", "2nn"), ns=(300, 100), seeds=(0, 1))
-    cells = sweep.plan(spec)
+    spec = concept_class.make_spec("exp1", learners=("ntk-3resnet", "3resnet", "2nn"), ns=(300, 100), seeds=(0, 1))
+    cells = concept_class.plan(spec)
     assert [c.n for c in cells] == [300] * 4 + [100] * 4
     assert [c.kind for c in cells[:4]] == ["net", "net", "ntk", "ntk"]
     assert cells[0].members == 2 and cells[2].slots == ((0.3, 1.0, 0),)
 
 
 def test_kernel_max_n_skips_only_exact_kernels():
-    spec = sweep.make_spec("exp1", learners=("2nn", "ntk-2nn", "rf-2nn"), ns=(100, 1000), seeds=(0,), kernel_max_n=500)
-    ids = [c.id for c in sweep.plan(spec)]
+    spec = concept_class.make_spec("exp1", learners=("2nn", "ntk-2nn", "rf-2nn"), ns=(100, 1000), seeds=(0,), kernel_max_n=500)
+    ids = [c.id for c in concept_class.plan(spec)]
     assert not any(i.startswith("ntk-2nn_n1000") for i in ids)
     assert any(i.startswith("rf-2nn_n1000") for i in ids) and any(i.startswith("ntk-2nn_n100_") for i in ids)
 
 
 def test_automatic_chunking_follows_the_memory_estimate():
-    spec = sweep.make_spec("exp1", learners=("3resnet",), ns=(1000,), seeds=(0, 1, 2, 3, 4), widths=(512,),
+    spec = concept_class.make_spec("exp1", learners=("3resnet",), ns=(1000,), seeds=(0, 1, 2, 3, 4), widths=(512,),
                            lrs=[0.1 * 2**-i for i in range(15)], wds=[1e-3 * 2**-i for i in range(15)])  # fmt: skip
-    per = sweep.member_bytes(spec, "3resnet", 512, 1000)
+    per = concept_class.cost.member_bytes(spec, "3resnet", 512, 1000)
     assert 5 * 4 * 286_000 < per < 200 * 2**20
-    big = sweep.resolve_max_members(spec, memory_bytes=10**15, n_devices=1)
+    big = concept_class.resolve_max_members(spec, memory_bytes=10**15, n_devices=1)
     assert big >= 1125
-    small = sweep.resolve_max_members(spec, memory_bytes=int(100 * per / sweep.MEMORY_FRACTION), n_devices=1)
+    small = concept_class.resolve_max_members(spec, memory_bytes=int(100 * per / concept_class.MEMORY_FRACTION), n_devices=1)
     assert small == 100
-    assert sweep.resolve_max_members(spec, memory_bytes=int(100 * per / sweep.MEMORY_FRACTION), n_devices=4) == 400
+    assert concept_class.resolve_max_members(spec, memory_bytes=int(100 * per / concept_class.MEMORY_FRACTION), n_devices=4) == 400
     import dataclasses
 
-    cells = sweep.plan(dataclasses.replace(spec, max_members_per_call=small))
+    cells = concept_class.plan(dataclasses.replace(spec, max_members_per_call=small))
     assert all(c.members <= 100 for c in cells) and sum(c.members for c in cells) == 1125
 
 
@@ -130,9 +131,9 @@ def test_bad_values_name_the_parameter(kw, msg):
 
 def test_exp2_alpha_is_open_at_zero():
     with pytest.raises(ValueError, match=r"alpha \(--alpha\) must be in \(0, 1\): alpha = 0 would make the threshold"):
-        sweep.make_spec("exp2", learners=("3resnet",), ns=(100,), seeds=(0,), alphas=(0.0, 0.3), betas=(1.0,))
+        concept_class.make_spec("exp2", learners=("3resnet",), ns=(100,), seeds=(0,), alphas=(0.0, 0.3), betas=(1.0,))
     with pytest.raises(ValueError, match=r"alpha \(--alpha\) must be in \(0, 1\): alpha = 0 would make the threshold"):
-        sweep.make_spec("exp1", learners=("3resnet",), ns=(100,), seeds=(0,), alphas=0.0)
+        concept_class.make_spec("exp1", learners=("3resnet",), ns=(100,), seeds=(0,), alphas=0.0)
 
 
 def test_config_hash_ignores_chunking_and_tracks_results():
@@ -163,7 +164,7 @@ def test_meta_written_before_the_precision_was_recorded_is_read_but_not_resumed(
 
 def _check_table(out: Path, spec):
     """Every planned row exactly once, in the cells, results.jsonl and results.csv alike."""
-    cells = sweep.plan(spec)
+    cells = concept_class.plan(spec)
     jl = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
     with open(out / "results.csv", newline="") as fh:
         rows_csv = list(csv.DictReader(fh))
@@ -183,7 +184,7 @@ def test_run_writes_tidy_rows_meta_and_resumes(tmp_path):
     res = sweep.run(spec, tmp_path, quiet=True)
     assert res.complete and len(res.ran) == len(res.cells) == 8 and not res.skipped
     rows = _check_table(tmp_path, spec)
-    assert set(rows[0]) == set(sweep.ALL_FIELDS)
+    assert set(rows[0]) == set(concept_class.ALL_FIELDS)
     thr = spec.target(*spec.instances[0]).threshold
     assert thr == spec.k * spec.instances[0][0] ** 2 and all(r["threshold"] == thr for r in rows)
     r = rows[0]
@@ -195,7 +196,8 @@ def test_run_writes_tidy_rows_meta_and_resumes(tmp_path):
         assert meta["versions"][key]
     assert meta["device"]["platform"] == jax.default_backend() and meta["device"]["devices"] and meta["device"]["cpu_model"]
     assert meta["config"]["matmul_precision"] == "highest"
-    assert meta["study"] == "rbk.sweep:SweepSpec" and sweep.study_class(meta["study"]) is sweep.SweepSpec
+    assert meta["study"] == "rbk.experiments.concept_class:SweepSpec"  # written before the move: rbk.sweep:SweepSpec
+    assert sweep.study_class(meta["study"]) is concept_class.SweepSpec is sweep.study_class("rbk.sweep:SweepSpec")
     assert set(meta["git"]) == {"revision", "dirty"}
     # selection: one row per (learner, n, seed), the lowest validation error
     sel = stats.select(rows)
@@ -224,7 +226,7 @@ def test_other_config_in_the_same_directory_is_refused(tmp_path):
 
 def test_a_second_writer_is_refused_while_the_lock_is_held(tmp_path):
     spec = _spec(ns=(60,), learners=("nngp-2nn",))
-    store = sweep.Store(tmp_path, spec, sweep.plan(spec))
+    store = sweep.Store(tmp_path, spec, concept_class.plan(spec))
     store.lock()
     try:
         with pytest.raises(sweep.StoreLockedError, match="another rbk run"):
@@ -237,7 +239,7 @@ def test_a_second_writer_is_refused_while_the_lock_is_held(tmp_path):
 def test_incomplete_or_stray_files_are_not_rows(tmp_path):
     spec = _spec(ns=(60,), learners=("nngp-2nn",))
     sweep.run(spec, tmp_path, quiet=True)
-    cells = sweep.plan(spec)
+    cells = concept_class.plan(spec)
     p = tmp_path / "cells" / f"{cells[0].id}.jsonl"
     p.write_text("\n".join(p.read_text().splitlines()[:-1]) + "\n")  # footer gone: not finished
     (tmp_path / "cells" / f".{cells[1].id}.jsonl.host.1.tmp").write_text('{"half": ')
@@ -255,7 +257,8 @@ _DRIVER = textwrap.dedent(
     """
     import json, sys
     from rbk import sweep
-    spec = sweep.make_spec("exp1", **json.loads(sys.argv[2]))
+    from rbk.experiments import concept_class
+    spec = concept_class.make_spec("exp1", **json.loads(sys.argv[2]))
     hold, finished = int(sys.argv[3]), []
 
     def on_start(cell):
@@ -317,8 +320,8 @@ class _Driver:
 
 def test_kill_9_after_the_first_cell_then_resume_gives_every_row_once(tmp_path):
     out = tmp_path / "res"
-    spec = sweep.make_spec("exp1", **DRIVER_SPEC)
-    cells = sweep.plan(spec)
+    spec = concept_class.make_spec("exp1", **DRIVER_SPEC)
+    cells = concept_class.plan(spec)
     drv = _Driver(tmp_path, out, hold=1)
     assert drv.wait_for("finished") == cells[0].id
     drv.kill()
@@ -336,8 +339,8 @@ def test_kill_9_at_random_instants(tmp_path):
     regenerating the tables, or after (where the driver holds). The delay only moves the
     instant; what is asserted holds at any instant."""
     out = tmp_path / "res"
-    spec = sweep.make_spec("exp1", **DRIVER_SPEC)
-    cells = sweep.plan(spec)
+    spec = concept_class.make_spec("exp1", **DRIVER_SPEC)
+    cells = concept_class.plan(spec)
     rng = np.random.default_rng(0)
     done, kills = set(), 0
     while kills < 8 and len(cells) - len(done) >= 2:
@@ -369,15 +372,15 @@ def test_kill_9_at_random_instants(tmp_path):
 
 def test_diverging_members_are_recorded_and_data_are_paired(tmp_path, monkeypatch):
     seen = []
-    real = sweep.runners.dataset
+    real = concept_class.runners.dataset
 
     def spy(spec, alpha, beta, n, seed):
         ds = real(spec, alpha, beta, n, seed)
         seen.append(((n, seed), np.asarray(ds.x_train).tobytes() + np.asarray(ds.y_test).tobytes()))
         return ds
 
-    monkeypatch.setattr(sweep.runners, "dataset", spy)  # where run_*_cell look it up
-    spec = sweep.make_spec(
+    monkeypatch.setattr(concept_class.runners, "dataset", spy)  # where run_*_cell look it up
+    spec = concept_class.make_spec(
         "exp1", learners=("2nn", "nngp-2nn", "rf-2nn"), ns=(100,), seeds=(0, 1), d=8, k=2, g_degree=2, widths=(8,),
         epochs=2, lrs=(0.05, 1e4), wds=(0.0,), n_val=50, n_test=60, ridges=(1e-2,),
     )  # fmt: skip
@@ -391,7 +394,7 @@ def test_diverging_members_are_recorded_and_data_are_paired(tmp_path, monkeypatc
     assert all(r["compile_s"] > 0 and r["call_wall_s"] >= r["run_s"] for r in net)
     sel = [r for r in stats.select(rows) if r["kind"] == "net"]
     assert all(r["lr"] == 0.05 and math.isfinite(r["test_error"]) for r in sel)
-    summary = stats.summarize_exp1(rows)
+    summary = concept_class.summarize_exp1(rows)
     assert {r["learner"] for r in summary["rows"]} == {"2nn", "nngp-2nn", "rf-2nn"}
     # every learner drew the same data for a seed
     by_seed = {}
@@ -402,8 +405,8 @@ def test_diverging_members_are_recorded_and_data_are_paired(tmp_path, monkeypatc
 
 
 def test_row_schema_is_the_one_stats_reads():
-    assert sweep.ROW_FIELDS == stats.ROW_FIELDS
-    assert sweep.ALL_FIELDS[: len(stats.ROW_FIELDS)] == stats.ROW_FIELDS
+    assert concept_class.ROW_FIELDS == stats.ROW_FIELDS
+    assert concept_class.ALL_FIELDS[: len(stats.ROW_FIELDS)] == stats.ROW_FIELDS
 
 
 def test_git_info_outside_a_checkout(tmp_path):

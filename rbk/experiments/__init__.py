@@ -1,49 +1,50 @@
-"""The experiments as importable modules: profiles, runs and summaries.
+"""The experiments: one package per experiment family, each holding its study (what a cell is,
+how it runs, its rows), its profiles, its summary and its figures; a registry of their modules.
 
-Each experiment is a module with ``PROFILES``, ``make_spec(**kw)`` (a validated
-:class:`rbk.sweep.Study`), ``summarize(spec, rows, quiet=False)``, ``plot(summary, out_dir)``,
-``format_table(summary)`` and, for the command line, ``add_arguments(parser)`` and
-``overrides(args)`` (exp1 and exp2 share :mod:`rbk.cli`'s options for the concept class);
-registering it in :data:`EXPERIMENTS` makes it ``rbk <name>``.
+* :mod:`rbk.experiments.concept_class`: the concept class of Allen-Zhu & Li (one study,
+  ``SweepSpec``): Experiment 1, test error against the number of samples N
+  (:mod:`~rbk.experiments.concept_class.exp1`, profiles ``quick``, ``kernels`` and ``paper``) and
+  Experiment 2, the (alpha, beta) phase diagram of ``beta * F + alpha * G(F)``
+  (:mod:`~rbk.experiments.concept_class.exp2`, profiles ``quick`` and ``paper``);
+* :mod:`rbk.experiments.multi_index`: multi-index targets on Gaussian inputs (Damian, Lee &
+  Soltanolkotabi): Experiment 3, test error against N for several d, ``n*(d)`` and the slope of
+  ``log n*`` against ``log d`` per learner (:mod:`~rbk.experiments.multi_index.exp3`), and
+  Experiment 3b, transfer of the learned features to a new head on the same subspace
+  (:mod:`~rbk.experiments.multi_index.exp3b`);
+* :mod:`rbk.experiments.hierarchy`: deep hierarchies, joint vs layer-wise training against the
+  exact NTK of the same architecture, with per-level feature quality (Experiment 4,
+  :mod:`~rbk.experiments.hierarchy.exp4`).
 
-The scripts in a clone's ``experiments/`` folder are thin command-line wrappers of these.
+The registry :data:`EXPERIMENTS` maps each experiment's name to its module;
+``rbk.experiments.<name>`` is that module too (imported on first use). Each module has
+``PROFILES``, ``make_spec(**kw)`` (a validated :class:`rbk.sweep.Study`), ``spec(profile,
+**overrides)``, ``run(out_dir, profile=..., **overrides)``, ``summarize(spec, rows,
+quiet=False)``, ``plot(summary, out_dir)``, ``format_table(summary)`` and, for the command line,
+``add_arguments(parser)`` and ``overrides(args)`` (optional: ``add_resource_arguments(group)``,
+``dry_run(...)``); registering it in :data:`EXPERIMENTS` makes it ``rbk <name>``.
 
-* :mod:`rbk.experiments.exp1`: test error against the number of samples N
-  (Experiment 1), profiles ``quick`` and ``paper``;
-* :mod:`rbk.experiments.exp2`: the (alpha, beta) phase diagram of the target
-  ``beta * F + alpha * G(F)`` (Experiment 2), profiles ``quick`` and ``paper``.
-* :mod:`rbk.experiments.exp3`: multi-index targets on Gaussian inputs (Damian, Lee &
-  Soltanolkotabi): test error against N for several d, ``n*(d)`` and the slope of ``log n*``
-  against ``log d`` per learner (Experiment 3), profiles ``quick`` and ``paper``.
-* :mod:`rbk.experiments.exp3b`: transfer of features learned on a multi-index target to a
-  new head on the same subspace (Experiment 3b, a :class:`rbk.sweep.Study`).
-* :mod:`rbk.experiments.exp4`: deep hierarchies, joint vs layer-wise training against the exact
-  NTK of the same architecture, with per-level feature quality (Experiment 4), profiles
-  ``quick`` and ``paper``.
-
-Each has ``PROFILES``, ``spec(profile, **overrides)`` and ``run(out_dir, profile=...,
-**overrides)``; the command line is :mod:`rbk.cli` (``rbk exp1``, ``rbk exp2``), which imports
-this package and never the other way round. :func:`finalize` writes ``summary.json``
-(:mod:`rbk.stats`; for exp1 with each exact kernel's learning curve predicted from its spectrum,
-:mod:`rbk.theory`), the figure (:mod:`rbk.plots`) and returns the summary of a results
-directory; ``rbk plot --out DIR`` calls it.
+The command line is :mod:`rbk.cli` (one subcommand per registered experiment), which imports
+this package and never the other way round; the scripts in a clone's ``experiments/`` folder
+are thin wrappers of it. :func:`finalize` writes ``summary.json``, the figures and returns the
+summary of a results directory; ``rbk plot --out DIR`` calls it.
 """
 
 from __future__ import annotations
 
-import numbers
-from pathlib import Path
-
+#: The registered experiments: name -> module (``rbk <name>``).
 EXPERIMENTS = {
-    "exp1": "rbk.experiments.exp1",
-    "exp2": "rbk.experiments.exp2",
-    "exp3": "rbk.experiments.exp3",
-    "exp3b": "rbk.experiments.exp3b",
-    "exp4": "rbk.experiments.exp4",
+    "exp1": "rbk.experiments.concept_class.exp1",
+    "exp2": "rbk.experiments.concept_class.exp2",
+    "exp3": "rbk.experiments.multi_index.exp3",
+    "exp3b": "rbk.experiments.multi_index.exp3b",
+    "exp4": "rbk.experiments.hierarchy.exp4",
 }
+#: The experiment families (subpackages).
+FAMILIES = ("concept_class", "multi_index", "hierarchy")
 
 
 def module(experiment: str):
+    """The module of a registered experiment (``ValueError`` naming the registered ones otherwise)."""
     import importlib
 
     if experiment not in EXPERIMENTS:
@@ -52,64 +53,29 @@ def module(experiment: str):
 
 
 def profile_spec(experiment: str, profile: str, **overrides):
-    """The study (:class:`rbk.sweep.Study`) of a profile with ``overrides`` (the module's
-    ``make_spec`` keywords; ``None`` values are ignored).
+    """The study (:class:`rbk.sweep.Study`) of ``experiment``'s profile with ``overrides`` (the module's
+    ``make_spec`` keywords; ``None`` values are ignored; :func:`rbk.experiments.common.profile_spec_of`).
 
     Overriding ``epochs`` alone keeps the profile's learning-rate step at the same fraction of
     the run (``quick`` exp1: 3/4, ``paper``: 1/2), rounded down.
     """
-    mod = module(experiment)
-    if profile not in mod.PROFILES:
-        raise ValueError(f"profile must be one of {sorted(mod.PROFILES)}, got {profile!r}")
-    kw = dict(mod.PROFILES[profile])
-    overrides = {k: v for k, v in overrides.items() if v is not None}
-    if "epochs" in overrides and "decay_epoch" not in overrides and kw.get("decay_epoch") is not None:
-        epochs = overrides["epochs"]
-        if isinstance(epochs, numbers.Integral) and epochs >= 1:  # else make_spec names the bad value
-            kw["decay_epoch"] = kw["decay_epoch"] * int(epochs) // kw["epochs"]
-    kw.update(overrides)
-    return mod.make_spec(**kw)
+    from rbk.experiments.common import profile_spec_of
+
+    return profile_spec_of(module(experiment), profile, **overrides)
 
 
 def finalize(out_dir, *, plot: bool = True, quiet: bool = False) -> dict | None:
-    """Summarise a results directory: ``summary.json`` and (``plot``) the experiment's figures.
+    """Summarise a results directory: ``summary.json`` and (``plot``) the experiment's figures
+    (:func:`rbk.experiments.common.finalize_with` of the module its ``meta.json`` names).
 
-    The experiment module's ``summarize(spec, rows, quiet=)`` makes the summary and its
-    ``plot(summary, out_dir)`` the figures. Returns the summary (``None`` when there are no rows,
-    or the module has nothing to summarise, e.g. exp1 with ``alpha = 0``).
+    Returns the summary (``None`` when there are no rows, or the module has nothing to summarise,
+    e.g. exp1 with ``alpha = 0``).
     """
-    import sys
+    from rbk import sweep
+    from rbk.experiments.common import finalize_with
 
-    from rbk import stats, sweep
-
-    out_dir = Path(out_dir)
-    meta = sweep.read_meta(out_dir)
-    spec = sweep.spec_from_meta(meta)
-    store = sweep.Store(out_dir, spec, spec.plan())
-    try:  # regenerate results.jsonl/.csv from the cell files (a torn table is repaired) unless a run is writing
-        store.lock()
-    except sweep.StoreLockedError:
-        rows = store.rows()
-    else:
-        try:
-            rows = store.rebuild()
-        finally:
-            store.unlock()
-    if not rows:
-        if not quiet:
-            print(f"[rbk] {out_dir}: no finished cells yet, nothing to summarise", file=sys.stderr)
-        return None
-    mod = module(spec.experiment)
-    summary = mod.summarize(spec, rows, quiet=quiet)
-    if summary is None:
-        return None
-    done, total = len(store.done()), len(store.cells)
-    summary["complete"] = done == total
-    summary["cells"] = {"done": done, "total": total}
-    stats.write_json(summary, out_dir / "summary.json")
-    if plot:
-        mod.plot(summary, out_dir)
-    return summary
+    experiment = sweep.read_meta(out_dir)["config"].get("experiment")
+    return finalize_with(module(experiment), out_dir, plot=plot, quiet=quiet)
 
 
 def format_table(experiment: str, summary: dict) -> str:
@@ -117,7 +83,7 @@ def format_table(experiment: str, summary: dict) -> str:
     return module(experiment).format_table(summary)
 
 
-__all__ = ["EXPERIMENTS", "module", "profile_spec", "finalize", "format_table", "run"]
+__all__ = ["EXPERIMENTS", "FAMILIES", "module", "profile_spec", "finalize", "format_table", "run"]
 
 
 def run(experiment: str, out_dir, profile: str = "quick", *, quiet: bool = False, plot: bool = True, **overrides):
@@ -126,10 +92,21 @@ def run(experiment: str, out_dir, profile: str = "quick", *, quiet: bool = False
     ``None`` on processes other than the writer (multi-process runs) and where
     :func:`finalize` has nothing to summarise.
     """
-    from rbk import sweep
+    from rbk.experiments.common import run_with
 
-    res = sweep.run(profile_spec(experiment, profile, **overrides), out_dir, quiet=quiet)
-    if not res.is_writer:
-        return None
-    return finalize(out_dir, plot=plot, quiet=quiet)
+    return run_with(module(experiment), out_dir, profile, quiet=quiet, plot=plot, **overrides)
 
+
+def __getattr__(name: str):
+    # rbk.experiments.<experiment> and .<family>, imported on first use
+    import importlib
+
+    if name in EXPERIMENTS:
+        return importlib.import_module(EXPERIMENTS[name])
+    if name in FAMILIES:
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(EXPERIMENTS) | set(FAMILIES))

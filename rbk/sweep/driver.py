@@ -14,6 +14,7 @@ from typing import Callable, Sequence
 from rbk._checks import host_memory_bytes
 from rbk.sweep.cost import device_memory_bytes
 from rbk.sweep.errors import SweepInputError
+from rbk.sweep.planner import check_plan
 from rbk.sweep.provenance import device_info, git_info, versions
 from rbk.sweep.store import Store, check_out_dir, load_meta_file
 from rbk.sweep.study import Study
@@ -84,7 +85,7 @@ def run(
     # machine-dependent values (chunking) and extensions: the values stored at the first run win on a resume
     meta_before = load_meta_file(out_dir / "meta.json")
     spec, resolved, extension = spec.resolve(meta_before, memory_bytes)
-    cells = spec.plan()
+    cells = check_plan(spec.plan())
     store = Store(out_dir, spec, cells, process_index=rank)
     if meta_before is not None:
         store.check_config(meta_before)

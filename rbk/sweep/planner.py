@@ -1,106 +1,32 @@
-"""The plan of a concept-class sweep: its cells (:class:`Cell`, one compiled call each) in run order,
-network calls split into chunks of at most ``max_members_per_call`` members."""
+"""The planner interface: what the engine needs of a study's cells (:class:`PlannedCell`) and the
+check every plan passes (:func:`check_plan`).
+
+A study plans its own cells (``Study.plan()``, in run order); the engine only reads a cell's
+``id`` (a file name under ``cells/``), ``learner`` and ``kind``, and splits the plan over the
+processes of a multi-process run by position.
+"""
 
 from __future__ import annotations
 
-import dataclasses
-import math
-from typing import Sequence
-
-import numpy as np
-
-from rbk.sweep.learners import NET_KIND, parse_learner
-from rbk.sweep.spec import SweepSpec
+from typing import Protocol, Sequence
 
 
-@dataclasses.dataclass(frozen=True)
-class Cell:
-    """One call: a network training call, or one kernel / random-feature fit.
-
-    ``slots`` are the ``(alpha, beta, seed)`` data sets of the call (networks: all of them
-    ride on the trainer's data axis; kernels: exactly one); ``lrs``/``wds`` the network
-    settings of the call (the full product is trained).
-    """
+class PlannedCell(Protocol):
+    """A cell of a plan: ``id`` unique within the plan and usable as a file name."""
 
     id: str
     learner: str
     kind: str
-    arch: str
-    n: int
-    width: int | None
-    slots: tuple[tuple[float, float, int], ...]
-    lrs: tuple[float, ...] = ()
-    wds: tuple[float, ...] = ()
-
-    @property
-    def members(self) -> int:
-        return len(self.slots) * max(1, len(self.lrs)) * max(1, len(self.wds))
 
 
-def _fmt(v: float) -> str:
-    return f"{v:g}"
-
-
-def _chunks(seq: Sequence, size: int) -> list[tuple]:
-    """``seq`` split into ``ceil(len / size)`` near-equal consecutive groups (fewer distinct shapes)."""
-    parts = math.ceil(len(seq) / size)
-    bounds = np.linspace(0, len(seq), parts + 1).round().astype(int)
-    return [tuple(seq[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
-
-
-def _split_members(slots, lrs, wds, max_members: int | None):
-    """Groups ``(slots, lrs, wds)`` each with at most ``max_members`` members (slots split first)."""
-    if max_members is None or len(slots) * len(lrs) * len(wds) <= max_members:
-        return [(tuple(slots), tuple(lrs), tuple(wds))]
-    lw = len(lrs) * len(wds)
-    if lw <= max_members:
-        return [(s, tuple(lrs), tuple(wds)) for s in _chunks(slots, max_members // lw)]
-    if len(wds) <= max_members:
-        return [((s,), lg, tuple(wds)) for s in slots for lg in _chunks(lrs, max_members // len(wds))]
-    return [((s,), (lr,), wg) for s in slots for lr in lrs for wg in _chunks(wds, max_members)]
-
-
-def plan(spec: SweepSpec, max_members_per_call: int | None = None) -> list[Cell]:
-    """The cells of a sweep, in run order: by N, then learner (networks first), then the rest.
-
-    ``max_members_per_call`` (default ``spec.max_members_per_call``; ``None``: no chunking)
-    splits a network call's members.
-    """
-    mm = spec.max_members_per_call if max_members_per_call is None else max_members_per_call
-    if spec.parts:  # an extended sweep: the original cells keep their ids, each extension's network calls are tagged
-        cells = []
-        for ns, seeds, tag in spec.parts:
-            sub = dataclasses.replace(spec, ns=tuple(ns), seeds=tuple(seeds), parts=())
-            cells += [dataclasses.replace(c, id=c.id + tag) if c.kind == NET_KIND else c for c in plan(sub, mm)]
-        assert len({c.id for c in cells}) == len(cells), "cell ids must be unique"
-        return cells
-    exp2 = spec.experiment == "exp2"
-    cells: list[Cell] = []
-    for n in spec.ns:
-        for learner in spec.learners:
-            kind, arch = parse_learner(learner)
-            if kind != NET_KIND:
-                continue
-            slots = [(a, b, s) for (a, b) in spec.instances for s in spec.seeds]
-            for width in spec.widths:
-                base = f"{learner}_n{n}_w{width}"
-                if not exp2:
-                    a, b = spec.instances[0]
-                    base += f"_a{_fmt(a)}_b{_fmt(b)}"
-                groups = _split_members(slots, spec.lrs, spec.wds, mm)
-                for j, (sl, lg, wg) in enumerate(groups):
-                    cid = base if len(groups) == 1 else f"{base}_part{j + 1}of{len(groups)}"
-                    cells.append(Cell(cid, learner, kind, arch, n, width, sl, lg, wg))
-        for learner in spec.learners:
-            kind, arch = parse_learner(learner)
-            if kind == NET_KIND or (spec.kernel_max_n is not None and n > spec.kernel_max_n and kind != "rf"):
-                continue
-            widths = spec.widths if kind == "rf" else (None,)
-            for width in widths:
-                for a, b in spec.instances:
-                    for s in spec.seeds:
-                        cid = f"{learner}_n{n}" + (f"_w{width}" if width else "") + f"_a{_fmt(a)}_b{_fmt(b)}_s{s}"
-                        cells.append(Cell(cid, learner, kind, arch, n, width, ((a, b, s),)))
+def check_plan(cells: Sequence[PlannedCell]) -> list:
+    """``cells`` as a list, after checking that their ids are unique, non-empty file names."""
+    cells = list(cells)
     ids = [c.id for c in cells]
-    assert len(set(ids)) == len(ids), "cell ids must be unique"
+    if len(set(ids)) != len(ids):
+        dup = sorted({i for i in ids if ids.count(i) > 1})
+        raise ValueError(f"a study's plan must give every cell its own id, got {dup[:5]} more than once")
+    bad = [i for i in ids if not isinstance(i, str) or not i or "/" in i or i.startswith(".")]
+    if bad:
+        raise ValueError(f"cell ids must be non-empty file names (no '/', not starting with '.'), got {bad[:5]}")
     return cells

@@ -1,6 +1,5 @@
 """The results directory of a sweep (:class:`Store`): atomic cell files, the lock, ``meta.json``
-(reading it, rebuilding the recorded study: :func:`spec_from_meta`), the combined tables and the
-extension of a finished sweep by extra ``ns`` / ``seeds`` (:func:`extension_parts`)."""
+(reading it, rebuilding the recorded study: :func:`spec_from_meta`) and the combined tables."""
 
 from __future__ import annotations
 
@@ -17,8 +16,7 @@ from typing import Sequence
 import numpy as np
 
 from rbk.sweep.errors import ConfigMismatchError, StoreLockedError, SweepInputError
-from rbk.sweep.spec import SweepSpec
-from rbk.sweep.study import Study, hash_config
+from rbk.sweep.study import Study
 
 
 def _clean(v):
@@ -235,30 +233,6 @@ def check_out_dir(out_dir) -> Path:
     return p
 
 
-def extension_parts(meta: dict, spec: SweepSpec) -> tuple | None:
-    """The ``parts`` of ``spec`` run in a directory whose ``meta.json`` is ``meta``, ``None`` if it is no extension.
-
-    ``spec`` extends the recorded sweep when its config differs only by extra values of ``ns``
-    and/or ``seeds``. Every finished cell is kept: extension ``j`` adds the new N for every seed
-    and the new seeds for the old N, its network calls tagged ``_ext<j>`` (their ids would
-    otherwise clash with the original calls, which hold the old seeds).
-    """
-    old, new = meta.get("config", {}), spec.config()
-    if old == new or any(old.get(k) != new.get(k) for k in set(old) | set(new) if k not in ("ns", "seeds")):
-        return None
-    if not (set(old.get("ns", ())) <= set(new["ns"]) and set(old.get("seeds", ())) <= set(new["seeds"])):
-        return None
-    parts = [tuple(p) for p in meta.get("parts") or [(old["ns"], old["seeds"], "")]]
-    tag = f"_ext{len({p[2] for p in parts if p[2]}) + 1}"
-    add_ns = [n for n in new["ns"] if n not in old["ns"]]
-    add_seeds = [s for s in new["seeds"] if s not in old["seeds"]]
-    if add_ns:
-        parts.append((add_ns, list(new["seeds"]), tag))
-    if add_seeds:
-        parts.append((list(old["ns"]), add_seeds, tag))
-    return tuple((tuple(ns), tuple(seeds), tag) for ns, seeds, tag in parts)
-
-
 def read_meta(out_dir) -> dict:
     meta = load_meta_file(Path(out_dir) / "meta.json")
     if meta is None:
@@ -266,15 +240,35 @@ def read_meta(out_dir) -> dict:
     return meta
 
 
-def study_class(path: str) -> type:
-    """The :class:`Study` subclass named ``module:qualname`` (as ``meta.json`` records it)."""
+#: Study paths written by earlier versions of rbk, and where those classes live now.
+MOVED_STUDIES = {"rbk.sweep:SweepSpec": "rbk.experiments.concept_class:SweepSpec"}
+#: The study of a ``meta.json`` that names none (written before studies were plug-ins).
+DEFAULT_STUDY = "rbk.sweep:SweepSpec"
+
+
+def _resolve(path: str):
+    """The object named ``module:qualname``; a module that is no file of its own (a package's lazy
+    attribute, such as ``rbk.experiments.<name>``) is reached as an attribute of its package."""
     import importlib
 
     mod, _, qual = str(path).partition(":")
     try:
         obj = importlib.import_module(mod)
-        for part in qual.split("."):
-            obj = getattr(obj, part)
+    except ModuleNotFoundError:
+        parent, _, leaf = mod.rpartition(".")
+        if not parent:
+            raise
+        obj = getattr(importlib.import_module(parent), leaf)
+    for part in qual.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def study_class(path: str) -> type:
+    """The :class:`Study` subclass named ``module:qualname`` (as ``meta.json`` records it;
+    :data:`MOVED_STUDIES` maps the names of earlier versions)."""
+    try:
+        obj = _resolve(MOVED_STUDIES.get(str(path), path))
     except (ImportError, AttributeError, ValueError) as e:
         raise SweepInputError(f"meta.json names the study {path!r}, which this rbk cannot import ({e})") from None
     if not (isinstance(obj, type) and issubclass(obj, Study)):
@@ -283,39 +277,9 @@ def study_class(path: str) -> type:
 
 
 def spec_from_meta(meta: dict) -> Study:
-    """Rebuild the study recorded in ``meta.json`` (its class from ``meta['study']``; written
-    without one: a :class:`SweepSpec`), checked against the recorded config hash."""
-    path = meta.get("study")
-    cls = study_class(path) if path else SweepSpec
-    if cls is not SweepSpec:
-        try:
-            spec = cls.from_config(dict(meta["config"]), dict(meta.get("resolved") or {}))
-            ok = spec.config_hash() == meta.get("config_hash")
-        except (KeyError, TypeError, ValueError) as e:
-            raise SweepInputError(f"meta.json's config is not one {path} can read ({e})") from None
-        if not ok:
-            raise SweepInputError("meta.json's config does not reproduce its hash (edited, or written by another rbk version?)")
-        return spec
-    c = dict(meta["config"])
-    c.pop("schema_version", None)
-    c["instances"] = tuple(tuple(p) for p in c["instances"])
-    for key in ("learners", "ns", "seeds", "widths", "lrs", "wds", "ridges"):
-        c[key] = tuple(c[key])
-    if c.get("n_val") == "max(1000, n // 5)":
-        c["n_val"] = None
-    mm = meta.get("resolved", {}).get("max_members_per_call")
-    try:
-        parts = tuple((tuple(ns), tuple(seeds), tag) for ns, seeds, tag in meta.get("parts") or ())
-        spec = SweepSpec(**c, max_members_per_call=mm, parts=parts)
-        config = spec.config()
-        if "matmul_precision" not in meta["config"]:  # written before it was recorded (readable; resuming is refused)
-            config.pop("matmul_precision")
-        ok = hash_config(config) == meta.get("config_hash")
-    except (TypeError, ValueError) as e:
-        raise SweepInputError(f"meta.json's config is not one rbk can read ({e}); written by another rbk version?") from None
-    if not ok:
-        raise SweepInputError("meta.json's config does not reproduce its hash (edited, or written by another rbk version?)")
-    return spec
+    """Rebuild the study recorded in ``meta.json`` (its class from ``meta['study']``, else
+    :data:`DEFAULT_STUDY`; :meth:`Study.from_meta`), checked against the recorded config hash."""
+    return study_class(meta.get("study") or DEFAULT_STUDY).from_meta(meta)
 
 
 def load_rows(out_dir) -> list[dict]:

@@ -17,12 +17,13 @@ class Study:
 
     An experiment is a frozen dataclass subclassing ``Study`` with a field ``experiment`` (its
     name) and these methods; the engine (driver, store, resume, lock, provenance, multi-process
-    split) knows nothing else about it. :class:`SweepSpec` (the concept class of Allen-Zhu & Li,
-    Experiments 1 and 2) is one; ``rbk.experiments.exp3``/``exp4`` define others.
+    split) knows nothing else about it; each experiment family of :mod:`rbk.experiments` defines
+    one (the concept class's ``SweepSpec`` among them).
 
     * ``config()``: the JSON dict that defines the results (hashed; holds ``experiment``);
       ``from_config(config, resolved)`` rebuilds the study from it (``meta.json`` records the
-      class as ``module:qualname``, :meth:`study_path`, so ``rbk plot`` and resume find it);
+      class as ``module:qualname``, :meth:`study_path`, so ``rbk plot`` and resume find it;
+      :meth:`from_meta` checks the hash, and a study with more in ``meta.json`` overrides it);
     * ``plan()``: the cells in run order, objects with ``id`` (unique, a file name), ``learner``
       and ``kind``; ``run_cell(cell, devices, progress)`` computes one and returns its rows,
       dicts with :data:`CORE_FIELDS` and the study's own columns (``row_fields``; a non-finite
@@ -77,6 +78,22 @@ class Study:
     @classmethod
     def from_config(cls, config: dict, resolved: dict | None = None) -> "Study":
         raise NotImplementedError
+
+    @classmethod
+    def from_meta(cls, meta: dict) -> "Study":
+        """The study recorded in ``meta.json``: :meth:`from_config` of its config and resolved values,
+        checked against the recorded hash (:class:`rbk.sweep.SweepInputError` otherwise)."""
+        from rbk.sweep.errors import SweepInputError
+
+        path = cls.study_path()
+        try:
+            spec = cls.from_config(dict(meta["config"]), dict(meta.get("resolved") or {}))
+            ok = spec.config_hash() == meta.get("config_hash")
+        except (KeyError, TypeError, ValueError) as e:
+            raise SweepInputError(f"meta.json's config is not one {path} can read ({e})") from None
+        if not ok:
+            raise SweepInputError("meta.json's config does not reproduce its hash (edited, or written by another rbk version?)")
+        return spec
 
     @classmethod
     def study_path(cls) -> str:

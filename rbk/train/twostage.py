@@ -88,7 +88,7 @@ def two_stage_config(
     ridges: Sequence[float] = (1e-4, 1e-3, 1e-2, 1e-1, 1.0),
 ) -> TwoStageConfig:
     """Validated :class:`TwoStageConfig` (``ValueError`` naming the bad argument)."""
-    from rbk.kernels import _check_ridges
+    from rbk.kernels import check_ridges
 
     width = check_int("width", width, lo=2)
     if width % 2:
@@ -101,7 +101,7 @@ def two_stage_config(
     check_choice("preprocess", preprocess, PREPROCESS)
     init_scale = check_real("init_scale", init_scale, lo=0.0, lo_open=True)
     bias_std = check_real("bias_std", bias_std, lo=0.0)
-    ridges = _check_ridges(tuple(ridges))
+    ridges = check_ridges(tuple(ridges))
     return TwoStageConfig(width, tuple(float(e) for e in etas), split, preprocess, init_scale, bias_std, ridges)
 
 

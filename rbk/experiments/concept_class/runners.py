@@ -6,10 +6,13 @@ from __future__ import annotations
 
 import math
 import time
+from typing import TYPE_CHECKING
 
-from rbk.sweep.learners import NET_KIND
-from rbk.sweep.planner import Cell
-from rbk.sweep.spec import SweepSpec
+from rbk.experiments.concept_class.learners import NET_KIND
+from rbk.experiments.concept_class.planner import Cell
+
+if TYPE_CHECKING:  # annotations only (the study imports this module)
+    from rbk.experiments.concept_class.study import SweepSpec
 
 #: Rows per streamed kernel block in the sweep's kernel fits: on a 2-core CPU 512 is ~1.4-1.9x
 #: faster than rbk.kernels' default 2048 (cache-resident blocks); the numbers do not depend on it.

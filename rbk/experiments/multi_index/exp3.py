@@ -35,7 +35,8 @@ Profiles
 ``paper``  every learner, ``d`` in {8, 12, 16, 24, 32, 48}, 5 seeds, N from 125 to 16000
            (networks) and 250 to 32000 (kernels; 16 GiB of host memory at the largest); for a large machine (see ``rbk exp3 --profile paper --dry-run``).
 
-Run ``rbk exp3 --help`` for the options.
+Run ``rbk exp3 --help`` for the options (``python experiments/exp3_multi_index.py`` in a clone takes the
+same).
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ from collections.abc import Callable
 import numpy as np
 
 from rbk import sweep
+from rbk.experiments.common import entry_points
 
 EXPERIMENT = "exp3"
 TARGETS = ("single_index", "sum_of_products", "random")
@@ -415,18 +417,9 @@ def make_spec(**kw) -> Exp3Spec:
     return spec
 
 
-def spec(profile: str = "quick", **overrides) -> Exp3Spec:
-    """The :class:`Exp3Spec` of ``profile`` with ``make_spec`` overrides."""
-    from rbk.experiments import profile_spec
+#: ``spec(profile, **overrides)``: the study of a profile; ``run(out_dir, profile, ...)``: run it, summarise it.
+spec, run = entry_points(__name__)
 
-    return profile_spec(EXPERIMENT, profile, **overrides)
-
-
-def run(out_dir, profile: str = "quick", *, quiet: bool = False, plot: bool = True, **overrides) -> dict | None:
-    """Run (or resume) the sweep into ``out_dir`` and return its summary (``summary.json``)."""
-    from rbk import experiments
-
-    return experiments.run(EXPERIMENT, out_dir, profile, quiet=quiet, plot=plot, **overrides)
 
 
 # --------------------------------------------------------------------------------------------
@@ -468,7 +461,7 @@ def summarize(spec, rows, *, quiet: bool = False, n_boot: int = 2000) -> dict | 
         for d in sorted(groups):
             for n in sorted({r["n"] for r in groups[d]}):
                 cell = [r for r in groups[d] if r["n"] == n]
-                tests = [stats._test_value(r) for r in cell]
+                tests = [stats.test_value(r) for r in cell]
                 fin = [t for t in tests if math.isfinite(t)]
                 m, lo, hi = stats.t_ci(fin)
                 entries.append({"learner": lr, "kind": LEARNERS[lr].kind, "d": d, "n": n, "threshold": thr_by_d[d],
@@ -609,7 +602,7 @@ def plot(summary, out_dir) -> list:
     axes[0][-1].legend(fontsize=7)
     fig.suptitle(f"Experiment 3: {summary['instance']['target']}, p = {summary['instance']['p']} "
                  f"(dashed: threshold E_p)", fontsize=9)
-    made = list(plots._save(fig, out_dir, "exp3_error_vs_n"))
+    made = list(plots.save(fig, out_dir, "exp3_error_vs_n"))
     plt.close(fig)
 
     fig, ax = plt.subplots(figsize=(5, 4))
@@ -637,7 +630,7 @@ def plot(summary, out_dir) -> list:
     _plain_ticks(ax.xaxis)
     ax.set_title("n* against d: fitted slopes [95% CI]; dotted: theory (2 networks, p kernels)", fontsize=8)
     ax.legend(fontsize=7)
-    made += list(plots._save(fig, out_dir, "exp3_nstar_vs_d"))
+    made += list(plots.save(fig, out_dir, "exp3_nstar_vs_d"))
     plt.close(fig)
     return made
 

@@ -37,84 +37,27 @@ Run ``rbk exp1 --help`` for the options (``python experiments/exp1_sample_comple
 
 from __future__ import annotations
 
+from rbk.experiments.common import entry_points
+from rbk.experiments.concept_class.options import add_resource_arguments, bind, dry_run, format_table  # noqa: F401
+from rbk.experiments.concept_class.profiles import PAPER_GRID  # noqa: F401
+from rbk.experiments.concept_class.profiles import EXP1_PROFILES as PROFILES
+
 EXPERIMENT = "exp1"
 
-PAPER_GRID = tuple(round(m * 10.0**-j, 10) for j in range(1, 6) for m in (5, 2, 1))
-
-PROFILES = {
-    "quick": dict(
-        learners=("3resnet", "3nn", "2nn", "ntk-3resnet", "ntk-2nn"),
-        ns=(1000, 3000, 10000),
-        seeds=(0, 1, 2),
-        alphas=0.3,
-        betas=1.0,
-        widths=(256,),
-        epochs=60,
-        decay_epoch=45,
-        lrs=(0.02,),
-        wds=(1e-3,),
-        ridges=(1e-3, 1e-1),
-    ),
-    "kernels": dict(
-        learners=("ntk-3resnet", "ntk-2nn"),
-        ns=(20000, 50000, 100000),
-        seeds=(0,),
-        alphas=0.3,
-        betas=1.0,
-        ridges=(1e-3, 1e-1),
-    ),
-    "paper": dict(
-        learners=("3resnet", "3nn", "2nn", "ntk-3resnet", "ntk-3nn", "ntk-2nn", "nngp-3resnet", "nngp-3nn",
-                  "nngp-2nn", "rf-3resnet", "rf-3nn", "rf-2nn"),  # fmt: skip
-        ns=(1000, 2000, 5000, 10000, 20000, 50000),
-        seeds=(0, 1, 2, 3, 4),
-        alphas=0.3,
-        betas=1.0,
-        widths=(512,),
-        epochs=800,
-        decay_epoch=400,
-        lrs=PAPER_GRID,
-        wds=PAPER_GRID,
-        ridges=(1e-6, 1e-4, 1e-2, 1e-1, 1.0),
-        kernel_max_n=20000,
-    ),
-}
-
-
-def spec(profile: str = "quick", **overrides):
-    """The :class:`rbk.sweep.SweepSpec` of ``profile`` with ``make_spec`` overrides."""
-    from rbk.experiments import profile_spec
-
-    return profile_spec("exp1", profile, **overrides)
-
-
-def run(out_dir, profile: str = "quick", *, quiet: bool = False, plot: bool = True, **overrides) -> dict | None:
-    """Run (or resume) the sweep into ``out_dir`` and return its summary (``summary.json``)."""
-    from rbk import experiments
-
-    return experiments.run("exp1", out_dir, profile, quiet=quiet, plot=plot, **overrides)
-
-
-
-def make_spec(**kw):
-    """The validated :class:`rbk.sweep.SweepSpec` of this experiment (``rbk.sweep.make_spec``)."""
-    from rbk import sweep
-
-    return sweep.make_spec(EXPERIMENT, **kw)
-
-
-def format_table(summary) -> str:
-    from rbk import plots
-
-    return plots.format_table(summary)
+#: ``spec(profile, **overrides)``: the study of a profile; ``run(out_dir, profile, ...)``: run it, summarise it.
+spec, run = entry_points(__name__)
+#: ``make_spec(**kw)``: the validated study; the options of ``rbk exp1`` and the keywords of the parsed ones;
+#: the figure of a summary (:func:`rbk.experiments.concept_class.options.bind`).
+make_spec, add_arguments, overrides, plot = bind(EXPERIMENT)
 
 
 def summarize(spec, rows, *, quiet: bool = False) -> dict | None:
-    """``summary.json`` of Experiment 1 (:func:`rbk.stats.summarize_exp1`) with each exact kernel's
-    predicted learning curve (:mod:`rbk.theory`); ``None`` when ``alpha = 0`` (no threshold)."""
+    """``summary.json`` of Experiment 1 (:func:`rbk.experiments.concept_class.summarize_exp1`) with
+    each exact kernel's predicted learning curve (:mod:`rbk.theory`); ``None`` when ``alpha = 0``
+    (no threshold)."""
     import sys
 
-    from rbk import stats
+    from rbk.experiments.concept_class.summary import summarize_exp1
 
     alpha, beta = spec.instances[0]
     target = spec.target(alpha, beta)
@@ -125,7 +68,7 @@ def summarize(spec, rows, *, quiet: bool = False) -> dict | None:
         return None
     inst = {"d": spec.d, "k": spec.k, "g_degree": spec.g_degree, "experiment": spec.experiment, "alpha": alpha,
             "beta": beta}  # fmt: skip
-    return stats.summarize_exp1(rows, threshold=threshold, instance=inst, predicted=_predicted(spec, target))
+    return summarize_exp1(rows, threshold=threshold, instance=inst, predicted=_predicted(spec, target))
 
 
 def _predicted(spec, target) -> dict:
@@ -137,9 +80,3 @@ def _predicted(spec, target) -> dict:
         return {}
     return theory.predict_learners(spec.learners, target, spec.ns, spec.ridges, target.threshold,
                                    W_std=spec.W_std, b_std=spec.b_std, noise=spec.noise)  # fmt: skip
-
-
-def plot(summary, out_dir):
-    from rbk import plots
-
-    return plots.plot_exp1(summary, out_dir, name=EXPERIMENT)

@@ -9,8 +9,8 @@ import math
 from typing import Iterable, Sequence
 
 from rbk._checks import check_choice, check_int, check_real
-from rbk.sweep.errors import ConfigMismatchError
-from rbk.sweep.learners import NET_KIND, parse_learner
+from rbk.experiments.concept_class.learners import NET_KIND, parse_learner
+from rbk.sweep.errors import ConfigMismatchError, SweepInputError
 from rbk.sweep.study import Study, hash_config
 
 SCHEMA_VERSION = 1
@@ -105,23 +105,24 @@ class SweepSpec(Study):
         return default_n_val(n) if self.n_val is None else self.n_val
 
     # -- the Study protocol ------------------------------------------------------------------
-    # (its parts live in the modules that import this one: imported on call, no import cycle)
+    # (its parts live in the planner, runners and cost modules, imported on call; they import this one
+    # only for annotations: no import cycle)
     row_fields = ALL_FIELDS
 
     def plan(self, max_members_per_call: int | None = None) -> list:
-        from rbk.sweep.planner import plan
+        from rbk.experiments.concept_class.planner import plan
 
         return plan(self, max_members_per_call)
 
     def run_cell(self, cell, devices=None, progress=None) -> list[dict]:
-        from rbk.sweep.runners import run_kernel_cell, run_net_cell
+        from rbk.experiments.concept_class.runners import run_kernel_cell, run_net_cell
 
         if cell.kind == NET_KIND:
             return run_net_cell(self, cell, devices, progress)
         return run_kernel_cell(self, cell)
 
     def memory_problems(self, cells, memory_bytes, n_devices=1, host_bytes=None) -> list[str]:
-        from rbk.sweep.cost import memory_problems
+        from rbk.experiments.concept_class.cost import memory_problems
 
         return memory_problems(self, cells, memory_bytes, n_devices, host_bytes)
 
@@ -129,27 +130,24 @@ class SweepSpec(Study):
         return cell.members * self.epochs if cell.kind == NET_KIND else None
 
     def format_plan(self, cells, done=(), **kw) -> str:
-        from rbk.sweep.cost import format_plan
+        from rbk.experiments.concept_class.cost import format_plan
 
         return format_plan(self, cells, done=done, **kw)
 
     def extends(self, meta: dict) -> bool:
-        from rbk.sweep.store import extension_parts
-
         return extension_parts(meta, self) is not None
 
     def resolve(self, meta: dict | None, memory_bytes: int | None = None) -> tuple:
         """Member chunking (the value stored at the first run wins on a resume: automatic chunking
         depends on the machine) and the layout of an extension (extra ``ns``/``seeds``)."""
-        from rbk.sweep.cost import resolve_max_members
-        from rbk.sweep.store import extension_parts, spec_from_meta
+        from rbk.experiments.concept_class.cost import resolve_max_members
 
         spec = self
         stored_mm = (meta or {}).get("resolved", {}).get("max_members_per_call")
         same = meta is not None and meta.get("config_hash") == spec.config_hash()
         extend = None if meta is None or same else extension_parts(meta, spec)
         if same and meta.get("parts"):
-            spec = dataclasses.replace(spec, parts=spec_from_meta(meta).parts)
+            spec = dataclasses.replace(spec, parts=SweepSpec.from_meta(meta).parts)
         elif extend is not None:
             spec = dataclasses.replace(spec, parts=extend)
         same = same or extend is not None  # an extension keeps the recorded chunking too
@@ -168,14 +166,62 @@ class SweepSpec(Study):
 
     @classmethod
     def study_path(cls) -> str:
-        # the public name meta.json has always recorded (stable whichever module defines the class)
-        return "rbk.sweep:SweepSpec" if cls is SweepSpec else super().study_path()
+        # the public name (stable whichever module of the package defines the class); results written
+        # before the concept class had its own package record "rbk.sweep:SweepSpec" (rbk.sweep.store reads both)
+        return "rbk.experiments.concept_class:SweepSpec" if cls is SweepSpec else super().study_path()
 
     @classmethod
     def from_config(cls, config: dict, resolved: dict | None = None) -> "SweepSpec":
-        from rbk.sweep.store import spec_from_meta
+        return cls.from_meta({"config": config, "resolved": resolved or {}, "config_hash": hash_config(config)})
 
-        return spec_from_meta({"config": config, "resolved": resolved or {}, "config_hash": hash_config(config)})
+    @classmethod
+    def from_meta(cls, meta: dict) -> "SweepSpec":
+        """The sweep recorded in ``meta.json`` (its config, chunking and extension layout), checked
+        against the recorded config hash (:class:`rbk.sweep.SweepInputError` otherwise)."""
+        c = dict(meta["config"])
+        c.pop("schema_version", None)
+        c["instances"] = tuple(tuple(p) for p in c["instances"])
+        for key in ("learners", "ns", "seeds", "widths", "lrs", "wds", "ridges"):
+            c[key] = tuple(c[key])
+        if c.get("n_val") == "max(1000, n // 5)":
+            c["n_val"] = None
+        mm = meta.get("resolved", {}).get("max_members_per_call")
+        try:
+            parts = tuple((tuple(ns), tuple(seeds), tag) for ns, seeds, tag in meta.get("parts") or ())
+            spec = SweepSpec(**c, max_members_per_call=mm, parts=parts)
+            config = spec.config()
+            if "matmul_precision" not in meta["config"]:  # written before it was recorded (readable; resuming is refused)
+                config.pop("matmul_precision")
+            ok = hash_config(config) == meta.get("config_hash")
+        except (TypeError, ValueError) as e:
+            raise SweepInputError(f"meta.json's config is not one rbk can read ({e}); written by another rbk version?") from None
+        if not ok:
+            raise SweepInputError("meta.json's config does not reproduce its hash (edited, or written by another rbk version?)")
+        return spec
+
+
+def extension_parts(meta: dict, spec: SweepSpec) -> tuple | None:
+    """The ``parts`` of ``spec`` run in a directory whose ``meta.json`` is ``meta``, ``None`` if it is no extension.
+
+    ``spec`` extends the recorded sweep when its config differs only by extra values of ``ns``
+    and/or ``seeds``. Every finished cell is kept: extension ``j`` adds the new N for every seed
+    and the new seeds for the old N, its network calls tagged ``_ext<j>`` (their ids would
+    otherwise clash with the original calls, which hold the old seeds).
+    """
+    old, new = meta.get("config", {}), spec.config()
+    if old == new or any(old.get(k) != new.get(k) for k in set(old) | set(new) if k not in ("ns", "seeds")):
+        return None
+    if not (set(old.get("ns", ())) <= set(new["ns"]) and set(old.get("seeds", ())) <= set(new["seeds"])):
+        return None
+    parts = [tuple(p) for p in meta.get("parts") or [(old["ns"], old["seeds"], "")]]
+    tag = f"_ext{len({p[2] for p in parts if p[2]}) + 1}"
+    add_ns = [n for n in new["ns"] if n not in old["ns"]]
+    add_seeds = [s for s in new["seeds"] if s not in old["seeds"]]
+    if add_ns:
+        parts.append((add_ns, list(new["seeds"]), tag))
+    if add_seeds:
+        parts.append((list(old["ns"]), add_seeds, tag))
+    return tuple((tuple(ns), tuple(seeds), tag) for ns, seeds, tag in parts)
 
 
 def _unique_list(name: str, values, conv) -> tuple:

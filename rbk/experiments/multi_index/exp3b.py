@@ -47,6 +47,7 @@ import time
 import numpy as np
 
 from rbk import sweep
+from rbk.experiments.common import entry_points
 
 EXPERIMENT = "exp3b"
 
@@ -448,7 +449,7 @@ def summarize(spec: Exp3bSpec, rows, *, quiet: bool = False, n_boot: int = 2000)
     if not sel:
         return None
     out_rows = []
-    for (learner, d, n), rs in sorted(stats._by(sel, "learner", "d", "n").items(),
+    for (learner, d, n), rs in sorted(stats.group_by(sel, "learner", "d", "n").items(),
                                       key=lambda kv: (list(LEARNERS).index(kv[0][0]), kv[0][1], kv[0][2])):
         tests = [r["test_error"] for r in rs if not r["diverged"] and math.isfinite(r["test_error"])]
         m, lo, hi = stats.t_ci(tests)
@@ -507,7 +508,7 @@ def format_table(summary) -> str:
              f"threshold {', '.join(f'{t:.3g}' for t in sorted(set(thr.values())))} (the head's top-degree energy)"]
     if summary.get("source"):
         lines.append("source two-stage test error: " + ", ".join(
-            f"d={s['d']} (N1={s['n1']}): {plots._fmt_num(s['test_error_mean'])}" for s in summary["source"]))
+            f"d={s['d']} (N1={s['n1']}): {plots.fmt_num(s['test_error_mean'])}" for s in summary["source"]))
     ns = sorted({r["n"] for r in summary["rows"]})
     cells, labels = {}, []
     for r in summary["rows"]:
@@ -515,14 +516,14 @@ def format_table(summary) -> str:
         if lab not in labels:
             labels.append(lab)
         m = r["test_error_mean"]
-        cells[(lab, str(n := r["n"]))] = "-" if m is None else plots._fmt_num(m) + ("*" if m < thr[r["d"]] else "")
+        cells[(lab, str(n := r["n"]))] = "-" if m is None else plots.fmt_num(m) + ("*" if m < thr[r["d"]] else "")
     lines += ["", "mean test error (seed mean; * below the threshold)"]
-    lines += plots._grid_table(labels, [str(n) for n in ns], cells, corner="learner d \\ n2")
+    lines += plots.grid_table(labels, [str(n) for n in ns], cells, corner="learner d \\ n2")
     lines += ["", "n2* per d (first crossing of the seed-mean log error; 95% bootstrap CI over seeds)"]
     ds = sorted(thr)
     nc = {(s["learner"], str(s["d"])): _fmt_nstar(s) for s in summary["n_star"]}
     learners = list(dict.fromkeys(s["learner"] for s in summary["n_star"]))
-    lines += plots._grid_table(learners, [str(d) for d in ds], nc, corner="learner \\ d")
+    lines += plots.grid_table(learners, [str(d) for d in ds], nc, corner="learner \\ d")
     lines += ["", "slope of log n2* against log d [95% bootstrap CI]"]
     for lr, s in summary["slopes"].items():
         lo, hi = s["ci95"]
@@ -562,7 +563,7 @@ def plot(summary, out_dir) -> list:
     axes[0][0].set_ylabel("test error / E[g'^2]")
     axes[0][0].legend(fontsize=8)
     fig.suptitle("Transfer to a new head g'(Ux): learned features vs kernels (band: seeds' range; dash-dot: threshold)")
-    paths = list(plots._save(fig, out_dir, "exp3b_curves"))
+    paths = list(plots.save(fig, out_dir, "exp3b_curves"))
 
     fig, ax = plt.subplots(figsize=(5.2, 4.0))
     x = np.log(ds)
@@ -595,7 +596,7 @@ def plot(summary, out_dir) -> list:
     if ax.get_legend_handles_labels()[0]:  # the fitted lines (two d or more)
         ax.legend(fontsize=7)
     ax.set_title("n2* against d (open triangles: censored bounds)")
-    paths += list(plots._save(fig, out_dir, "exp3b_nstar"))
+    paths += list(plots.save(fig, out_dir, "exp3b_nstar"))
     return paths
 
 
@@ -642,15 +643,6 @@ def overrides(args) -> dict:
                 net_max_n=args.net_max_n, kernel_max_n=args.kernel_max_n)  # fmt: skip
 
 
-def spec(profile: str = "quick", **overrides) -> Exp3bSpec:
-    """The :class:`Exp3bSpec` of ``profile`` with ``make_spec`` overrides."""
-    from rbk.experiments import profile_spec
+#: ``spec(profile, **overrides)``: the study of a profile; ``run(out_dir, profile, ...)``: run it, summarise it.
+spec, run = entry_points(__name__)
 
-    return profile_spec(EXPERIMENT, profile, **overrides)
-
-
-def run(out_dir, profile: str = "quick", *, quiet: bool = False, plot: bool = True, **overrides) -> dict | None:
-    """Run (or resume) the sweep into ``out_dir`` and return its summary (``summary.json``)."""
-    from rbk import experiments
-
-    return experiments.run(EXPERIMENT, out_dir, profile, quiet=quiet, plot=plot, **overrides)

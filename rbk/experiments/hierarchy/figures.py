@@ -1,0 +1,75 @@
+"""The figures of Experiment 4: test error against N per learner with the thresholds, and each
+level's feature quality over training for both regimes."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from rbk.experiments.hierarchy.study import EXPERIMENT
+from rbk.experiments.hierarchy.summary import fmt_ci
+
+
+def plot(summary, out_dir) -> list:
+    """Figure 1 ``exp4.png/.pdf``: test error against N per learner, each level's threshold drawn;
+    figure 2 ``exp4_features.png/.pdf``: feature quality over training per level, joint vs
+    layer-wise (mean over seeds, 95 % CI band)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from rbk.plots import save
+
+    paths = []
+    fig, ax = plt.subplots(figsize=(6.0, 4.2))
+    names = list(dict.fromkeys(r["learner"] for r in summary["rows"]))
+    styles = {"deep-joint": ("C0", "o", "-"), "deep-layerwise": ("C1", "s", "-"), "deep-progressive": ("C4", "v", "-"),
+              "ntk-deep": ("C3", "^", "--"), "nngp-deep": ("C5", "D", "--"), "2nn": ("C2", "x", ":")}  # fmt: skip
+    for name in names:
+        rs = sorted((r for r in summary["rows"] if r["learner"] == name), key=lambda r: r["n"])
+        n = np.array([r["n"] for r in rs], float)
+        m = np.array([r["test_error_mean"] for r in rs], float)
+        lo = np.array([r["test_error_ci95"][0] for r in rs], float)
+        hi = np.array([r["test_error_ci95"][1] for r in rs], float)
+        c, mk, ls = styles.get(name, ("0.3", "o", "-"))
+        ax.plot(n, m, marker=mk, ls=ls, color=c, label=name)
+        ok = np.isfinite(lo) & np.isfinite(hi)
+        if ok.any():
+            ax.fill_between(n[ok], np.maximum(lo[ok], 1e-6), hi[ok], color=c, alpha=0.15, lw=0)
+    for i, (lvl, thr) in enumerate(summary["thresholds"].items()):
+        ax.axhline(thr, color="0.2", lw=0.9, ls=(0, (1 + i, 2)))
+        ax.annotate(f"level {lvl} threshold {thr:.3g}", xy=(0.01, thr), xycoords=("axes fraction", "data"),
+                    xytext=(0, 2), textcoords="offset points", fontsize=8, color="0.2")  # fmt: skip
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("training samples N")
+    ax.set_ylabel("test error (mean over seeds, 95 % CI)")
+    inst = summary["instance"]
+    ax.set_title(f"Experiment 4: d={inst['d']}, widths {inst['widths']}, readout {inst['readout']}", fontsize=10)
+    ax.legend(fontsize=8)
+    paths += list(save(fig, out_dir, EXPERIMENT))
+    fqs = [fq for fq in summary.get("feature_quality", []) if fq["level"] >= 2 and fq["over_training"]]
+    if fqs:
+        fig, axes = plt.subplots(1, len(fqs), figsize=(4.0 * len(fqs), 3.4), squeeze=False)
+        for ax, fq in zip(axes[0], fqs):
+            for name, c in (("joint", "C0"), ("layerwise", "C1")):
+                cur = fq["over_training"].get(name)
+                if not cur:
+                    continue
+                e = np.array(cur["epochs"], float)
+                m = np.array(cur["mean"], float)
+                lo = np.array([v[0] for v in cur["ci95"]], float)
+                hi = np.array([v[1] for v in cur["ci95"]], float)
+                ax.plot(e, m, marker="o", color=c, label=f"deep-{name}")
+                ok = np.isfinite(lo) & np.isfinite(hi)
+                ax.fill_between(e[ok], lo[ok], hi[ok], color=c, alpha=0.2, lw=0)
+            for e in summary.get("stage_epochs", []):
+                ax.axvline(e, color="0.6", lw=0.8, ls=":")
+            d = fq["joint_minus_layerwise"]
+            ax.set_title(f"level {fq['level']}: joint - layer-wise {fmt_ci(d['mean'], d['ci95'])}", fontsize=8.5)
+            ax.set_xlabel("epoch")
+            ax.set_ylim(min(0.0, ax.get_ylim()[0]), 1.02)
+        axes[0][0].set_ylabel(f"feature quality (held-out R², N={fqs[0]['n']})")
+        axes[0][0].legend(fontsize=8)
+        paths += list(save(fig, out_dir, f"{EXPERIMENT}_features"))
+    return paths

@@ -1,0 +1,430 @@
+"""The study of Experiment 4 (:class:`Exp4Spec`): deep hierarchies of :func:`rbk.targets.hierarchy`,
+its cells (one compiled network call per (learner, N), one kernel fit per (learner, N, seed)),
+the learner registry (:data:`LEARNERS`), the cell runners and :func:`make_spec`, which validates
+every value before anything is computed."""
+
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from typing import Callable
+
+import numpy as np
+
+from rbk.sweep import CORE_FIELDS, Study
+
+EXPERIMENT = "exp4"
+
+READOUTS = ("square", "linear")
+FIRSTS = ("linear", "quadratic")
+ACTIVATIONS = ("square", "hermite", "truncated")
+
+
+# --------------------------------------------------------------------------------------------
+# cells and the learner registry
+# --------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Cell:
+    """One compiled network call (all seeds and lrs of a (learner, N); ``seed = None``) or one
+    kernel fit (a (learner, N, seed))."""
+
+    id: str
+    learner: str
+    kind: str
+    n: int
+    seed: int | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Learner:
+    """A registered learner: its kind (``'net'``, ``'ntk'``, ``'nngp'``), whether a cell holds one
+    seed (kernels) or all (networks), the function computing a cell's rows ``(spec, cell,
+    devices, progress) -> list[dict]`` and the columns it records beyond the common ones."""
+
+    kind: str
+    per_seed: bool
+    run: Callable
+    fields: tuple = ()  # the study's own row columns this learner fills (the others stay None)
+
+
+def _deep_runner(regime: str) -> Callable:
+    def run(spec, cell, devices=None, progress=None):
+        return _run_deep(spec, cell, regime, devices, progress)
+
+    return run
+
+
+def _kernel_runner(get: str) -> Callable:
+    def run(spec, cell, devices=None, progress=None):
+        return _run_kernel(spec, cell, get)
+
+    return run
+
+
+def _shallow_runner(spec, cell, devices=None, progress=None):
+    return _run_2nn(spec, cell, devices, progress)
+
+
+_NET = ("width", "epochs", "lr", "wd", "record_epochs", "test_over_training", "compile_s", "run_s")
+_DEEP = _NET + ("feature_quality",)
+_KERNEL = ("ridge",)
+
+LEARNERS = {
+    "deep-joint": Learner("net", False, _deep_runner("joint"), _DEEP),
+    "deep-layerwise": Learner("net", False, _deep_runner("layerwise"), _DEEP),
+    "deep-progressive": Learner("net", False, _deep_runner("progressive"), _DEEP),
+    "ntk-deep": Learner("ntk", True, _kernel_runner("ntk"), _KERNEL),
+    "nngp-deep": Learner("nngp", True, _kernel_runner("nngp"), _KERNEL),
+    "2nn": Learner("net", False, _shallow_runner, _NET),
+}
+
+#: The study's own columns (after :data:`rbk.sweep.CORE_FIELDS`).
+OWN_FIELDS = ("d", "levels", "widths", "alphas", "readout", "width", "epochs", "lr", "wd", "ridge", "threshold",
+              "record_epochs", "test_over_training", "feature_quality", "compile_s", "run_s")  # fmt: skip
+
+
+# --------------------------------------------------------------------------------------------
+# the study
+# --------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Exp4Spec(Study):
+    """Experiment 4's grid (build it with :func:`make_spec`, which validates every value)."""
+
+    experiment: str = EXPERIMENT
+    d: int = 48
+    widths: tuple = (4, 4, 4)
+    alphas: tuple = (1.0, 0.8, 0.6)
+    readout: str = "linear"
+    first: str = "linear"
+    skip: bool = True
+    rank: int | None = None
+    paper_regime: bool = True
+    target_seed: int = 0
+    learners: tuple = ("deep-joint", "deep-layerwise", "ntk-deep")
+    ns: tuple = (2000, 4000, 8000)
+    seeds: tuple = (0, 1, 2, 3, 4)
+    width: int = 64
+    activation: str = "truncated"
+    clip: float = 2.0
+    epochs: int = 90
+    batch_size: int = 50
+    lrs: tuple = (3e-3, 5e-3)
+    wds: tuple = (0.0,)
+    record_per_stage: int = 2
+    ridges: tuple = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2)
+    n_val: int = 2000
+    n_test: int = 10000
+    kernel_max_n: int = 20000
+    matmul_precision: str = "highest"
+
+    row_fields = CORE_FIELDS + OWN_FIELDS
+
+    @property
+    def levels(self) -> int:
+        return len(self.widths)
+
+    def config(self) -> dict:
+        out = dataclasses.asdict(self)
+        for k, v in out.items():
+            if isinstance(v, tuple):
+                out[k] = list(v)
+        return out
+
+    @classmethod
+    def from_config(cls, config: dict, resolved: dict | None = None) -> "Exp4Spec":
+        return make_spec(**{k: v for k, v in config.items() if k != "experiment"})
+
+    # -- the target, data and models -------------------------------------------------------
+
+    def target(self):
+        return _target(self.d, self.widths, self.alphas, self.readout, self.first, self.skip, self.rank,
+                       self.paper_regime, self.target_seed)  # fmt: skip
+
+    def dataset(self, n: int, seed: int):
+        from rbk.data import make_dataset, seed_keys
+
+        return make_dataset(seed_keys(seed)[0], self.target(), n, n_val=self.n_val, n_test=self.n_test,
+                            distribution="gaussian")  # fmt: skip
+
+    @property
+    def head(self) -> str:
+        """The learner's read-out: ``sigma(h_l)`` for the paper's output map, ``h_l`` for the linear one."""
+        return "post" if self.readout == "square" else "pre"
+
+    def deep_model(self, reference=None):
+        from rbk.models import get_deepquad
+
+        return get_deepquad(self.width, self.d, levels=self.levels, activation=self.activation, clip=self.clip,
+                            skip=self.skip, readout=self.head, reference=reference)  # fmt: skip
+
+    def train_config(self, regime: str):
+        from rbk import train
+
+        return train.regime_config(regime, self.levels, self.epochs, record_per_stage=self.record_per_stage,
+                                   batch_size=self.batch_size, matmul_precision=self.matmul_precision)  # fmt: skip
+
+    # -- the plan ----------------------------------------------------------------------------
+
+    def plan(self) -> list[Cell]:
+        cells = []
+        for name in self.learners:
+            lr = LEARNERS[name]
+            for n in self.ns:
+                if lr.per_seed:
+                    if n > self.kernel_max_n:
+                        continue
+                    cells += [Cell(f"{name}_n{n}_s{s}", name, lr.kind, n, s) for s in self.seeds]
+                else:
+                    cells.append(Cell(f"{name}_n{n}", name, lr.kind, n))
+        return cells
+
+    def member_epochs(self, cell) -> int | None:
+        if cell.kind != "net":
+            return None
+        return len(self.seeds) * len(self.lrs) * len(self.wds) * self.epochs
+
+    def run_cell(self, cell, devices=None, progress=None) -> list[dict]:
+        return LEARNERS[cell.learner].run(self, cell, devices, progress)
+
+    def memory_problems(self, cells, memory_bytes, n_devices=1, host_bytes=None) -> list[str]:
+        from rbk.experiments.concept_class.cost import kernel_cell_bytes
+
+        ns = [c.n for c in cells if c.kind != "net"]
+        if ns and host_bytes is not None and kernel_cell_bytes(max(ns)) > host_bytes:
+            return [f"the exact kernels at N = {max(ns)} need about {kernel_cell_bytes(max(ns)) / 2**30:.1f} GiB of "
+                    f"host memory; lower --kernel-max-n"]  # fmt: skip
+        return []
+
+    def format_plan(self, cells, done=frozenset()) -> str:
+        t = self.target()
+        head = [f"target: d={self.d} widths={list(self.widths)} alphas={list(self.alphas)} readout={self.readout}; "
+                f"E[y^2]={t.info['second_moment']:.4f}; thresholds "
+                + ", ".join(f"level {l}: {v:.4g}" for l, v in sorted(t.info["thresholds"].items()) if l >= 2)]  # fmt: skip
+        return "\n".join(head + [super().format_plan(cells, done)])
+
+    # -- rows --------------------------------------------------------------------------------
+
+    def base_row(self, cell, seed: int) -> dict:
+        return {"experiment": self.experiment, "learner": cell.learner, "kind": cell.kind, "n": cell.n, "seed": seed,
+                "cell": cell.id, "d": self.d, "levels": self.levels, "widths": list(self.widths),
+                "alphas": list(self.alphas), "readout": self.readout, "width": None, "epochs": None, "lr": None,
+                "wd": None, "ridge": None, "threshold": self.target().threshold, "record_epochs": None,
+                "test_over_training": None, "feature_quality": None, "compile_s": None, "run_s": None}  # fmt: skip
+
+
+_TARGETS: dict = {}
+
+
+def _target(d, widths, alphas, readout, first, skip, rank, paper_regime, target_seed):
+    """The hierarchy target (cached: its exact moments are computed once per process)."""
+    key = (d, tuple(widths), tuple(alphas), readout, first, skip, rank, paper_regime, target_seed)
+    if key not in _TARGETS:
+        import jax
+
+        from rbk.targets import hierarchy
+
+        _TARGETS[key] = hierarchy(jax.random.PRNGKey(target_seed), d=d, widths=widths, alphas=alphas, skip=skip,
+                                  readout=readout, first=first, rank=rank, paper_regime=paper_regime)  # fmt: skip
+    return _TARGETS[key]
+
+
+# --------------------------------------------------------------------------------------------
+# cell runners
+# --------------------------------------------------------------------------------------------
+
+
+def _net_rows(spec: Exp4Spec, cell: Cell, res, wall: float, width: int, quality=None) -> list[dict]:
+    """One row per (seed, lr, wd) member of a network call."""
+    fin = {s: res.final(s) for s in ("train", "val", "test")}
+    rows = []
+    for i, s in enumerate(spec.seeds):
+        for j, lr in enumerate(spec.lrs):
+            for m, wd in enumerate(spec.wds):
+                r = spec.base_row(cell, s)
+                errs = {sp: float(fin[sp][i, j, m]) for sp in fin}
+                div = bool(res.diverged[i, j, m]) or not all(math.isfinite(e) for e in errs.values())
+                r.update({f"{sp}_error": e for sp, e in errs.items()})
+                r.update(width=width, epochs=spec.epochs, lr=float(lr), wd=float(wd), diverged=div, call_wall_s=wall,
+                         compile_s=res.compile_s, run_s=res.run_s, record_epochs=list(res.record_epochs),
+                         test_over_training=[float(v) for v in res.errors["test"][i, j, m]])  # fmt: skip
+                if quality is not None:
+                    r["feature_quality"] = [[float(v) for v in q] for q in quality[i, j, m]]
+                rows.append(r)
+    return rows
+
+
+def _stacked(spec: Exp4Spec, n: int):
+    import jax.numpy as jnp
+
+    from rbk.data import seed_keys, stack
+
+    data = stack([spec.dataset(n, s) for s in spec.seeds])
+    keys = jnp.stack([seed_keys(s)[1] for s in spec.seeds])
+    return data, keys
+
+
+def _run_deep(spec: Exp4Spec, cell: Cell, regime: str, devices=None, progress=None) -> list[dict]:
+    from rbk import train
+
+    model = spec.deep_model(reference=spec.target())
+    data, keys = _stacked(spec, cell.n)
+    t0 = time.perf_counter()
+    res = train.train(model, data, keys, list(spec.lrs), list(spec.wds), spec.train_config(regime), devices=devices,
+                      progress=progress)  # fmt: skip
+    wall = time.perf_counter() - t0
+    quality = model.feature_quality_from_stats(res.probes)  # (S, Lr, W, R, levels)
+    return _net_rows(spec, cell, res, wall, spec.width, quality)
+
+
+def _run_2nn(spec: Exp4Spec, cell: Cell, devices=None, progress=None) -> list[dict]:
+    """rbk's ReLU two-layer net with as many hidden units as the deep net has in all its levels."""
+    from rbk import train
+    from rbk.models import get_model
+
+    width = spec.width * spec.levels
+    model = get_model("2nn", width, spec.d, 1)
+    data, keys = _stacked(spec, cell.n)
+    cfg = train.config(spec.epochs, batch_size=spec.batch_size, matmul_precision=spec.matmul_precision)
+    t0 = time.perf_counter()
+    res = train.train(model, data, keys, list(spec.lrs), list(spec.wds), cfg, devices=devices, progress=progress)
+    return _net_rows(spec, cell, res, time.perf_counter() - t0, width)
+
+
+def _run_kernel(spec: Exp4Spec, cell: Cell, get: str) -> list[dict]:
+    """Kernel ridge with the exact kernel of the deep network's architecture; one row per ridge."""
+    from rbk import kernels
+    from rbk.models import get_deepquad
+    from rbk.experiments.concept_class.runners import KERNEL_BLOCK
+
+    act = "hermite" if spec.activation == "truncated" else spec.activation  # equal for |u| <= clip
+    kfn = kernels.model_kernel_fn(get_deepquad(spec.width, spec.d, levels=spec.levels, activation=act, skip=spec.skip,
+                                               readout=spec.head, parameterization="ntk", head_init="random"))  # fmt: skip
+    ds = spec.dataset(cell.n, cell.seed)
+    t0 = time.perf_counter()
+    out = kernels.fit_predict(kfn, ds, ridges=spec.ridges, get=get, block_size=KERNEL_BLOCK,
+                              solver=kernels.choose_solver(cell.n, kfn))  # fmt: skip
+    wall = time.perf_counter() - t0
+    rows = []
+    for i, lam in enumerate(out["lams"]):
+        r = spec.base_row(cell, cell.seed)
+        errs = {sp: float(out[f"{sp}_errors"][i]) for sp in ("train", "val", "test")}
+        r.update({f"{sp}_error": e for sp, e in errs.items()})
+        r.update(ridge=float(lam), diverged=not all(map(math.isfinite, errs.values())), call_wall_s=wall,
+                 compile_s=0.0, run_s=wall)  # fmt: skip
+        rows.append(r)
+    return rows
+
+
+# --------------------------------------------------------------------------------------------
+# validation
+# --------------------------------------------------------------------------------------------
+
+
+def _tuple(name: str, value, conv, *, lo=None, allow_empty=False) -> tuple:
+    if isinstance(value, (str, bytes)) or np.isscalar(value):
+        value = (value,)
+    try:
+        vals = tuple(value)
+    except TypeError:
+        raise ValueError(f"{name} must be a list, got {value!r}") from None
+    if not vals and not allow_empty:
+        raise ValueError(f"{name} must not be empty")
+    out = tuple(conv(f"{name}[{i}]", v, lo=lo) for i, v in enumerate(vals))
+    if len(set(out)) != len(out):
+        raise ValueError(f"{name} must not repeat a value, got {list(out)}")
+    return out
+
+
+def make_spec(**kw) -> Exp4Spec:
+    """The validated :class:`Exp4Spec` (``ValueError`` naming the option and its range, before any
+    compute). Unknown keywords are refused."""
+    from rbk._checks import check_choice, check_int, check_real
+
+    fields = {f.name for f in dataclasses.fields(Exp4Spec)} - {"experiment"}
+    bad = sorted(set(kw) - fields)
+    if bad:
+        raise ValueError(f"unknown option(s) {bad}; Experiment 4 takes {sorted(fields)}")
+    base = dataclasses.asdict(Exp4Spec())
+    base.pop("experiment")
+    base.update(kw)
+    v = base
+    widths = v["widths"]
+    if isinstance(widths, (str, bytes)) or np.isscalar(widths) or len(tuple(widths)) < 2:
+        raise ValueError(f"widths (the target's level widths k_l) must list L >= 2 levels, got {widths!r}")
+    widths = tuple(check_int(f"widths[{i}]", k, lo=1) for i, k in enumerate(widths))
+    alphas = v["alphas"]
+    if isinstance(alphas, (str, bytes)) or np.isscalar(alphas) or len(tuple(alphas)) != len(widths):
+        raise ValueError(f"alphas must have one weight per level (L = {len(widths)}, from widths), got {alphas!r}")
+    alphas = tuple(check_real(f"alphas[{i}]", a, lo=0.0) for i, a in enumerate(alphas))
+    if not isinstance(v["paper_regime"], bool) or not isinstance(v["skip"], bool):
+        raise ValueError("paper_regime and skip must be True or False")
+    if v["paper_regime"] and (alphas[0] <= 0 or any(b >= a for a, b in zip(alphas, alphas[1:]))):
+        raise ValueError(f"alphas must be positive and strictly decreasing in the paper's regime (paper_regime=True; "
+                         f"pass paper_regime=False for others), got {list(alphas)}")  # fmt: skip
+    learners = v["learners"]
+    learners = (learners,) if isinstance(learners, str) else tuple(learners)
+    if not learners:
+        raise ValueError("learners must not be empty")
+    for name in learners:
+        if name not in LEARNERS:
+            raise ValueError(f"learners must be among {list(LEARNERS)}, got {name!r}")
+    if len(set(learners)) != len(learners):
+        raise ValueError(f"learners must not repeat a name, got {list(learners)}")
+    spec = Exp4Spec(
+        d=check_int("d", v["d"], lo=1),
+        widths=widths,
+        alphas=alphas,
+        readout=check_choice("readout", v["readout"], READOUTS),
+        first=check_choice("first", v["first"], FIRSTS),
+        skip=v["skip"],
+        rank=None if v["rank"] is None else check_int("rank", v["rank"], lo=1),
+        paper_regime=v["paper_regime"],
+        target_seed=check_int("target_seed", v["target_seed"], lo=0),
+        learners=learners,
+        ns=tuple(sorted(_tuple("ns", v["ns"], check_int, lo=1))),
+        seeds=_tuple("seeds", v["seeds"], check_int, lo=0),
+        width=check_int("width", v["width"], lo=1),
+        activation=check_choice("activation", v["activation"], ACTIVATIONS),
+        clip=check_real("clip", v["clip"], lo=1.0),
+        epochs=check_int("epochs", v["epochs"], lo=len(widths)),
+        batch_size=check_int("batch_size", v["batch_size"], lo=1),
+        lrs=_tuple("lrs", v["lrs"], check_real, lo=0.0),
+        wds=_tuple("wds", v["wds"], check_real, lo=0.0),
+        record_per_stage=check_int("record_per_stage", v["record_per_stage"], lo=1),
+        ridges=_tuple("ridges", v["ridges"], check_real, lo=0.0),
+        n_val=check_int("n_val", v["n_val"], lo=2),
+        n_test=check_int("n_test", v["n_test"], lo=1),
+        kernel_max_n=check_int("kernel_max_n", v["kernel_max_n"], lo=1),
+        matmul_precision=check_choice("matmul_precision", v["matmul_precision"], ("highest", "high", "default")),
+    )
+    if spec.epochs % spec.levels:
+        raise ValueError(f"epochs must be a multiple of the number of levels L = {spec.levels} (equal stages), "
+                         f"got {spec.epochs}")  # fmt: skip
+    if len(spec.ridges) > 5:
+        raise ValueError(f"ridges: at most 5 relative ridges, got {len(spec.ridges)}")
+    if spec.batch_size > min(spec.ns):
+        raise ValueError(f"batch_size must be at most the smallest N = {min(spec.ns)}, got {spec.batch_size}")
+    _check_moments(spec)
+    return spec
+
+
+def _check_moments(spec: Exp4Spec) -> None:
+    """The hierarchy's exact-moment grid must fit (:func:`rbk.targets.hierarchy` refuses it too, but
+    building the target initialises JAX, which the command line must not do before it splits the CPU)."""
+    from rbk.targets import MAX_QUADRATURE_NODES, hierarchy_degrees
+
+    rank = spec.widths[0] if spec.rank is None else spec.rank
+    if rank > spec.d:
+        raise ValueError(f"rank (the dimension of the subspace the target depends on, default widths[0]) must be "
+                         f"in [1, d={spec.d}], got {rank}")  # fmt: skip
+    _, out_deg = hierarchy_degrees(spec.levels, spec.first, spec.readout)
+    if (max(out_deg) + 1) ** rank > MAX_QUADRATURE_NODES:
+        raise ValueError(f"widths: rank={rank} with L={spec.levels} levels needs {max(out_deg) + 1}^{rank} quadrature "
+                         f"nodes for the exact moments (at most {MAX_QUADRATURE_NODES}); use fewer levels or a "
+                         f"smaller widths[0] / rank")  # fmt: skip
