@@ -416,7 +416,7 @@ def multi_index(
     coef = np.asarray([terms[a] for a in alphas])
     deg = np.asarray([sum(a) for a in alphas])
     A = np.asarray(alphas, np.int32)  # (T, r)
-    rows = np.arange(r)[None, :]
+    rows = np.arange(r, dtype=np.int32)[None, :]  # one index dtype (int32/int64 mixed fail under x64)
 
     def g_masked(z, mask):
         h = hermite(z, p)[..., rows, A]  # (n, T, r)

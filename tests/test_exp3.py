@@ -109,11 +109,39 @@ def test_data_are_nested_in_n_and_fixed_per_d_and_seed():
     assert t.threshold == pytest.approx(0.5)
 
 
+def test_summary_predicted_block_matches_rbk_theory(monkeypatch):
+    # summarize on synthetic measured rows: the predicted block (kernel learner, every d of the grid
+    # and the extra ones) is rbk.theory.predicted_curves itself; the predicted slope sits next to
+    # the measured one; the figures draw it
+    from rbk import kernels, theory
+    from rbk.experiments import exp3
+
+    monkeypatch.setattr(exp3, "EXTRA_DS", (8,))
+    spec = exp3.make_spec(**dict(TINY, learners=("ntk-2nn",)))
+    rows = [dict(r, learner="ntk-2nn", kind="ntk", d=d, threshold=0.5, ridge=1e-3, cell=f"c{d}_{r['n']}_{r['seed']}")
+            for d, rs in _rows((4, 6), [lambda d: 1.0, lambda d: 1.5]).items() for r in rs]  # fmt: skip
+    summary = exp3.summarize(spec, rows, quiet=True, n_boot=20)
+    pred = summary["predicted"]
+    assert set(pred) == {"ntk-2nn"} and set(pred["ntk-2nn"]) == {"4", "6", "8"}
+    direct = theory.predicted_curves(kernels.kernel_fn("2nn", b_std=1.0), lambda d: exp3.dataset(spec, d, 0, 1)[0],
+                                     [6], [60, 120], (1e-3, 1e-1))["6"]  # fmt: skip
+    got = pred["ntk-2nn"]["6"]
+    assert got["ns"] == direct["ns"] and {60, 120} <= set(got["ns"]) and got["ns"][-1] == 10**7
+    assert got["test_error"] == pytest.approx(direct["test_error"], rel=1e-12)
+    assert got["n_star"] == pytest.approx(direct["n_star"], rel=1e-12)
+    s = summary["slopes"]["ntk-2nn"]
+    assert s["basis"] == "measured" and s["predicted"]["basis"] == "predicted" and s["predicted"]["censored"] is False
+    ys = [pred["ntk-2nn"][d]["n_star"] for d in ("4", "6", "8")]
+    assert s["predicted"]["slope"] == pytest.approx(stats.loglog_slope([4, 6, 8], ys)[0], rel=1e-12)
+    assert "predicted from the spectrum (d = 4, 6, 8)" in exp3.format_table(summary)
+
+
 @pytest.mark.slow  # ~30 s: the default lane keeps the resume test and the per-learner checks against direct calls
-def test_tiny_profile_end_to_end(tmp_path):
+def test_tiny_profile_end_to_end(tmp_path, monkeypatch):
     from rbk import experiments, kernels, sweep, train
     from rbk.experiments import exp3
 
+    monkeypatch.setattr(exp3, "EXTRA_DS", (8,))  # one predicted d beyond the grid (the real list takes ~1 min)
     summary = experiments.run("exp3", tmp_path, "quick", quiet=True, **TINY)
     rows = sweep.load_rows(tmp_path)
     spec = exp3.make_spec(**TINY)
@@ -143,7 +171,7 @@ def test_tiny_profile_end_to_end(tmp_path):
         assert {"learner", "d", "n", "test_error_mean", "test_error_ci95", "seeds"} <= set(e)
     assert set(on_disk["slopes"]) == set(TINY["learners"])
     for lr, s in on_disk["slopes"].items():
-        assert {"slope", "ci95", "censored", "theory"} <= set(s) and len(s["ci95"]) == 2
+        assert {"slope", "ci95", "censored", "theory"} <= set(s) and len(s["ci95"]) == 2 and s["basis"] == "measured"
         assert s["theory"] == (2.0 if lr == "two-stage" else 4.0)
     sel = stats.select(rows, keys=("learner", "d", "n", "seed"))
     m = np.mean([r["test_error"] for r in sel if (r["learner"], r["d"], r["n"]) == ("two-stage", 6, 120)])
@@ -152,9 +180,10 @@ def test_tiny_profile_end_to_end(tmp_path):
     groups = {d: [r for r in sel if r["learner"] == "ntk-2nn" and r["d"] == d] for d in (4, 6)}
     assert on_disk["slopes"]["ntk-2nn"]["slope"] == pytest.approx(stats.scaling_slope(groups, 0.5)["slope"], abs=1e-9)
     assert summary["slopes"] == on_disk["slopes"]
+    assert set(on_disk["predicted"]["ntk-2nn"]) == {"4", "6", "8"}  # checked against rbk.theory in the test above
     assert {"exp3_error_vs_n.png", "exp3_nstar_vs_d.png", "exp3_nstar_vs_d.pdf"} <= {p.name for p in tmp_path.iterdir()}
     text = exp3.format_table(on_disk)
-    assert "slope of log n*" in text and "ntk-2nn" in text
+    assert "slope of log n*" in text and "ntk-2nn" in text and "predicted from the spectrum" in text
 
 
 def test_nngp_and_random_feature_cells_against_direct_calls():

@@ -88,6 +88,40 @@ def test_expected_hessian_has_rank_r(t):
     assert s_mc[r - 1] > 4 * s_mc[r]  # the Monte Carlo estimate has r clear directions
 
 
+def _numpy_value(t, x):
+    """``sum_a c_a prod_i He_{a_i}(z_i) / sqrt(a_i!)``, ``z = U x``, with numpy's HermiteE (float64)."""
+    z = x @ np.asarray(t.info["U"]).T
+    out = np.zeros(x.shape[0])
+    for a, c in t.info["terms"]:
+        out += c * np.prod([hermite_e.hermeval(z[:, i], [0] * k + [1]) / math.sqrt(math.factorial(k))
+                            for i, k in enumerate(a)], axis=0)
+    return out
+
+
+@pytest.mark.parametrize("f32_first", [True, False])
+def test_float64_under_jit_in_either_order_of_precisions(f32_first):
+    # the same target evaluated in float32 and, under kernels.x64() and jax.jit, in float64 (in both
+    # orders): mixed int32/int64 Hermite indices used to fail the second call's trace
+    x = np.asarray(jax.random.normal(jax.random.PRNGKey(3), (64, 8)), np.float64)
+    for t in _targets():
+        ref = _numpy_value(t, x)
+
+        def f64():
+            with kernels.x64():
+                y = jax.jit(t.__call__)(jnp.asarray(x, jnp.float64))
+                assert y.dtype == jnp.float64
+                np.testing.assert_allclose(np.asarray(y)[:, 0], ref, rtol=1e-12, atol=1e-12)
+                g = jax.jit(t.parts["degree_2"])(jnp.asarray(x, jnp.float64))  # a masked part too
+                assert g.dtype == jnp.float64
+
+        def f32():
+            y = jax.jit(t.__call__)(jnp.asarray(x, jnp.float32))
+            np.testing.assert_allclose(np.asarray(y)[:, 0], ref, rtol=1e-4, atol=1e-4)
+
+        for call in ((f32, f64) if f32_first else (f64, f32)):
+            call()
+
+
 def test_with_head_keeps_the_subspace():
     t = targets.sum_of_products(KEY, 10, r=2, p=4)
     t2 = targets.with_head(t, {(2, 0): 1.0, (0, 2): -1.0, (1, 2): 1.0})

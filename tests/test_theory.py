@@ -283,7 +283,12 @@ def test_bad_input_is_refused():
 
 def test_predict_learners_shapes():
     t = targets.paper_instance(d=12, k=4, g_degree=2, alpha=0.4)
-    out = theory.predict_learners(["3resnet", "ntk-2nn", "nngp-3resnet", "rf-2nn"], t, [100, 300], (1e-3, 1e-1),
+    learners = ["3resnet", "ntk-2nn", "nngp-3resnet", "rf-2nn"]
+    assert theory.spectral_learners(learners) == ["ntk-2nn", "nngp-3resnet"]
+    for bad in (learners, ["rf-2nn"], ["ntk-nosucharch"], []):  # no spectrum: refused, never silently skipped
+        with pytest.raises(ValueError, match="learners"):
+            theory.predict_learners(bad, t, [100, 300], (1e-3, 1e-1), threshold=4 * 0.4**2)
+    out = theory.predict_learners(theory.spectral_learners(learners), t, [100, 300], (1e-3, 1e-1),
                                   threshold=4 * 0.4**2)  # fmt: skip
     assert set(out) == {"ntk-2nn", "nngp-3resnet"}
     for v in out.values():

@@ -25,6 +25,7 @@ from rbk.theory.cube import (
     krawtchouk,
     paper_power,
     predict_learners,
+    spectral_learners,
     spectrum_from_values,
     target_power,
     transform_weights,
@@ -32,7 +33,7 @@ from rbk.theory.cube import (
     walsh_power_exact,
     walsh_power_monte_carlo,
 )
-from rbk.theory.gaussian import chi_rule, gaussian_spectrum, learning_curves
+from rbk.theory.gaussian import chi_rule, gaussian_spectrum, learning_curves, predicted_curves
 from rbk.theory.solver import (
     N_MAX,
     OPTIMAL_RIDGE_RANGE,
@@ -65,9 +66,9 @@ _power_monte_carlo = walsh_power_monte_carlo
 
 __all__ = [
     "EXACT_MAX_D", "VALUE_ULPS", "Spectrum", "all_cube_points", "cube_points", "degree_transform", "evaluate_target",
-    "kernel_spectrum", "krawtchouk", "paper_power", "predict_learners", "spectrum_from_values", "target_power",
+    "kernel_spectrum", "krawtchouk", "paper_power", "predict_learners", "spectral_learners", "spectrum_from_values", "target_power",
     "transform_weights", "walsh_hadamard", "walsh_power_exact", "walsh_power_monte_carlo", "chi_rule",
-    "gaussian_spectrum", "learning_curves", "N_MAX", "OPTIMAL_RIDGE_RANGE", "Eigensystem", "curve_grid", "grid_curve",
+    "gaussian_spectrum", "learning_curves", "predicted_curves", "N_MAX", "OPTIMAL_RIDGE_RANGE", "Eigensystem", "curve_grid", "grid_curve",
     "n_star", "optimal_curve", "predict", "HarmonicSpectrum", "angle_rule", "check_rotation_invariant",
     "fischer_decomposition", "gegenbauer", "harmonic_dimension", "harmonic_power", "power_matrices", "sphere_moment",
     "sphere_spectrum", "target_polynomial",

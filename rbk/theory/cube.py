@@ -343,6 +343,16 @@ def target_power(target, *, key=None, n: int = 32768, batches: int = 8) -> tuple
 # ----------------------------------------------------------------------------- experiment summaries
 
 
+def spectral_learners(learners: Sequence[str]) -> list[str]:
+    """The learners of ``learners`` that have a spectrum here: exact kernels ``'ntk-<arch>'`` and
+    ``'nngp-<arch>'`` with ``<arch>`` one of :data:`rbk.models.ARCHS` (networks and random
+    features have none)."""
+    from rbk.models import ARCHS
+
+    return [lr for lr in learners if isinstance(lr, str) and lr.partition("-")[0] in _KINDS
+            and lr.partition("-")[2] in ARCHS]  # fmt: skip
+
+
 def predict_learners(
     learners: Sequence[str],
     target,
@@ -363,11 +373,18 @@ def predict_learners(
     own selection) at the :func:`curve_grid` of ``ns`` out to ``curve_max``; ``n_star`` its first
     crossing of ``threshold`` up to ``n_max`` (``None``: not below by then);
     ``n_star_optimal_ridge`` the same for the best ridge of all (:func:`optimal_curve`).
-    Other learners (networks, random features) are skipped. ``noise``: label-noise standard
+    Any other learner (networks, random features: no spectrum) is refused (``ValueError``, before
+    any compute); :func:`spectral_learners` selects those with one. ``noise``: label-noise standard
     deviation per output (as in the sweep). Costs well under a second per learner.
     """
     from rbk import kernels
 
+    if isinstance(learners, str) or not len(learners):
+        raise ValueError(f"learners must be a non-empty list of kernel learners ('ntk-<arch>', 'nngp-<arch>'), got {learners!r}")
+    bad = [lr for lr in learners if lr not in spectral_learners([lr])]
+    if bad:
+        raise ValueError(f"learners must be exact-kernel learners 'ntk-<arch>' or 'nngp-<arch>' (arch in rbk.models.ARCHS), "
+                         f"which have a spectrum; got {bad} (pass rbk.theory.spectral_learners(learners))")
     d, k = int(target.d), int(target.k)
     power, _ = target_power(target)
     nv = k * check_real("noise", noise, lo=0.0) ** 2
@@ -375,8 +392,6 @@ def predict_learners(
     out = {}
     for learner in learners:
         kind, _, arch = learner.partition("-")
-        if kind not in _KINDS:
-            continue
         spec = kernel_spectrum(kernels.kernel_fn(arch, W_std=W_std, b_std=b_std), d, kind)
         curve = grid_curve(spec, power, grid, ridges, noise_var=nv)
         out[learner] = {

@@ -26,7 +26,8 @@ target's exact power (:func:`rbk.theory.sphere.harmonic_power`), over a list of 
 The eigenlearning estimate is asymptotic (many modes per learned eigenvalue); see
 ``docs/learning_curves.md`` for where it is expected to be worst.
 
-Public API: :func:`chi_rule`, :func:`gaussian_spectrum`, :func:`learning_curves`.
+Public API: :func:`chi_rule`, :func:`gaussian_spectrum`, :func:`learning_curves`,
+:func:`predicted_curves` (the block experiment summaries carry).
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ import numpy as np
 import scipy.linalg
 
 from rbk._checks import check_choice, check_int, check_real
-from rbk.theory.solver import N_MAX, grid_curve, n_star, optimal_curve
+from rbk.theory.solver import N_MAX, curve_grid, grid_curve, n_star, optimal_curve
 from rbk.theory.sphere import (
     HarmonicSpectrum,
     angle_rule,
@@ -122,6 +123,7 @@ def learning_curves(
     radial_nodes: int = DEFAULT_RADIAL_NODES,
     angle_nodes: int | None = None,
     n_max: float = N_MAX,
+    optimal_n_star: bool = True,
 ) -> list[dict]:
     """Predicted learning curves of kernel ridge with ``kfn`` on a target, for each ``d`` of ``ds``.
 
@@ -138,6 +140,8 @@ def learning_curves(
       noise_var: label-noise variance of the training labels (summed over outputs).
       max_degree: harmonic degrees kept (default: ``max(24, target degree)``).
       radial_nodes, angle_nodes: the quadrature rules (as for :func:`gaussian_spectrum`).
+      optimal_n_star: also ``n_star_optimal_ridge`` (the slow part: a ridge search at every ``N``
+        the crossing search visits); ``False``: ``None`` there.
 
     Returns:
       one dict per ``d``: ``d``, ``precision`` (:meth:`HarmonicSpectrum.precision`), ``power_total``
@@ -171,10 +175,32 @@ def learning_curves(
         opt = optimal_curve(spec, power, ns, noise_var=noise_var)
         row = {"d": d, "precision": spec.precision(), "power_total": float(power.sum()), "threshold": thr,
                "optimal": opt, "n_star_optimal_ridge": n_star(
-                   lambda n: optimal_curve(spec, power, n, noise_var=noise_var)["test_error"], thr, n_max=n_max)}
+                   lambda n: optimal_curve(spec, power, n, noise_var=noise_var)["test_error"], thr, n_max=n_max)
+               if optimal_n_star else None}
         if ridges is not None:
             row["grid"] = grid_curve(spec, power, ns, ridges, noise_var=noise_var)
             row["n_star"] = n_star(lambda n: grid_curve(spec, power, n, ridges, noise_var=noise_var)["test_error"],
                                    thr, n_max=n_max)
         out.append(row)
     return out
+
+
+def predicted_curves(kfn: Callable, targets, ds: Sequence[int], ns, ridges: Sequence[float], *, get: str = "ntk",
+                     threshold: float | None = None, curve_max: float = 1e7, n_max: float = N_MAX,
+                     max_degree: int | None = None, radial_nodes: int = DEFAULT_RADIAL_NODES) -> dict:
+    """One kernel learner's predicted learning curve and ``n*`` per ``d`` on Gaussian inputs, as
+    experiment summaries carry them: ``{str(d): {"n_star", "ns", "test_error", "ridge",
+    "threshold", "precision"}}``.
+
+    ``ns``: the measured grid, tabulated with :func:`rbk.theory.curve_grid` out to ``curve_max``;
+    the curve is :func:`rbk.theory.grid_curve` over the learner's relative ``ridges`` and
+    ``n_star`` its first crossing of the threshold (``None``: not below by ``n_max``). Arguments
+    otherwise as for :func:`learning_curves`, which computes it.
+    """
+    grid = curve_grid(ns, check_real("curve_max", curve_max, lo=1.0))
+    rows = learning_curves(kfn, targets, ds, grid, ridges, get=get, threshold=threshold, max_degree=max_degree,
+                           radial_nodes=radial_nodes, n_max=n_max, optimal_n_star=False)  # fmt: skip
+    return {str(r["d"]): {"n_star": r["n_star"], "ns": [int(n) for n in grid],
+                          "test_error": [float(e) for e in r["grid"]["test_error"]],
+                          "ridge": [float(v) for v in r["grid"]["ridge"]], "threshold": r["threshold"],
+                          "precision": r["precision"]} for r in rows}  # fmt: skip

@@ -76,7 +76,8 @@ def _predicted(spec, target) -> dict:
     ``{}`` off the uniform cube, where the Walsh spectrum does not apply."""
     from rbk import theory
 
-    if spec.distribution != "cube":
+    learners = theory.spectral_learners(spec.learners)
+    if spec.distribution != "cube" or not learners:
         return {}
-    return theory.predict_learners(spec.learners, target, spec.ns, spec.ridges, target.threshold,
+    return theory.predict_learners(learners, target, spec.ns, spec.ridges, target.threshold,
                                    W_std=spec.W_std, b_std=spec.b_std, noise=spec.noise)  # fmt: skip

@@ -48,6 +48,8 @@ from collections.abc import Callable
 import numpy as np
 
 from rbk import sweep
+from rbk.experiments.multi_index.predicted import (EXTRA_DS, draw_curve, draw_n_star, kernel_predictions,
+                                                   predicted_slope, slope_lines)
 from rbk.experiments.common import entry_points
 
 EXPERIMENT = "exp3"
@@ -473,7 +475,11 @@ def summarize(spec, rows, *, quiet: bool = False, n_boot: int = 2000) -> dict | 
                                      ns=sorted({r["n"] for r in groups[d]}))
         if len(groups) >= 2:
             s = stats.scaling_slope(groups, thr_by_d, n_boot=n_boot)
-            slopes[lr] = dict(s, theory=2.0 if LEARNERS[lr].theory == "two" else float(spec.p))
+            slopes[lr] = dict(s, theory=2.0 if LEARNERS[lr].theory == "two" else float(spec.p), basis="measured")
+    predicted = predictions(spec)
+    for lr, s in ((lr, predicted_slope(by_d, float(spec.p))) for lr, by_d in predicted.items()):
+        if s is not None:  # the predicted slope next to the measured one (alone if none)
+            slopes[lr] = dict(slopes[lr], predicted=s) if lr in slopes else s
     thresholds = sorted(set(thr_by_d.values()))
     return stats.jsonable({
         "experiment": EXPERIMENT,
@@ -484,8 +490,20 @@ def summarize(spec, rows, *, quiet: bool = False, n_boot: int = 2000) -> dict | 
         "rows": entries,
         "n_star": nstar,
         "slopes": slopes,
-        "separation": separation(slopes, nstar),
+        "predicted": predicted,
+        "separation": separation({lr: s for lr, s in slopes.items() if s["basis"] == "measured"}, nstar),
     })  # fmt: skip
+
+
+def predictions(spec) -> dict:
+    """``summary["predicted"]`` (:mod:`.predicted`): every kernel learner run, and the NTK whenever a
+    network is, at every ``d`` of the profile and :data:`EXTRA_DS`, over every N of the grids."""
+    names = {lr: LEARNERS[lr].kind for lr in spec.learners if LEARNERS[lr].kind in ("ntk", "nngp")}
+    if any(LEARNERS[lr].kind == "net" for lr in spec.learners):
+        names.setdefault("ntk-2nn", "ntk")
+    target = lambda d: make_target(spec.target, d, spec.r, spec.p, _keys(spec.seeds[0], d)[0])  # noqa: E731
+    return kernel_predictions(names, tuple(spec.ds) + EXTRA_DS, sorted(set(spec.ns) | set(spec.kernel_ns)),
+                              spec.kernel_ridges, target, W_std=spec.W_std, b_std=spec.b_std)  # fmt: skip
 
 
 def separation(slopes: dict, nstar: dict) -> dict | None:
@@ -546,8 +564,7 @@ def format_table(summary) -> str:
             lines.append(f"  {d:<5s}" + "".join(f"{_fmt(val.get(n)):>8s}" for n in ns) + f"   {_fmt_nstar(s)}")
     lines += ["", "slope of log n* against log d (bootstrap 95% CI over seeds; theory: 2 networks, p kernels)"]
     for lr, s in summary["slopes"].items():
-        cens = f", censored: {s['bound']} bound" if s["censored"] else ""
-        lines.append(f"  {lr:10s} {s['slope']:6.2f}  [{s['ci95'][0]:.2f}, {s['ci95'][1]:.2f}]  theory {s['theory']:g}{cens}")
+        lines += slope_lines(lr, s)
     sep = summary.get("separation")
     if sep:
         for k, v in sep["kernels"].items():
@@ -593,6 +610,9 @@ def plot(summary, out_dir) -> list:
             ax.plot(n, m, "o-", color=_COLORS.get(lr), label=lr, ms=3)
             ax.fill_between(n, [e["test_error_min"] for e in rs], [e["test_error_max"] for e in rs],
                             color=_COLORS.get(lr), alpha=0.15)
+        for lr, by_d in summary.get("predicted", {}).items():
+            if str(d) in by_d:
+                draw_curve(ax, by_d[str(d)], _COLORS.get(lr), max(e["n"] for e in summary["rows"]))
         thr = summary["thresholds"].get(str(d))
         if thr:
             ax.axhline(thr, color="k", ls="--", lw=0.8)
@@ -601,12 +621,16 @@ def plot(summary, out_dir) -> list:
     axes[0][0].set_ylabel("test error / E[f*^2]")
     axes[0][-1].legend(fontsize=7)
     fig.suptitle(f"Experiment 3: {summary['instance']['target']}, p = {summary['instance']['p']} "
-                 f"(dashed: threshold E_p)", fontsize=9)
+                 f"(dashed black: threshold E_p; dashed: predicted from the spectrum)", fontsize=9)
     made = list(plots.save(fig, out_dir, "exp3_error_vs_n"))
     plt.close(fig)
 
     fig, ax = plt.subplots(figsize=(5, 4))
+    for lr, by_d in summary.get("predicted", {}).items():
+        draw_n_star(ax, by_d, summary["slopes"].get(lr), _COLORS.get(lr), lr)
     for lr, s in summary["slopes"].items():
+        if s["basis"] != "measured":
+            continue
         c = _COLORS.get(lr)
         x = np.array(s["x"])
         by_d = summary["n_star"][lr]
@@ -626,7 +650,7 @@ def plot(summary, out_dir) -> list:
         vm = s["intercept"] + s["slope"] * um
         ax.plot(xx, np.exp(vm + s["theory"] * (np.log(xx) - um)), ":", color=c, lw=1)
     ax.set(xscale="log", yscale="log", xlabel="d", ylabel="n* (first crossing of the threshold)")
-    ax.set_xticks(ds)
+    ax.set_xticks(sorted(set(ds) | {int(d) for by_d in summary.get("predicted", {}).values() for d in by_d}))
     _plain_ticks(ax.xaxis)
     ax.set_title("n* against d: fitted slopes [95% CI]; dotted: theory (2 networks, p kernels)", fontsize=8)
     ax.legend(fontsize=7)

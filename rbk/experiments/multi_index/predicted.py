@@ -1,0 +1,78 @@
+"""Spectral predictions of the exact-kernel learners on Gaussian inputs, for the multi-index summaries.
+
+``summary["predicted"] = {learner: {str(d): {"n_star", "ns", "test_error", "ridge", "threshold",
+"precision"}}}`` (:func:`rbk.theory.predicted_curves`: the Gaussian spectrum of the learner's
+kernel, the target's exact harmonic power, the best of the learner's ridge grid at every ``N`` of
+the measured grid and out to ``N = 1e7``). The target's power does not depend on its subspace
+``U`` (the spectrum is rotation-invariant), so one draw per ``d`` serves every seed.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+#: Dimensions beyond the profile's at which Experiment 3 predicts the kernels' ``n*(d)``.
+EXTRA_DS = (32, 48, 64, 96, 128)
+#: Largest N of the predicted curves.
+CURVE_MAX = 1e7
+
+
+def kernel_predictions(names: dict, ds, ns, ridges, target_of_d, *, W_std: float, b_std: float) -> dict:
+    """``{learner: predicted_curves(...)}`` for ``names = {learner: 'ntk' or 'nngp'}`` (kernels of
+    the two-layer ReLU net with ``W_std, b_std``) at each ``d`` of ``ds``; ``target_of_d(d)`` the target."""
+    from rbk import kernels, theory
+
+    kfn = kernels.kernel_fn("2nn", W_std=W_std, b_std=b_std)
+    return {lr: theory.predicted_curves(kfn, target_of_d, sorted(set(ds)), ns, ridges, get=get, curve_max=CURVE_MAX)
+            for lr, get in names.items()}  # fmt: skip
+
+
+def predicted_slope(by_d: dict, theory_exponent: float) -> dict | None:
+    """The least-squares slope of ``log n*`` on ``log d`` over the predicted ``n*`` (``None`` when
+    fewer than two ``d`` cross by the search bound)."""
+    from rbk import stats
+
+    pts = sorted((int(d), v["n_star"]) for d, v in by_d.items() if v["n_star"] is not None)
+    if len(pts) < 2:
+        return None
+    x, y = [p[0] for p in pts], [p[1] for p in pts]
+    slope, intercept = stats.loglog_slope(x, y)
+    return {"slope": slope, "intercept": intercept, "ci95": None, "censored": False, "bound": None, "x": x,
+            "n_star": y, "theory": float(theory_exponent), "basis": "predicted",
+            "not_crossing": sorted(int(d) for d, v in by_d.items() if v["n_star"] is None)}  # fmt: skip
+
+
+def draw_curve(ax, curve: dict, color, n_hi: float) -> None:
+    """A predicted curve (dashed) on ``ax`` up to ``n_hi``."""
+    n = np.asarray(curve["ns"], float)
+    keep = n <= n_hi
+    if keep.any():
+        ax.plot(n[keep], np.asarray(curve["test_error"])[keep], "--", color=color, lw=1)
+
+
+def draw_n_star(ax, by_d: dict, slope: dict | None, color, label: str) -> None:
+    """Predicted ``n*(d)`` (open diamonds) and its fitted line (dashed) on ``ax``; ``slope``: the
+    learner's ``summary["slopes"]`` entry (predicted, or measured with a ``predicted`` one)."""
+    slope = slope if slope is None or slope["basis"] == "predicted" else slope.get("predicted")
+    pts = sorted((int(d), v["n_star"]) for d, v in by_d.items() if v["n_star"] is not None)
+    if pts:
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], "D", mfc="none", color=color, ms=4)
+    if slope is not None:
+        xx = np.geomspace(min(slope["x"]), max(slope["x"]), 20)
+        ax.plot(xx, math.exp(slope["intercept"]) * xx ** slope["slope"], "--", color=color, lw=1,
+                label=f"{label} predicted: {slope['slope']:.2f}")
+
+
+def slope_lines(lr: str, s: dict) -> list[str]:
+    """Table lines of one learner's slope: the measured fit (bootstrap CI) and/or the predicted one."""
+    out = []
+    if s["basis"] == "measured":
+        cens = f", censored: {s['bound']} bound" if s["censored"] else ""
+        out.append(f"  {lr:10s} {s['slope']:6.2f}  [{s['ci95'][0]:.2f}, {s['ci95'][1]:.2f}]  theory {s['theory']:g}{cens}")
+    p = s if s["basis"] == "predicted" else s.get("predicted")
+    if p is not None:
+        ds = ", ".join(str(d) for d in p["x"])
+        out.append(f"  {lr:10s} {p['slope']:6.2f}  predicted from the spectrum (d = {ds})  theory {p['theory']:g}")
+    return out
