@@ -65,14 +65,29 @@ def test_fields_declare_the_options_and_their_checks():
     assert option_values(p.parse_args(["--xs", "1,2", "3"]), options_of(_Toy)) == {"n": None, "xs": [1.0, 2.0, 3.0]}
 
 
-@pytest.mark.parametrize("experiment", ["exp4"])
+@pytest.mark.parametrize("experiment", ["exp1", "exp2", "exp3", "exp3b", "exp4"])
 def test_every_profile_is_a_dict_of_checked_fields(experiment):
     from rbk.experiments import module, profile_spec
 
     mod = module(experiment)
     for name, values in mod.PROFILES.items():
         spec = profile_spec(experiment, name)
-        assert {k: getattr(spec, k) for k in values} == {k: tuple(v) if isinstance(v, list) else v
-                                                          for k, v in values.items()}
-    with pytest.raises(ValueError, match="unknown option"):
+        fields = {f.name for f in dataclasses.fields(spec)}
+        assert set(values) - fields <= {"alphas", "betas"}  # the concept class's instances: alphas x betas
+        assert {k: getattr(spec, k) for k in values if k in fields} == {
+            k: tuple(v) if isinstance(v, list) else v for k, v in values.items() if k in fields}
+    with pytest.raises(ValueError, match=re.escape("unknown option(s) ['not_a_field']")):
         mod.make_spec(**{**mod.PROFILES["quick"], "not_a_field": 1})
+
+
+@pytest.mark.parametrize("experiment", ["exp1", "exp2", "exp3", "exp3b", "exp4"])
+def test_every_flag_of_an_experiment_comes_from_one_declaration(experiment):
+    from rbk import cli
+    from rbk.experiments import module
+
+    flags = [a.option_strings[0] for a in cli.build_parser()._subparsers._group_actions[0].choices[experiment]._actions
+             if a.option_strings]
+    assert len(flags) == len(set(flags))
+    spec = module(experiment).spec("quick")
+    declared = {o.flag for o in options_of(type(spec))}
+    assert declared - {"--seeds", "--matmul-precision"} <= set(flags)
