@@ -61,18 +61,67 @@ def flat(v):
 
 @dataclasses.dataclass(frozen=True)
 class Option:
-    """A study's command-line option, declared once: the ``make_spec`` keyword ``field`` it sets,
-    its ``flag`` and ``help``, the conversion ``conv`` of a value and, for ``many``, a list (spaces
-    or commas; ``what`` names the values in errors) or ``choices``. :func:`add_options` makes the
-    options of a declaration, :func:`option_values` reads the parsed ones back as keywords."""
+    """A study's option, declared once: the config ``field`` it sets, its ``check`` (``(name,
+    value) -> value``, raising ``ValueError`` naming ``name``), and, for the command line, its
+    ``flag`` and ``help``, the conversion ``conv`` of a value and, for ``many``, a list (spaces or
+    commas; ``what`` names the values in errors) or ``choices``. :func:`option` declares one as a
+    dataclass field; :func:`add_options` makes the command-line options of a declaration,
+    :func:`option_values` reads the parsed ones back as keywords, :func:`validate` checks values."""
 
     field: str
-    flag: str
-    help: str
+    flag: str | None = None
+    help: str = ""
     conv: Callable = str
     many: bool = False
     what: str = "values"
     choices: tuple | None = None
+    check: Callable | None = None
+
+    @property
+    def name(self) -> str:
+        """How messages name the option: the field and, when it has one, the flag (``ns (--n)``)."""
+        return self.field if self.flag is None else f"{self.field} ({self.flag})"
+
+
+def option(default, *, check: Callable | None = None, flag: str | None = None, help: str = "", conv: Callable = str,
+           many: bool = False, what: str = "values", choices: tuple | None = None):
+    """A config field declared once (a :func:`dataclasses.field` whose metadata holds its
+    :class:`Option`): its default, its ``check`` and, with a ``flag``, its command-line option."""
+    return dataclasses.field(default=default, metadata={"option": Option("", flag, help, conv, many, what, choices,
+                                                                         check)})
+
+
+def options_of(cls, *, cli: bool = True) -> tuple[Option, ...]:
+    """The :class:`Option` of every field of the dataclass ``cls`` declared by :func:`option`
+    (``cli``: only those with a flag), in field order."""
+    out = []
+    for f in dataclasses.fields(cls):
+        o = f.metadata.get("option")
+        if o is not None and (o.flag is not None or not cli):
+            out.append(dataclasses.replace(o, field=f.name))
+    return tuple(out)
+
+
+def validate(cls, kw: dict, *, what: str, skip: tuple = ("experiment",)) -> dict:
+    """Every field of ``cls`` (but ``skip``): its default or ``kw``'s value, checked by its option's
+    ``check`` (``ValueError`` naming the option, before any compute). An unknown keyword is refused."""
+    fields = [f for f in dataclasses.fields(cls) if f.name not in skip]
+    known = {f.name for f in fields}
+    bad = sorted(set(kw) - known)
+    if bad:
+        raise ValueError(f"unknown option(s) {bad}; {what} takes {sorted(known)}")
+    checks = {o.field: o for o in options_of(cls, cli=False)}
+    out = {}
+    for f in fields:
+        v = kw[f.name] if f.name in kw else f.default
+        o = checks.get(f.name)
+        out[f.name] = v if o is None or o.check is None else o.check(o.name, v)
+    return out
+
+
+def optional(check: Callable) -> Callable:
+    """``check`` that lets ``None`` through."""
+    return lambda name, v: None if v is None else check(name, v)
 
 
 def add_options(group, options) -> None:

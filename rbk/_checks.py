@@ -88,6 +88,13 @@ def check_reals(name: str, values, *, lo: float | None = None, hi: float | None 
                       **kwargs)
 
 
+def check_bool(name: str, value) -> bool:
+    """``value`` must be ``True`` or ``False``."""
+    if not isinstance(value, bool):
+        raise ValueError(f"{name} must be True or False, got {value!r}")
+    return value
+
+
 def check_choice(name: str, value, choices) -> str:
     if value not in choices:
         raise ValueError(f"{name} must be one of {sorted(choices)}, got {value!r}")

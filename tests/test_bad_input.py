@@ -316,7 +316,7 @@ PROBED = [
     ("lrs and wds must be lists of numbers", lambda: train.train(M8, data.make_dataset(data.seed_keys(0)[0], T8, 60),
                                                                   data.seed_keys(0)[1][None], ["a"], [0.0], train.config(1))),
     ("model must be an rbk.models.Model", lambda: models.param_count("2nn")),
-    ("seeds must be a sequence of seed numbers", lambda: concept_class.make_spec("exp1", learners=("2nn",), ns=(100,), seeds=5)),
+    ("seeds (--seeds) must be a list, got 5", lambda: concept_class.make_spec("exp1", learners=("2nn",), ns=(100,), seeds=5)),
     ("summary must be a summary dict", lambda: concept_class.format_table({})),
 ]
 

@@ -248,7 +248,7 @@ def test_resume_after_a_finished_cell(tmp_path):
         (dict(etas=(0.0,)), r"etas \(--etas\)"),
         (dict(kernel_ns=(1,)), r"kernel_ns \(--kernel-n\)"),
         (dict(target="cube"), r"target \(--target\)"),
-        (dict(colour="red"), "unknown exp3 option"),
+        (dict(colour="red"), r"unknown option\(s\) \['colour'\]; exp3 takes"),
     ],
 )
 def test_bad_input_names_the_option(kw, words):

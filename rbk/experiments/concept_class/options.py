@@ -1,4 +1,5 @@
-"""The command-line options of the concept-class sweeps (``add_arguments``, ``overrides``; the
+"""The command-line options of the concept-class sweeps (``add_arguments``, ``overrides``: those of
+:class:`~rbk.experiments.concept_class.study.SweepSpec`'s fields with a flag and :data:`WEIGHTS`; the
 engine's command adds ``--profile``, ``--out``, ``--seeds`` and the machine's options) and their
 dry run (:func:`dry_run`: the plan with the member chunking, memory and FLOP estimates)."""
 
@@ -7,60 +8,41 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from rbk._args import flat, integer, list_of
-from rbk.experiments.concept_class.learners import LEARNERS
+from rbk._args import Option, add_options, option_values, options_of
+from rbk.experiments.concept_class.study import SweepSpec
+
+
+#: The options of the target's weights, per experiment (exp1: one alpha and beta; exp2: lists);
+#: :func:`rbk.experiments.concept_class.study.make_spec` checks them.
+WEIGHTS = {
+    "exp1": (Option("alphas", "--alpha", "weight of G(F), in (0, 1) (paper: 0.3; threshold k*alpha^2)", float),
+             Option("betas", "--beta", "weight of F, > 0 (default 1)", float)),
+    "exp2": (Option("alphas", "--alpha", "list of alpha values, each in (0, 1)", float, many=True,
+                    what="numbers in (0, 1)"),
+             Option("betas", "--beta", "list of beta values, each > 0", float, many=True, what="numbers > 0")),
+}
+_TARGET = ("d", "k", "g_degree")
+_COMMAND = ("seeds", "matmul_precision", "max_members_per_call")  # the command's own, or in its resources group
+_FIELDS = options_of(SweepSpec)
 
 
 def add_arguments(p, experiment: str) -> None:
-    """The target and grid options of ``experiment`` (exp1: one alpha and beta; exp2: lists)."""
-    t = p.add_argument_group("target: beta*F(x) + alpha*G(F(x)) on the Boolean cube {-1,1}^d")
-    t.add_argument("--d", type=integer, help="input dimension, an even integer >= 2 (paper: 30)")
-    t.add_argument("--k", type=integer, help="outputs = degree-2 parities of F, 1 <= k <= d/2 (paper: 15)")
-    t.add_argument("--g-degree", type=integer, help="degree of the parity G, 1 <= g <= k (paper: 4)")
-    if experiment == "exp1":
-        t.add_argument("--alpha", type=float, help="weight of G(F), in (0, 1) (paper: 0.3; threshold k*alpha^2)")
-        t.add_argument("--beta", type=float, help="weight of F, > 0 (default 1)")
-    else:
-        t.add_argument("--alpha", type=list_of(float, "numbers in (0, 1)"), nargs="+",
-                       help="list of alpha values, each in (0, 1)")
-        t.add_argument("--beta", type=list_of(float, "numbers > 0"), nargs="+", help="list of beta values, each > 0")
-
-    s = p.add_argument_group("grid")
-    s.add_argument("--learners", type=list_of(str, "learner names"), nargs="+",
-                   help=f"learners among {', '.join(LEARNERS)}")
-    s.add_argument("--n", type=list_of(integer, "integers >= 50"), nargs="+",
-                   help="training-set sizes, each >= the batch size 50")
-    s.add_argument("--width", type=list_of(integer, "integers >= 1"), nargs="+", help="network width(s)")
-    s.add_argument("--epochs", type=integer, help="training epochs (lr/10 at the profile's fraction of them, unless --decay-epoch)")
-    s.add_argument("--decay-epoch", type=integer, help="epoch of the lr/10 step, in [0, epochs]")
-    s.add_argument("--lr", type=list_of(float, "numbers > 0"), nargs="+", help="learning rates, each > 0")
-    s.add_argument("--wd", type=list_of(float, "numbers >= 0"), nargs="+", help="weight decays, each >= 0")
-    s.add_argument("--ridges", type=list_of(float, "numbers >= 0"), nargs="+",
-                   help="kernel ridges relative to mean(diag K), 1 to 5 values >= 0 (chosen on validation)")
-    s.add_argument("--n-val", type=integer, help="validation points (default max(1000, N/5))")
-    s.add_argument("--n-test", type=integer, help="test points (default 10000)")
-    s.add_argument("--kernel-max-n", type=integer, help="run exact kernels only for N up to this")
+    """The target and grid options of ``experiment`` (:class:`SweepSpec`'s fields with a flag and
+    :data:`WEIGHTS`)."""
+    add_options(p.add_argument_group("target: beta*F(x) + alpha*G(F(x)) on the Boolean cube {-1,1}^d"),
+                [o for o in _FIELDS if o.field in _TARGET] + list(WEIGHTS[experiment]))
+    add_options(p.add_argument_group("grid"), [o for o in _FIELDS if o.field not in _TARGET + _COMMAND])
 
 
 def add_resource_arguments(r) -> None:
     """The chunking option, in the command's "resources" group ``r``."""
-    r.add_argument("--max-members-per-call", type=integer,
-                   help="split a network call into chunks of at most this many (seed, lr, wd) members "
-                        "(default: what fits in 40%% of the device's memory, by the estimate of --dry-run)")
+    add_options(r, [o for o in _FIELDS if o.field == "max_members_per_call"])
 
 
 def overrides(args, experiment: str) -> dict:
     """``make_spec`` keywords of the parsed options (``None``: not given; ``--seeds`` is the command's)."""
-    alphas, betas = args.alpha, args.beta
-    if experiment == "exp2":
-        alphas, betas = flat(alphas), flat(betas)
-    return dict(
-        learners=flat(args.learners), ns=flat(args.n), alphas=alphas, betas=betas, d=args.d,
-        k=args.k, g_degree=args.g_degree, widths=flat(args.width), epochs=args.epochs,
-        decay_epoch=args.decay_epoch, lrs=flat(args.lr), wds=flat(args.wd), ridges=flat(args.ridges),
-        n_val=args.n_val, n_test=args.n_test, kernel_max_n=args.kernel_max_n,
-        max_members_per_call=args.max_members_per_call, matmul_precision=args.matmul_precision,
-    )  # fmt: skip
+    own = [o for o in _FIELDS if o.field not in ("seeds", "matmul_precision")] + list(WEIGHTS[experiment])
+    return dict(option_values(args, own), matmul_precision=args.matmul_precision)
 
 
 def dry_run(spec, out: Path, dev_mem: int | None, source: str, nd: int, host_bytes: int | None) -> int:

@@ -6,10 +6,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Iterable, Sequence
+from dataclasses import MISSING
+from functools import partial
+from typing import Sequence
 
-from rbk._checks import check_choice, check_int, check_real
-from rbk.experiments.concept_class.learners import NET_KIND, parse_learner
+from rbk._args import integer, option, optional, validate
+from rbk._checks import check_choice, check_int, check_ints, check_list, check_real, check_reals
+from rbk.experiments.concept_class.learners import LEARNERS, NET_KIND, parse_learner
 from rbk.sweep.errors import ConfigMismatchError, SweepInputError
 from rbk.sweep.study import Study, hash_config
 
@@ -32,6 +35,20 @@ ALL_FIELDS = ROW_FIELDS + EXTRA_FIELDS
 EXPERIMENTS = ("exp1", "exp2")
 
 
+def check_distribution(name: str, value) -> str:
+    """One of :data:`rbk.data.DISTRIBUTIONS`."""
+    from rbk.data import DISTRIBUTIONS
+
+    return check_choice(name, value, DISTRIBUTIONS)
+
+
+def check_matmul_precision(name: str, value) -> str:
+    """One of :data:`rbk.train.MATMUL_PRECISIONS` (its canonical name: ``float32`` is ``highest``)."""
+    from rbk.train import MATMUL_PRECISIONS
+
+    return MATMUL_PRECISIONS[check_choice(name, value, MATMUL_PRECISIONS)]
+
+
 @dataclasses.dataclass(frozen=True)
 class SweepSpec(Study):
     """Everything that defines a sweep's results (build it with :func:`make_spec`).
@@ -48,29 +65,47 @@ class SweepSpec(Study):
     """
 
     experiment: str
-    learners: tuple[str, ...]
-    ns: tuple[int, ...]
-    seeds: tuple[int, ...]
+    learners: tuple[str, ...] = option(MISSING, check=check_list, flag="--learners",
+                                       help=f"learners among {', '.join(LEARNERS)}", many=True, what="learner names")
+    ns: tuple[int, ...] = option(MISSING, check=partial(check_ints, lo=1), flag="--n",
+                                 help="training-set sizes, each >= the batch size 50", conv=integer, many=True,
+                                 what="integers >= 50")  # fmt: skip
+    seeds: tuple[int, ...] = option(MISSING, check=partial(check_ints, lo=0, scalar=False), flag="--seeds")
     instances: tuple[tuple[float, float], ...]
-    d: int = 30
-    k: int = 15
-    g_degree: int = 4
-    widths: tuple[int, ...] = (256,)
-    epochs: int = 60
-    decay_epoch: int | None = None
-    batch_size: int = 50
-    lrs: tuple[float, ...] = (0.02,)
-    wds: tuple[float, ...] = (1e-3,)
-    ridges: tuple[float, ...] = (1e-3, 1e-1)
-    n_val: int | None = None
-    n_test: int = 10000
-    distribution: str = "cube"
-    noise: float = 0.0
-    kernel_max_n: int | None = None
-    W_std: float = math.sqrt(2.0)
-    b_std: float = 0.1
-    max_members_per_call: int | None = None
-    matmul_precision: str = "highest"
+    d: int = option(30, check=partial(check_int, lo=2), flag="--d",
+                    help="input dimension, an even integer >= 2 (paper: 30)", conv=integer)
+    k: int = option(15, flag="--k", help="outputs = degree-2 parities of F, 1 <= k <= d/2 (paper: 15)", conv=integer)
+    g_degree: int = option(4, flag="--g-degree", help="degree of the parity G, 1 <= g <= k (paper: 4)", conv=integer)
+    widths: tuple[int, ...] = option((256,), check=partial(check_ints, lo=1), flag="--width",
+                                     help="network width(s)", conv=integer, many=True, what="integers >= 1")
+    epochs: int = option(60, check=partial(check_int, lo=1), flag="--epochs", conv=integer,
+                         help="training epochs (lr/10 at the profile's fraction of them, unless --decay-epoch)")
+    decay_epoch: int | None = option(None, flag="--decay-epoch", help="epoch of the lr/10 step, in [0, epochs]",
+                                     conv=integer)  # make_spec: in [0, epochs]
+    batch_size: int = option(50, check=partial(check_int, lo=1))
+    lrs: tuple[float, ...] = option((0.02,), check=partial(check_reals, lo=0.0, lo_open=True), flag="--lr",
+                                    help="learning rates, each > 0", conv=float, many=True, what="numbers > 0")
+    wds: tuple[float, ...] = option((1e-3,), check=partial(check_reals, lo=0.0), flag="--wd",
+                                    help="weight decays, each >= 0", conv=float, many=True, what="numbers >= 0")
+    ridges: tuple[float, ...] = option((1e-3, 1e-1), check=partial(check_reals, lo=0.0), flag="--ridges",
+                                       help="kernel ridges relative to mean(diag K), 1 to 5 values >= 0 (chosen on "
+                                       "validation)", conv=float, many=True, what="numbers >= 0")  # fmt: skip
+    n_val: int | None = option(None, check=optional(partial(check_int, lo=1)), flag="--n-val",
+                               help="validation points (default max(1000, N/5))", conv=integer)
+    n_test: int = option(10000, check=partial(check_int, lo=1), flag="--n-test", help="test points (default 10000)",
+                         conv=integer)
+    distribution: str = option("cube", check=check_distribution)
+    noise: float = option(0.0, check=partial(check_real, lo=0.0))
+    kernel_max_n: int | None = option(None, check=optional(partial(check_int, lo=1)), flag="--kernel-max-n",
+                                      help="run exact kernels only for N up to this", conv=integer)
+    W_std: float = option(math.sqrt(2.0), check=partial(check_real, lo=0.0, lo_open=True))
+    b_std: float = option(0.1, check=partial(check_real, lo=0.0))
+    max_members_per_call: int | None = option(None, check=optional(partial(check_int, lo=1)),
+                                              flag="--max-members-per-call", conv=integer,
+                                              help="split a network call into chunks of at most this many (seed, lr, "
+                                              "wd) members (default: what fits in 40%% of the device's memory, by "
+                                              "the estimate of --dry-run)")  # fmt: skip
+    matmul_precision: str = option("highest", check=check_matmul_precision, flag="--matmul-precision")
     parts: tuple = ()
 
     def config(self) -> dict:
@@ -224,110 +259,46 @@ def extension_parts(meta: dict, spec: SweepSpec) -> tuple | None:
     return tuple((tuple(ns), tuple(seeds), tag) for ns, seeds, tag in parts)
 
 
-def _unique_list(name: str, values, conv) -> tuple:
-    if isinstance(values, (str, bytes)) or not isinstance(values, Iterable):
-        values = [values]
-    out = tuple(conv(v) for v in values)
-    if not out:
-        raise ValueError(f"{name} must not be empty")
-    if len(set(out)) != len(out):
-        raise ValueError(f"{name} must not repeat a value, got {list(out)}")
-    return out
+def _alpha(name: str, v) -> float:  # alpha = 0 has no threshold k alpha^2 (nothing to separate): refused in both
+    if isinstance(v, (int, float)) and v == 0:
+        raise ValueError(f"{name} must be in (0, 1): alpha = 0 would make the threshold k*alpha^2 zero")
+    return check_real(name, v, lo=0.0, hi=1.0, lo_open=True, hi_open=True)
 
 
-def make_spec(
-    experiment: str,
-    *,
-    learners: Sequence[str],
-    ns: Sequence[int],
-    seeds: Sequence[int],
-    alphas: Sequence[float] | float = 0.3,
-    betas: Sequence[float] | float = 1.0,
-    d: int = 30,
-    k: int = 15,
-    g_degree: int = 4,
-    widths: Sequence[int] | int = (256,),
-    epochs: int = 60,
-    decay_epoch: int | None = None,
-    batch_size: int = 50,
-    lrs: Sequence[float] = (0.02,),
-    wds: Sequence[float] = (1e-3,),
-    ridges: Sequence[float] = (1e-3, 1e-1),
-    n_val: int | None = None,
-    n_test: int = 10000,
-    distribution: str = "cube",
-    noise: float = 0.0,
-    kernel_max_n: int | None = None,
-    W_std: float = math.sqrt(2.0),
-    b_std: float = 0.1,
-    max_members_per_call: int | None = None,
-    matmul_precision: str = "highest",
-) -> SweepSpec:
-    """Validated :class:`SweepSpec`; the instances are the grid ``alphas x betas``.
+def make_spec(experiment: str, *, alphas: Sequence[float] | float = 0.3, betas: Sequence[float] | float = 1.0,
+              **kw) -> SweepSpec:
+    """Validated :class:`SweepSpec` from its fields' values (``learners``, ``ns`` and ``seeds``
+    required); the instances are the grid ``alphas x betas``.
 
     Every bad value raises ``ValueError`` naming the parameter (and its command-line option)
-    and the allowed range, before anything is computed.
+    and the allowed range, before anything is computed: each field's own check, then those
+    across fields.
     """
-    from rbk.data import DISTRIBUTIONS
     from rbk.kernels import MAX_RIDGES
 
     if experiment not in EXPERIMENTS:
         raise ValueError(f"experiment must be one of {list(EXPERIMENTS)}, got {experiment!r}")
-    d = check_int("d (--d, input dimension)", d, lo=2)
+    missing = [f for f in ("learners", "ns", "seeds") if f not in kw]
+    if missing:
+        raise TypeError(f"make_spec() missing keyword argument(s) {missing}")
+    v = validate(SweepSpec, kw, what=experiment, skip=("experiment", "instances", "parts"))
+    d = v["d"]
     if d % 2:
         raise ValueError(f"d (--d, input dimension) must be an even integer >= 2, got {d}")
-    k = check_int(f"k (--k, outputs) for d = {d}", k, lo=1, hi=d // 2)
-    g_degree = check_int(f"g_degree (--g-degree) for k = {k}", g_degree, lo=1, hi=k)
-    batch_size = check_int("batch_size", batch_size, lo=1)
-    learners = _unique_list("learners (--learners)", learners, lambda v: v)
-    for name in learners:
+    v["k"] = check_int(f"k (--k, outputs) for d = {d}", v["k"], lo=1, hi=d // 2)
+    v["g_degree"] = check_int(f"g_degree (--g-degree) for k = {v['k']}", v["g_degree"], lo=1, hi=v["k"])
+    for name in v["learners"]:
         parse_learner(name)
-    ns = _unique_list("n (--n, training-set sizes)", ns, lambda v: v)
-    ns = tuple(
-        check_int(f"n (--n, training-set sizes; at least the batch size {batch_size})", v, lo=batch_size)
-        for v in ns
-    )
-    if not isinstance(seeds, Iterable) or isinstance(seeds, (str, bytes)):
-        raise ValueError(f"seeds must be a sequence of seed numbers >= 0 (e.g. range(3)), got {seeds!r}")
-    seeds = _unique_list("seeds (--seeds)", seeds, lambda v: check_int("seeds (--seeds)", v, lo=0))
-    def alpha_ok(v):  # alpha = 0 has no threshold k alpha^2 (nothing to separate): refused in both experiments
-        if isinstance(v, (int, float)) and v == 0:
-            raise ValueError("alpha (--alpha) must be in (0, 1): alpha = 0 would make the threshold k*alpha^2 zero")
-        return check_real("alpha (--alpha)", v, lo=0.0, hi=1.0, lo_open=True, hi_open=True)
-
-    alphas = _unique_list("alpha (--alpha)", alphas, alpha_ok)
-    betas = _unique_list("beta (--beta)", betas, lambda v: check_real("beta (--beta)", v, lo=0.0, lo_open=True))
+    for n in v["ns"]:
+        check_int(f"ns (--n, training-set sizes; at least the batch size {v['batch_size']})", n, lo=v["batch_size"])
+    alphas = check_list("alpha (--alpha)", alphas, _alpha)
+    betas = check_reals("beta (--beta)", betas, lo=0.0, lo_open=True)
     if experiment == "exp1" and (len(alphas) != 1 or len(betas) != 1):
         raise ValueError(f"exp1 takes one alpha (--alpha) and one beta (--beta), got {list(alphas)} and {list(betas)}")
-    widths = _unique_list("width (--width)", widths, lambda v: check_int("width (--width)", v, lo=1))
-    epochs = check_int("epochs (--epochs)", epochs, lo=1)
-    if decay_epoch is None:
-        decay_epoch = epochs // 2
-    decay_epoch = check_int("decay_epoch (--decay-epoch)", decay_epoch, lo=0, hi=epochs)
-    lrs = _unique_list("lr (--lr)", lrs, lambda v: check_real("lr (--lr, learning rates)", v, lo=0.0, lo_open=True))
-    wds = _unique_list("wd (--wd)", wds, lambda v: check_real("wd (--wd, weight decays)", v, lo=0.0))
-    ridges = _unique_list("ridges (--ridges)", ridges, lambda v: check_real("ridges (--ridges)", v, lo=0.0))
-    if len(ridges) > MAX_RIDGES:
-        raise ValueError(f"ridges (--ridges) must hold 1 to {MAX_RIDGES} values, got {len(ridges)}")
-    if n_val is not None:
-        n_val = check_int("n_val (--n-val)", n_val, lo=1)
-    n_test = check_int("n_test (--n-test)", n_test, lo=1)
-    if distribution not in DISTRIBUTIONS:
-        raise ValueError(f"distribution must be one of {list(DISTRIBUTIONS)}, got {distribution!r}")
-    noise = check_real("noise", noise, lo=0.0)
-    if kernel_max_n is not None:
-        kernel_max_n = check_int("kernel_max_n (--kernel-max-n)", kernel_max_n, lo=1)
-    W_std = check_real("W_std", W_std, lo=0.0, lo_open=True)
-    b_std = check_real("b_std", b_std, lo=0.0)
-    if max_members_per_call is not None:
-        max_members_per_call = check_int("max_members_per_call (--max-members-per-call)", max_members_per_call, lo=1)
-    from rbk.train import MATMUL_PRECISIONS
-
-    matmul_precision = MATMUL_PRECISIONS[check_choice("matmul_precision (--matmul-precision)", matmul_precision,
-                                                      MATMUL_PRECISIONS)]  # fmt: skip
+    if v["decay_epoch"] is None:
+        v["decay_epoch"] = v["epochs"] // 2
+    v["decay_epoch"] = check_int("decay_epoch (--decay-epoch)", v["decay_epoch"], lo=0, hi=v["epochs"])
+    if len(v["ridges"]) > MAX_RIDGES:
+        raise ValueError(f"ridges (--ridges) must hold 1 to {MAX_RIDGES} values, got {len(v['ridges'])}")
     instances = tuple((a, b) for a in alphas for b in betas)
-    return SweepSpec(
-        experiment, learners, ns, seeds, instances, d, k, g_degree, widths, epochs, decay_epoch, batch_size,
-        lrs, wds, ridges, n_val, n_test, distribution, noise, kernel_max_n, W_std, b_std, max_members_per_call,
-        matmul_precision,
-    )  # fmt: skip
+    return SweepSpec(experiment=experiment, instances=instances, **v)

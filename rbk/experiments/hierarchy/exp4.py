@@ -51,7 +51,7 @@ from rbk.experiments.hierarchy.study import (  # noqa: F401
     ACTIVATIONS, EXPERIMENT, FIRSTS, LEARNERS, OWN_FIELDS, READOUTS, Cell, Exp4Spec, Learner, make_spec,
 )  # fmt: skip
 from rbk.experiments.hierarchy.summary import format_table, summarize  # noqa: F401
-from rbk._args import Option, add_options, integer, option_values
+from rbk._args import add_options, option_values, options_of
 from rbk.experiments.common import entry_points
 
 PROFILES = {
@@ -92,21 +92,9 @@ PROFILES = {
 # --------------------------------------------------------------------------------------------
 
 
-#: Experiment 4's own options, declared once (each overrides the profile's value; ``make_spec`` checks them).
-OPTIONS = (
-    Option("d", "--d", "input dimension, >= 1", integer),
-    Option("widths", "--widths", "target level widths k_l (L >= 2)", integer, many=True, what="integers"),
-    Option("alphas", "--alphas", "level weights, one per level (strictly decreasing in the paper's regime)", float,
-           many=True, what="numbers"),
-    Option("readout", "--readout", "the target's output map", choices=READOUTS),
-    Option("learners", "--learners", f"among {list(LEARNERS)}", str, many=True, what="names"),
-    Option("ns", "--n", "training-set sizes N", integer, many=True, what="integers"),
-    Option("width", "--width", "the deep network's width per level", integer),
-    Option("epochs", "--epochs", "total epochs, a multiple of the number of levels", integer),
-    Option("lrs", "--lr", "learning-rate grid", float, many=True, what="numbers"),
-    Option("ridges", "--ridges", "relative ridges of the kernels", float, many=True, what="numbers"),
-    Option("kernel_max_n", "--kernel-max-n", "largest N of the exact kernels", integer),
-)  # fmt: skip
+#: Experiment 4's command-line options: those of :class:`Exp4Spec`'s fields with a flag (each
+#: overrides the profile's value; ``make_spec`` checks them).
+OPTIONS = options_of(Exp4Spec)
 
 
 def add_arguments(parser) -> None:

@@ -9,10 +9,13 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
+from functools import partial
 from typing import Callable
 
 import numpy as np
 
+from rbk._args import integer, option, optional, validate
+from rbk._checks import check_bool, check_choice, check_int, check_ints, check_list, check_real, check_reals
 from rbk.sweep import CORE_FIELDS, Study
 
 EXPERIMENT = "exp4"
@@ -20,6 +23,7 @@ EXPERIMENT = "exp4"
 READOUTS = ("square", "linear")
 FIRSTS = ("linear", "quadratic")
 ACTIVATIONS = ("square", "hermite", "truncated")
+MATMUL_PRECISIONS = ("highest", "high", "default")
 
 
 # --------------------------------------------------------------------------------------------
@@ -97,31 +101,43 @@ class Exp4Spec(Study):
     """Experiment 4's grid (build it with :func:`make_spec`, which validates every value)."""
 
     experiment: str = EXPERIMENT
-    d: int = 48
-    widths: tuple = (4, 4, 4)
-    alphas: tuple = (1.0, 0.8, 0.6)
-    readout: str = "linear"
-    first: str = "linear"
-    skip: bool = True
-    rank: int | None = None
-    paper_regime: bool = True
-    target_seed: int = 0
-    learners: tuple = ("deep-joint", "deep-layerwise", "ntk-deep")
-    ns: tuple = (2000, 4000, 8000)
-    seeds: tuple = (0, 1, 2, 3, 4)
-    width: int = 64
-    activation: str = "truncated"
-    clip: float = 2.0
-    epochs: int = 90
-    batch_size: int = 50
-    lrs: tuple = (3e-3, 5e-3)
-    wds: tuple = (0.0,)
-    record_per_stage: int = 2
-    ridges: tuple = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2)
-    n_val: int = 2000
-    n_test: int = 10000
-    kernel_max_n: int = 20000
-    matmul_precision: str = "highest"
+    d: int = option(48, check=partial(check_int, lo=1), flag="--d", help="input dimension, >= 1", conv=integer)
+    widths: tuple = option((4, 4, 4), check=partial(check_ints, lo=1, scalar=False, unique=False), flag="--widths",
+                           help="target level widths k_l (L >= 2)", conv=integer, many=True, what="integers")
+    alphas: tuple = option((1.0, 0.8, 0.6), check=partial(check_reals, lo=0.0, scalar=False, unique=False),
+                           flag="--alphas", help="level weights, one per level (strictly decreasing in the paper's "
+                           "regime)", conv=float, many=True, what="numbers")  # fmt: skip
+    readout: str = option("linear", check=partial(check_choice, choices=READOUTS), flag="--readout",
+                          help="the target's output map", choices=READOUTS)
+    first: str = option("linear", check=partial(check_choice, choices=FIRSTS))
+    skip: bool = option(True, check=check_bool)
+    rank: int | None = option(None, check=optional(partial(check_int, lo=1)))
+    paper_regime: bool = option(True, check=check_bool)
+    target_seed: int = option(0, check=partial(check_int, lo=0))
+    learners: tuple = option(("deep-joint", "deep-layerwise", "ntk-deep"),
+                             check=partial(check_list, check=partial(check_choice, choices=tuple(LEARNERS))),
+                             flag="--learners", help=f"among {list(LEARNERS)}", many=True, what="names")
+    ns: tuple = option((2000, 4000, 8000), check=partial(check_ints, lo=1, order="sorted"), flag="--n",
+                       help="training-set sizes N", conv=integer, many=True, what="integers")
+    seeds: tuple = option((0, 1, 2, 3, 4), check=partial(check_ints, lo=0))
+    width: int = option(64, check=partial(check_int, lo=1), flag="--width",
+                        help="the deep network's width per level", conv=integer)
+    activation: str = option("truncated", check=partial(check_choice, choices=ACTIVATIONS))
+    clip: float = option(2.0, check=partial(check_real, lo=1.0))
+    epochs: int = option(90, check=partial(check_int, lo=1), flag="--epochs",
+                         help="total epochs, a multiple of the number of levels", conv=integer)
+    batch_size: int = option(50, check=partial(check_int, lo=1))
+    lrs: tuple = option((3e-3, 5e-3), check=partial(check_reals, lo=0.0), flag="--lr", help="learning-rate grid",
+                        conv=float, many=True, what="numbers")
+    wds: tuple = option((0.0,), check=partial(check_reals, lo=0.0))
+    record_per_stage: int = option(2, check=partial(check_int, lo=1))
+    ridges: tuple = option((1e-6, 1e-5, 1e-4, 1e-3, 1e-2), check=partial(check_reals, lo=0.0), flag="--ridges",
+                           help="relative ridges of the kernels", conv=float, many=True, what="numbers")
+    n_val: int = option(2000, check=partial(check_int, lo=2))
+    n_test: int = option(10000, check=partial(check_int, lo=1))
+    kernel_max_n: int = option(20000, check=partial(check_int, lo=1), flag="--kernel-max-n",
+                               help="largest N of the exact kernels", conv=integer)
+    matmul_precision: str = option("highest", check=partial(check_choice, choices=MATMUL_PRECISIONS))
 
     row_fields = CORE_FIELDS + OWN_FIELDS
 
@@ -326,88 +342,26 @@ def _run_kernel(spec: Exp4Spec, cell: Cell, get: str) -> list[dict]:
 # --------------------------------------------------------------------------------------------
 
 
-def _tuple(name: str, value, conv, *, lo=None, allow_empty=False) -> tuple:
-    if isinstance(value, (str, bytes)) or np.isscalar(value):
-        value = (value,)
-    try:
-        vals = tuple(value)
-    except TypeError:
-        raise ValueError(f"{name} must be a list, got {value!r}") from None
-    if not vals and not allow_empty:
-        raise ValueError(f"{name} must not be empty")
-    out = tuple(conv(f"{name}[{i}]", v, lo=lo) for i, v in enumerate(vals))
-    if len(set(out)) != len(out):
-        raise ValueError(f"{name} must not repeat a value, got {list(out)}")
-    return out
-
-
 def make_spec(**kw) -> Exp4Spec:
     """The validated :class:`Exp4Spec` (``ValueError`` naming the option and its range, before any
-    compute). Unknown keywords are refused."""
-    from rbk._checks import check_choice, check_int, check_real
-
-    fields = {f.name for f in dataclasses.fields(Exp4Spec)} - {"experiment"}
-    bad = sorted(set(kw) - fields)
-    if bad:
-        raise ValueError(f"unknown option(s) {bad}; Experiment 4 takes {sorted(fields)}")
-    base = dataclasses.asdict(Exp4Spec())
-    base.pop("experiment")
-    base.update(kw)
-    v = base
-    widths = v["widths"]
-    if isinstance(widths, (str, bytes)) or np.isscalar(widths) or len(tuple(widths)) < 2:
-        raise ValueError(f"widths (the target's level widths k_l) must list L >= 2 levels, got {widths!r}")
-    widths = tuple(check_int(f"widths[{i}]", k, lo=1) for i, k in enumerate(widths))
-    alphas = v["alphas"]
-    if isinstance(alphas, (str, bytes)) or np.isscalar(alphas) or len(tuple(alphas)) != len(widths):
-        raise ValueError(f"alphas must have one weight per level (L = {len(widths)}, from widths), got {alphas!r}")
-    alphas = tuple(check_real(f"alphas[{i}]", a, lo=0.0) for i, a in enumerate(alphas))
-    if not isinstance(v["paper_regime"], bool) or not isinstance(v["skip"], bool):
-        raise ValueError("paper_regime and skip must be True or False")
+    compute): each field's own check (:func:`rbk._args.validate`), then those across fields.
+    Unknown keywords are refused."""
+    v = validate(Exp4Spec, kw, what="Experiment 4")
+    widths, alphas = v["widths"], v["alphas"]
+    if len(widths) < 2:
+        raise ValueError(f"widths (--widths; the target's level widths k_l) must list L >= 2 levels, got {widths!r}")
+    if len(alphas) != len(widths):
+        raise ValueError(f"alphas (--alphas) must have one weight per level (L = {len(widths)}, from widths), "
+                         f"got {alphas!r}")  # fmt: skip
     if v["paper_regime"] and (alphas[0] <= 0 or any(b >= a for a, b in zip(alphas, alphas[1:]))):
         raise ValueError(f"alphas must be positive and strictly decreasing in the paper's regime (paper_regime=True; "
                          f"pass paper_regime=False for others), got {list(alphas)}")  # fmt: skip
-    learners = v["learners"]
-    learners = (learners,) if isinstance(learners, str) else tuple(learners)
-    if not learners:
-        raise ValueError("learners must not be empty")
-    for name in learners:
-        if name not in LEARNERS:
-            raise ValueError(f"learners must be among {list(LEARNERS)}, got {name!r}")
-    if len(set(learners)) != len(learners):
-        raise ValueError(f"learners must not repeat a name, got {list(learners)}")
-    spec = Exp4Spec(
-        d=check_int("d", v["d"], lo=1),
-        widths=widths,
-        alphas=alphas,
-        readout=check_choice("readout", v["readout"], READOUTS),
-        first=check_choice("first", v["first"], FIRSTS),
-        skip=v["skip"],
-        rank=None if v["rank"] is None else check_int("rank", v["rank"], lo=1),
-        paper_regime=v["paper_regime"],
-        target_seed=check_int("target_seed", v["target_seed"], lo=0),
-        learners=learners,
-        ns=tuple(sorted(_tuple("ns", v["ns"], check_int, lo=1))),
-        seeds=_tuple("seeds", v["seeds"], check_int, lo=0),
-        width=check_int("width", v["width"], lo=1),
-        activation=check_choice("activation", v["activation"], ACTIVATIONS),
-        clip=check_real("clip", v["clip"], lo=1.0),
-        epochs=check_int("epochs", v["epochs"], lo=len(widths)),
-        batch_size=check_int("batch_size", v["batch_size"], lo=1),
-        lrs=_tuple("lrs", v["lrs"], check_real, lo=0.0),
-        wds=_tuple("wds", v["wds"], check_real, lo=0.0),
-        record_per_stage=check_int("record_per_stage", v["record_per_stage"], lo=1),
-        ridges=_tuple("ridges", v["ridges"], check_real, lo=0.0),
-        n_val=check_int("n_val", v["n_val"], lo=2),
-        n_test=check_int("n_test", v["n_test"], lo=1),
-        kernel_max_n=check_int("kernel_max_n", v["kernel_max_n"], lo=1),
-        matmul_precision=check_choice("matmul_precision", v["matmul_precision"], ("highest", "high", "default")),
-    )
+    spec = Exp4Spec(**v)
     if spec.epochs % spec.levels:
-        raise ValueError(f"epochs must be a multiple of the number of levels L = {spec.levels} (equal stages), "
-                         f"got {spec.epochs}")  # fmt: skip
+        raise ValueError(f"epochs (--epochs) must be a multiple of the number of levels L = {spec.levels} (equal "
+                         f"stages), got {spec.epochs}")  # fmt: skip
     if len(spec.ridges) > 5:
-        raise ValueError(f"ridges: at most 5 relative ridges, got {len(spec.ridges)}")
+        raise ValueError(f"ridges (--ridges): at most 5 relative ridges, got {len(spec.ridges)}")
     if spec.batch_size > min(spec.ns):
         raise ValueError(f"batch_size must be at most the smallest N = {min(spec.ns)}, got {spec.batch_size}")
     _check_moments(spec)

@@ -44,10 +44,13 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Callable
+from functools import partial
 
 import numpy as np
 
 from rbk import sweep
+from rbk._args import add_options, integer, option, option_values, options_of, validate
+from rbk._checks import check_choice, check_int, check_ints, check_list, check_real, check_reals
 from rbk.experiments.multi_index.predicted import (EXTRA_DS, draw_curve, draw_n_star, kernel_predictions,
                                                    predicted_slope, slope_lines)
 from rbk.experiments.common import entry_points
@@ -247,6 +250,9 @@ class Cell:
     seed: int
 
 
+_LIST = dict(scalar=False, unique=False)  # a list of numbers, repeats allowed
+
+
 @dataclasses.dataclass(frozen=True)
 class Exp3Spec(sweep.Study):
     """Everything that defines an Experiment 3 sweep (build it with :func:`make_spec`).
@@ -257,27 +263,49 @@ class Exp3Spec(sweep.Study):
     """
 
     experiment: str = EXPERIMENT
-    target: str = "single_index"
-    r: int = 1
-    p: int = 4
-    ds: tuple = (8, 12, 16, 24)
-    seeds: tuple = (0, 1, 2)
-    learners: tuple = ("two-stage", "ntk-2nn")
-    ns: tuple = (125, 250, 500, 1000, 2000, 4000)
-    kernel_ns: tuple = (250, 500, 1000, 2000, 4000, 8000)
-    width: int = 512
-    etas: tuple = (0.5, 1.0, 2.0)
-    split: float = 0.5
-    ridges: tuple = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)
-    kernel_ridges: tuple = (1e-4, 1e-2)
-    W_std: float = math.sqrt(2.0)
-    b_std: float = 1.0
-    sgd_width: int = 256
-    epochs: int = 20
-    lrs: tuple = (0.02,)
-    wds: tuple = (0.0,)
-    n_val: int = 2000
-    n_test: int = 10000
+    target: str = option("single_index", check=partial(check_choice, choices=TARGETS), flag="--target",
+                         help="target family (default single_index)", choices=TARGETS)
+    r: int = option(1, flag="--r", help="directions r, 1 <= r <= d (single_index: 1)", conv=integer)  # make_spec
+    p: int = option(4, flag="--p", help="degree of g, >= 3 (random: >= 2; default 4)", conv=integer)  # make_spec
+    ds: tuple = option((8, 12, 16, 24), check=partial(check_ints, lo=2, scalar=False, order="sorted"), flag="--d",
+                       help="input dimensions, integers >= 2", conv=integer, many=True, what="integers")
+    seeds: tuple = option((0, 1, 2), check=partial(check_ints, lo=0, scalar=False, order="sorted"), flag="--seeds")
+    learners: tuple = option(("two-stage", "ntk-2nn"), flag="--learners", help=f"learners among {', '.join(LEARNERS)}",
+                             check=partial(check_list, check=partial(check_choice, choices=tuple(LEARNERS))),
+                             many=True, what="names")  # fmt: skip
+    ns: tuple = option((125, 250, 500, 1000, 2000, 4000), check=partial(check_ints, lo=2, scalar=False, order="sorted"),
+                       flag="--n", help="N grid of the networks and random features, integers >= 2", conv=integer,
+                       many=True, what="integers")  # fmt: skip
+    kernel_ns: tuple = option((250, 500, 1000, 2000, 4000, 8000), flag="--kernel-n",
+                              check=partial(check_ints, lo=2, scalar=False, order="sorted"),
+                              help="N grid of the exact kernels, integers >= 2", conv=integer, many=True,
+                              what="integers")  # fmt: skip
+    width: int = option(512, check=partial(check_int, lo=2), flag="--width",
+                        help="two-stage and random-feature width, even >= 2", conv=integer)
+    etas: tuple = option((0.5, 1.0, 2.0), check=partial(check_reals, lo=0.0, lo_open=True, **_LIST), flag="--etas",
+                         help="two-stage step sizes as multiples of sqrt(d), > 0", conv=float, many=True,
+                         what="numbers")  # fmt: skip
+    split: float = option(0.5, check=partial(check_real, lo=0.0, hi=1.0, lo_open=True, hi_open=True))
+    ridges: tuple = option((1e-4, 1e-3, 1e-2, 1e-1, 1.0), check=partial(check_reals, lo=0.0, **_LIST),
+                           flag="--ridges", help="two-stage read-out relative ridges, 1-5 values >= 0", conv=float,
+                           many=True, what="numbers")  # fmt: skip
+    kernel_ridges: tuple = option((1e-4, 1e-2), check=partial(check_reals, lo=0.0, **_LIST), flag="--kernel-ridges",
+                                  help="kernel / RF relative ridges, 1-5 values >= 0", conv=float, many=True,
+                                  what="numbers")  # fmt: skip
+    W_std: float = option(math.sqrt(2.0), check=partial(check_real, lo=0.0, lo_open=True))
+    b_std: float = option(1.0, check=partial(check_real, lo=0.0), flag="--b-std",
+                          help="bias scale of the kernels and random features, >= 0 (default 1)", conv=float)
+    sgd_width: int = option(256, check=partial(check_int, lo=1), flag="--sgd-width",
+                            help="width of the SGD-trained 2nn, >= 1", conv=integer)
+    epochs: int = option(20, check=partial(check_int, lo=1), flag="--epochs", help="SGD epochs, >= 1", conv=integer)
+    lrs: tuple = option((0.02,), check=partial(check_reals, lo=0.0, lo_open=True, **_LIST), flag="--lr",
+                        help="SGD learning rates, > 0", conv=float, many=True, what="numbers")
+    wds: tuple = option((0.0,), check=partial(check_reals, lo=0.0, **_LIST), flag="--wd",
+                        help="SGD weight decays, >= 0", conv=float, many=True, what="numbers")
+    n_val: int = option(2000, check=partial(check_int, lo=1), flag="--n-val", help="validation points, >= 1",
+                        conv=integer)
+    n_test: int = option(10000, check=partial(check_int, lo=1), flag="--n-test", help="test points, >= 1",
+                         conv=integer)
     row_fields = ROW_FIELDS
 
     def config(self) -> dict:
@@ -349,74 +377,28 @@ def jsonable_config(cfg: dict) -> dict:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in cfg.items()}
 
 
-def _ints(name, values, lo, *, hint="") -> tuple:
-    from rbk._checks import check_int
-
-    if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__"):
-        raise ValueError(f"{name} must be a non-empty list of integers >= {lo}{hint}, got {values!r}")
-    vals = tuple(check_int(name, v, lo=lo) for v in values)
-    if not vals or len(set(vals)) != len(vals):
-        raise ValueError(f"{name} must be a non-empty list of distinct integers >= {lo}{hint}, got {list(values)}")
-    return tuple(sorted(vals))
-
-
-def _reals(name, values, lo, *, lo_open=True, max_len=None) -> tuple:
-    from rbk._checks import check_real
-
-    if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__"):
-        raise ValueError(f"{name} must be a non-empty list of numbers {'>' if lo_open else '>='} {lo}, got {values!r}")
-    vals = tuple(check_real(name, v, lo=lo, lo_open=lo_open) for v in values)
-    if not vals or (max_len is not None and len(vals) > max_len):
-        raise ValueError(f"{name} must hold 1 to {max_len or 'any number of'} numbers "
-                         f"{'>' if lo_open else '>='} {lo}, got {list(values)}")
-    return vals
-
-
 def make_spec(**kw) -> Exp3Spec:
     """The validated :class:`Exp3Spec`: every bad value raises ``ValueError`` naming the option
-    and its allowed range, before anything is computed."""
-    from rbk._checks import check_choice, check_int, check_real
-
-    fields = {f.name for f in dataclasses.fields(Exp3Spec)}
-    unknown = sorted(set(kw) - fields)
-    if unknown:
-        raise ValueError(f"unknown exp3 option(s) {unknown}; known: {sorted(fields - {'experiment'})}")
-    kw = {**{f.name: f.default for f in dataclasses.fields(Exp3Spec)}, **kw}
+    and its allowed range, before anything is computed (each field's own check, then those
+    across fields)."""
+    kw = validate(Exp3Spec, kw, what="exp3", skip=())
     if kw["experiment"] != EXPERIMENT:
         raise ValueError(f"experiment must be {EXPERIMENT!r}, got {kw['experiment']!r}")
-    check_choice("target (--target)", kw["target"], TARGETS)
-    p = check_int("p (--p)", kw["p"], lo=2 if kw["target"] == "random" else 3)  # the constructors' ranges
-    ds = _ints("ds (--d)", kw["ds"], 2)
+    kw["p"] = check_int("p (--p)", kw["p"], lo=2 if kw["target"] == "random" else 3)  # the constructors' ranges
     if kw["target"] == "single_index":
         if kw["r"] != 1:
             raise ValueError(f"r (--r) must be 1 for target 'single_index' (one direction), got {kw['r']!r}")
-        r = 1
     else:
-        r = check_int("r (--r)", kw["r"], lo=1)
-        if r > min(ds):
-            raise ValueError(f"r (--r) must be <= every d (r <= {min(ds)}), got r = {r}")
-    learners = tuple(kw["learners"]) if not isinstance(kw["learners"], str) else (kw["learners"],)
-    for lr in learners:
-        check_choice("learners (--learners)", lr, tuple(LEARNERS))
-    if not learners or len(set(learners)) != len(learners):
-        raise ValueError(f"learners must be a non-empty list of distinct names among {list(LEARNERS)}, got {learners}")
-    ns = _ints("ns (--n)", kw["ns"], 2)
-    kernel_ns = _ints("kernel_ns (--kernel-n)", kw["kernel_ns"], 2)
-    width = check_int("width (--width)", kw["width"], lo=2)
-    if width % 2:
-        raise ValueError(f"width (--width) must be an even integer >= 2 (the two-stage neurons come in pairs), got {width}")
-    spec = Exp3Spec(
-        target=kw["target"], r=r, p=p, ds=ds, seeds=_ints("seeds (--seeds)", kw["seeds"], 0), learners=learners, ns=ns,
-        kernel_ns=kernel_ns, width=width, etas=_reals("etas (--etas)", kw["etas"], 0.0),
-        split=check_real("split", kw["split"], lo=0.0, hi=1.0, lo_open=True, hi_open=True),
-        ridges=_reals("ridges (--ridges)", kw["ridges"], 0.0, lo_open=False, max_len=5),
-        kernel_ridges=_reals("kernel_ridges (--kernel-ridges)", kw["kernel_ridges"], 0.0, lo_open=False, max_len=5),
-        W_std=check_real("W_std", kw["W_std"], lo=0.0, lo_open=True), b_std=check_real("b_std (--b-std)", kw["b_std"], lo=0.0),
-        sgd_width=check_int("sgd_width (--sgd-width)", kw["sgd_width"], lo=1), epochs=check_int("epochs (--epochs)", kw["epochs"], lo=1),
-        lrs=_reals("lrs (--lr)", kw["lrs"], 0.0), wds=_reals("wds (--wd)", kw["wds"], 0.0, lo_open=False),
-        n_val=check_int("n_val (--n-val)", kw["n_val"], lo=1), n_test=check_int("n_test (--n-test)", kw["n_test"], lo=1),
-    )  # fmt: skip
-    return spec
+        kw["r"] = check_int("r (--r)", kw["r"], lo=1)
+        if kw["r"] > min(kw["ds"]):
+            raise ValueError(f"r (--r) must be <= every d (r <= {min(kw['ds'])}), got r = {kw['r']}")
+    if kw["width"] % 2:
+        raise ValueError(f"width (--width) must be an even integer >= 2 (the two-stage neurons come in pairs), "
+                         f"got {kw['width']}")  # fmt: skip
+    for name, flag in (("ridges", "--ridges"), ("kernel_ridges", "--kernel-ridges")):
+        if len(kw[name]) > 5:
+            raise ValueError(f"{name} ({flag}) must hold 1 to 5 numbers >= 0.0, got {list(kw[name])}")
+    return Exp3Spec(**kw)
 
 
 #: ``spec(profile, **overrides)``: the study of a profile; ``run(out_dir, profile, ...)``: run it, summarise it.
@@ -664,36 +646,18 @@ def plot(summary, out_dir) -> list:
 # --------------------------------------------------------------------------------------------
 
 
-def add_arguments(parser) -> None:
-    """The options of ``rbk exp3`` (the engine adds ``--profile``, ``--out``, ``--seeds``, ...)."""
-    from rbk._args import integer as _int
+#: The command-line options of ``rbk exp3``: those of :class:`Exp3Spec`'s fields with a flag (the
+#: command adds ``--profile``, ``--out``, ``--seeds`` as a count, ...).
+OPTIONS = tuple(o for o in options_of(Exp3Spec) if o.field != "seeds")
 
-    t = parser.add_argument_group("target: f*(x) = g(U x), x ~ N(0, I_d), U with r orthonormal rows")
-    t.add_argument("--target", choices=TARGETS, help="target family (default single_index)")
-    t.add_argument("--r", type=_int, help="directions r, 1 <= r <= d (single_index: 1)")
-    t.add_argument("--p", type=_int, help="degree of g, >= 3 (random: >= 2; default 4)")
-    t.add_argument("--d", type=_int, nargs="+", help="input dimensions, integers >= 2")
-    g = parser.add_argument_group("grid")
-    g.add_argument("--learners", nargs="+", help=f"learners among {', '.join(LEARNERS)}")
-    g.add_argument("--n", type=_int, nargs="+", help="N grid of the networks and random features, integers >= 2")
-    g.add_argument("--kernel-n", type=_int, nargs="+", help="N grid of the exact kernels, integers >= 2")
-    g.add_argument("--width", type=_int, help="two-stage and random-feature width, even >= 2")
-    g.add_argument("--etas", type=float, nargs="+", help="two-stage step sizes as multiples of sqrt(d), > 0")
-    g.add_argument("--ridges", type=float, nargs="+", help="two-stage read-out relative ridges, 1-5 values >= 0")
-    g.add_argument("--kernel-ridges", type=float, nargs="+", help="kernel / RF relative ridges, 1-5 values >= 0")
-    g.add_argument("--b-std", type=float, help="bias scale of the kernels and random features, >= 0 (default 1)")
-    g.add_argument("--sgd-width", type=_int, help="width of the SGD-trained 2nn, >= 1")
-    g.add_argument("--epochs", type=_int, help="SGD epochs, >= 1")
-    g.add_argument("--lr", type=float, nargs="+", help="SGD learning rates, > 0")
-    g.add_argument("--wd", type=float, nargs="+", help="SGD weight decays, >= 0")
-    g.add_argument("--n-val", type=_int, help="validation points, >= 1")
-    g.add_argument("--n-test", type=_int, help="test points, >= 1")
+
+def add_arguments(parser) -> None:
+    """The options of ``rbk exp3`` (:data:`OPTIONS`)."""
+    add_options(parser.add_argument_group("target: f*(x) = g(U x), x ~ N(0, I_d), U with r orthonormal rows"),
+                OPTIONS[:4])
+    add_options(parser.add_argument_group("grid"), OPTIONS[4:])
 
 
 def overrides(args) -> dict:
     """``make_spec`` keywords of the parsed options (``None``: not given)."""
-    tup = lambda v: None if v is None else tuple(v)  # noqa: E731
-    return dict(target=args.target, r=args.r, p=args.p, ds=tup(args.d), learners=tup(args.learners), ns=tup(args.n),
-                kernel_ns=tup(args.kernel_n), width=args.width, etas=tup(args.etas), ridges=tup(args.ridges),
-                kernel_ridges=tup(args.kernel_ridges), b_std=args.b_std, sgd_width=args.sgd_width,
-                epochs=args.epochs, lrs=tup(args.lr), wds=tup(args.wd), n_val=args.n_val, n_test=args.n_test)  # fmt: skip
+    return option_values(args, OPTIONS)

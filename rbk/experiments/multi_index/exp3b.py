@@ -43,10 +43,13 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
+from functools import partial
 
 import numpy as np
 
 from rbk import sweep
+from rbk._args import add_options, integer, option, option_values, options_of, optional, validate
+from rbk._checks import check_choice, check_int, check_ints, check_list, check_real, check_reals
 from rbk.experiments.common import entry_points
 
 EXPERIMENT = "exp3b"
@@ -86,6 +89,16 @@ class Cell:
     seed: int
 
 
+def _ridges(name: str, values) -> tuple[float, ...]:
+    """1 to 5 relative ridges >= 0 (:func:`rbk.kernels.check_ridges`), the message naming ``name``."""
+    from rbk.kernels import check_ridges
+
+    try:
+        return check_ridges(values)
+    except ValueError as e:
+        raise ValueError(f"{name}: {e}") from None
+
+
 @dataclasses.dataclass(frozen=True)
 class Exp3bSpec(sweep.Study):
     """Everything that defines Experiment 3b's results (build it with :func:`make_spec`).
@@ -95,24 +108,47 @@ class Exp3bSpec(sweep.Study):
     """
 
     experiment: str = EXPERIMENT
-    learners: tuple[str, ...] = ("transfer", "ntk-2nn", "rf-2nn", "scratch")
-    ds: tuple[int, ...] = (8, 16, 32)
-    seeds: tuple[int, ...] = (0, 1, 2)
-    n2s: tuple[int, ...] = (10, 20, 40, 80, 160, 320, 640, 1280, 3200)
-    source: str = "single_index"
-    r: int = 1
-    p: int = 4
-    head_degrees: tuple[int, ...] = (2, 3)
-    n1_factor: float = 32.0
-    width: int = 512
-    eta_mults: tuple[float, ...] = (0.5, 1.0, 2.0)
-    ridges: tuple[float, ...] = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)
-    kernel_ridges: tuple[float, ...] = (1e-3, 1e-1)
-    b_std: float = 1.0
-    n_val: int | None = None
-    n_test: int = 10000
-    net_max_n: int | None = None
-    kernel_max_n: int | None = None
+    learners: tuple[str, ...] = option(("transfer", "ntk-2nn", "rf-2nn", "scratch"), flag="--learners",
+                                       check=partial(check_list, check=partial(check_choice, choices=tuple(LEARNERS))),
+                                       help=f"among {', '.join(LEARNERS)}", many=True, what="learner names")
+    ds: tuple[int, ...] = option((8, 16, 32), check=partial(check_ints, lo=2, order="ascending"), flag="--d",
+                                 help="input dimensions, ascending", conv=integer, many=True, what="integers >= 2")
+    seeds: tuple[int, ...] = option((0, 1, 2), check=partial(check_ints, lo=0), flag="--seeds")
+    n2s: tuple[int, ...] = option((10, 20, 40, 80, 160, 320, 640, 1280, 3200), flag="--n2",
+                                  check=partial(check_ints, lo=2, order="ascending"), help="samples of g', ascending",
+                                  conv=integer, many=True, what="integers >= 2")
+    source: str = option("single_index", check=partial(check_choice, choices=SOURCES), flag="--source",
+                         help="source target family (default single_index)", choices=SOURCES)
+    r: int = option(1, flag="--r", help="directions of U, 1 <= r <= min(d) (single_index: 1)", conv=integer)
+    p: int = option(4, flag="--p", help="degree of the source g, >= 3 (random_multi_index: >= 2)", conv=integer)
+    head_degrees: tuple[int, ...] = option((2, 3), check=partial(check_ints, lo=1, order="ascending"),
+                                           flag="--head-degrees", help="Hermite degrees of g', ascending, >= 2 of "
+                                           "them (equal energy each; threshold: the top one's)", conv=integer,
+                                           many=True, what="integers >= 1")  # fmt: skip
+    n1_factor: float = option(32.0, check=partial(check_real, lo=0.0, lo_open=True), flag="--n1-factor",
+                              help="source samples N1 = n1_factor * d^2, > 0", conv=float)
+    width: int = option(512, check=partial(check_int, lo=2), flag="--width",
+                        help="hidden units of the two-stage net and the random features, even", conv=integer)
+    eta_mults: tuple[float, ...] = option((0.5, 1.0, 2.0), check=partial(check_reals, lo=0.0, lo_open=True,
+                                          unique=False), flag="--eta-mults", help="first-step learning rates, in "
+                                          "units of sqrt(d), chosen on validation", conv=float, many=True,
+                                          what="numbers > 0")  # fmt: skip
+    ridges: tuple[float, ...] = option((1e-4, 1e-3, 1e-2, 1e-1, 1.0), check=_ridges, flag="--ridges",
+                                       help="relative ridges of the read-outs (transfer, rf, scratch), 1 to 5",
+                                       conv=float, many=True, what="numbers >= 0")
+    kernel_ridges: tuple[float, ...] = option((1e-3, 1e-1), check=_ridges, flag="--kernel-ridges",
+                                              help="relative ridges of the exact NTK, 1 to 5", conv=float, many=True,
+                                              what="numbers >= 0")
+    b_std: float = option(1.0, check=partial(check_real, lo=0.0), flag="--b-std",
+                          help="bias scale of the NTK and random features, >= 0 (default 1)", conv=float)
+    n_val: int | None = option(None, check=optional(partial(check_int, lo=1)), flag="--n-val",
+                               help="validation points (default max(1000, n2/5))", conv=integer)
+    n_test: int = option(10000, check=partial(check_int, lo=1), flag="--n-test", help="test points (default 10000)",
+                         conv=integer)
+    net_max_n: int | None = option(None, flag="--net-max-n", help="largest n2 of transfer, rf-2nn and scratch",
+                                   conv=integer)  # make_spec: >= n2s[0]
+    kernel_max_n: int | None = option(None, flag="--kernel-max-n", help="largest n2 of the exact NTK",
+                                      conv=integer)  # make_spec: >= n2s[0]
 
     row_fields = sweep.CORE_FIELDS + ("d", "n1", "n2", "width", "ridge", "eta", "source_test_error",
                                       "threshold", "r", "p")  # fmt: skip
@@ -164,98 +200,30 @@ class Exp3bSpec(sweep.Study):
 # ---------------------------------------------------------------------- validation
 
 
-def _ints(name: str, values, lo: int, *, ascending: bool = False) -> tuple[int, ...]:
-    from rbk._checks import check_int
-
-    if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__"):
-        values = (values,)
-    out = tuple(check_int(name, v, lo=lo) for v in values)
-    if not out or len(set(out)) != len(out):
-        raise ValueError(f"{name} must be a non-empty list of distinct integers >= {lo}, got {list(out)}")
-    if ascending and list(out) != sorted(out):
-        raise ValueError(f"{name} must be ascending, got {list(out)}")
-    return out
-
-
-def _positive(name: str, values) -> tuple[float, ...]:
-    from rbk._checks import check_real
-
-    if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__"):
-        values = (values,)
-    out = tuple(check_real(name, v, lo=0.0, lo_open=True) for v in values)
-    if not out:
-        raise ValueError(f"{name} must be a non-empty list of numbers > 0")
-    return out
-
-
-def make_spec(
-    *,
-    learners=("transfer", "ntk-2nn", "rf-2nn", "scratch"),
-    ds=(8, 16, 32),
-    seeds=(0, 1, 2),
-    n2s=(10, 20, 40, 80, 160, 320, 640, 1280, 3200),
-    source: str = "single_index",
-    r: int = 1,
-    p: int = 4,
-    head_degrees=(2, 3),
-    n1_factor: float = 32.0,
-    width: int = 512,
-    eta_mults=(0.5, 1.0, 2.0),
-    ridges=(1e-4, 1e-3, 1e-2, 1e-1, 1.0),
-    kernel_ridges=(1e-3, 1e-1),
-    b_std: float = 1.0,
-    n_val: int | None = None,
-    n_test: int = 10000,
-    net_max_n: int | None = None,
-    kernel_max_n: int | None = None,
-    experiment: str = EXPERIMENT,
-) -> Exp3bSpec:
-    """The validated :class:`Exp3bSpec`; a bad value raises ``ValueError`` naming it and its range."""
-    from rbk._checks import check_choice, check_int, check_real
-    from rbk.kernels import check_ridges
-
-    if experiment != EXPERIMENT:
-        raise ValueError(f"experiment must be {EXPERIMENT!r}, got {experiment!r}")
-    if isinstance(learners, str):
-        learners = (learners,)
-    learners = tuple(learners)
-    bad = [lr for lr in learners if lr not in LEARNERS]
-    if not learners or bad or len(set(learners)) != len(learners):
-        raise ValueError(f"learners (--learners) must be distinct names among {list(LEARNERS)}, got {list(learners)}")
-    ds = _ints("ds (--d, input dimensions)", ds, 2, ascending=True)
-    seeds = _ints("seeds (--seeds)", seeds, 0)
-    n2s = _ints("n2s (--n2, samples of the new head)", n2s, 2, ascending=True)
-    check_choice("source (--source)", source, SOURCES)
-    r = check_int("r (--r)", r, lo=1, hi=min(ds))
-    if source == "single_index" and r != 1:
-        raise ValueError(f"r (--r) must be 1 for source 'single_index', got r={r}")
-    p = check_int("p (--p)", p, lo=2 if source == "random_multi_index" else 3)
-    head_degrees = _ints("head_degrees (--head-degrees)", head_degrees, 1, ascending=True)
-    if len(head_degrees) < 2:
-        raise ValueError(f"head_degrees (--head-degrees) must hold at least 2 degrees (the threshold is the top degree's energy "
-                         f"share, 1 / len(head_degrees)), got {list(head_degrees)}")
-    n1_factor = check_real("n1_factor (--n1-factor)", n1_factor, lo=0.0, lo_open=True)
-    if round(n1_factor * ds[0] ** 2) < 4:
-        raise ValueError(f"n1_factor (--n1-factor) must give N1 = n1_factor * d^2 >= 4 source samples at d = {ds[0]}, got {n1_factor}")
-    width = check_int("width (--width)", width, lo=2)
-    if width % 2:
-        raise ValueError(f"width (--width) must be an even integer >= 2 (two_stage's neurons come in pairs), got {width}")
-    eta_mults = _positive("eta_mults (--eta-mults)", eta_mults)
-    try:
-        ridges = check_ridges(tuple(ridges))
-    except ValueError as e:
-        raise ValueError(f"{e} (--ridges)") from None
-    try:
-        kernel_ridges = check_ridges(tuple(kernel_ridges))
-    except ValueError as e:
-        raise ValueError(f"kernel_{e} (--kernel-ridges)") from None
-    b_std = check_real("b_std (--b-std)", b_std, lo=0.0)
-    n_val = None if n_val is None else check_int("n_val (--n-val)", n_val, lo=1)
-    n_test = check_int("n_test (--n-test)", n_test, lo=1)
-    net_max_n = None if net_max_n is None else check_int("net_max_n (--net-max-n)", net_max_n, lo=n2s[0])
-    kernel_max_n = None if kernel_max_n is None else check_int("kernel_max_n (--kernel-max-n)", kernel_max_n, lo=n2s[0])
-    return Exp3bSpec(EXPERIMENT, learners, ds, seeds, n2s, source, r, p, head_degrees, float(n1_factor), width,
-                     eta_mults, ridges, kernel_ridges, float(b_std), n_val, n_test, net_max_n, kernel_max_n)
+def make_spec(**kw) -> Exp3bSpec:
+    """The validated :class:`Exp3bSpec`; a bad value raises ``ValueError`` naming it and its range
+    (each field's own check, then those across fields)."""
+    v = validate(Exp3bSpec, kw, what="exp3b", skip=())
+    if v["experiment"] != EXPERIMENT:
+        raise ValueError(f"experiment must be {EXPERIMENT!r}, got {v['experiment']!r}")
+    ds, n2s = v["ds"], v["n2s"]
+    v["r"] = check_int("r (--r)", v["r"], lo=1, hi=min(ds))
+    if v["source"] == "single_index" and v["r"] != 1:
+        raise ValueError(f"r (--r) must be 1 for source 'single_index', got r={v['r']}")
+    v["p"] = check_int("p (--p)", v["p"], lo=2 if v["source"] == "random_multi_index" else 3)
+    if len(v["head_degrees"]) < 2:
+        raise ValueError(f"head_degrees (--head-degrees) must hold at least 2 degrees (the threshold is the top "
+                         f"degree's energy share, 1 / len(head_degrees)), got {list(v['head_degrees'])}")  # fmt: skip
+    if round(v["n1_factor"] * ds[0] ** 2) < 4:
+        raise ValueError(f"n1_factor (--n1-factor) must give N1 = n1_factor * d^2 >= 4 source samples at d = "
+                         f"{ds[0]}, got {v['n1_factor']}")  # fmt: skip
+    if v["width"] % 2:
+        raise ValueError(f"width (--width) must be an even integer >= 2 (two_stage's neurons come in pairs), "
+                         f"got {v['width']}")  # fmt: skip
+    for name in ("net_max_n", "kernel_max_n"):
+        if v[name] is not None:
+            v[name] = check_int(f"{name} (--{name.replace('_', '-')})", v[name], lo=n2s[0])
+    return Exp3bSpec(**v)
 
 
 # ---------------------------------------------------------------------- the science (pure functions)
@@ -603,44 +571,22 @@ def plot(summary, out_dir) -> list:
 # ---------------------------------------------------------------------- command line
 
 
-def add_arguments(parser) -> None:
-    """``rbk exp3b``'s own options (the engine adds --profile, --out, --seeds, ...)."""
-    from rbk._args import integer as _int, list_of as _list_of
+#: ``rbk exp3b``'s own options: those of :class:`Exp3bSpec`'s fields with a flag (the command adds
+#: ``--profile``, ``--out``, ``--seeds`` as a count, ...).
+OPTIONS = tuple(o for o in options_of(Exp3bSpec) if o.field != "seeds")
+_TARGET_OPTIONS = ("source", "r", "p", "head_degrees")
 
-    t = parser.add_argument_group("targets: source g(Ux) on x ~ N(0, I_d), new head g'(Ux) on the same U")
-    t.add_argument("--source", choices=SOURCES, help="source target family (default single_index)")
-    t.add_argument("--r", type=_int, help="directions of U, 1 <= r <= min(d) (single_index: 1)")
-    t.add_argument("--p", type=_int, help="degree of the source g, >= 3 (random_multi_index: >= 2)")
-    t.add_argument("--head-degrees", type=_list_of(_int, "integers >= 1"), nargs="+",
-                   help="Hermite degrees of g', ascending, >= 2 of them (equal energy each; threshold: the top one's)")
-    g = parser.add_argument_group("grid")
-    g.add_argument("--learners", type=_list_of(str, "learner names"), nargs="+", help=f"among {', '.join(LEARNERS)}")
-    g.add_argument("--d", type=_list_of(_int, "integers >= 2"), nargs="+", help="input dimensions, ascending")
-    g.add_argument("--n2", type=_list_of(_int, "integers >= 2"), nargs="+", help="samples of g', ascending")
-    g.add_argument("--n1-factor", type=float, help="source samples N1 = n1_factor * d^2, > 0")
-    g.add_argument("--width", type=_int, help="hidden units of the two-stage net and the random features, even")
-    g.add_argument("--eta-mults", type=_list_of(float, "numbers > 0"), nargs="+",
-                   help="first-step learning rates, in units of sqrt(d), chosen on validation")
-    g.add_argument("--ridges", type=_list_of(float, "numbers >= 0"), nargs="+",
-                   help="relative ridges of the read-outs (transfer, rf, scratch), 1 to 5")
-    g.add_argument("--kernel-ridges", type=_list_of(float, "numbers >= 0"), nargs="+",
-                   help="relative ridges of the exact NTK, 1 to 5")
-    g.add_argument("--b-std", type=float, help="bias scale of the NTK and random features, >= 0 (default 1)")
-    g.add_argument("--n-val", type=_int, help="validation points (default max(1000, n2/5))")
-    g.add_argument("--n-test", type=_int, help="test points (default 10000)")
-    g.add_argument("--net-max-n", type=_int, help="largest n2 of transfer, rf-2nn and scratch")
-    g.add_argument("--kernel-max-n", type=_int, help="largest n2 of the exact NTK")
+
+def add_arguments(parser) -> None:
+    """``rbk exp3b``'s own options (:data:`OPTIONS`)."""
+    add_options(parser.add_argument_group("targets: source g(Ux) on x ~ N(0, I_d), new head g'(Ux) on the same U"),
+                [o for o in OPTIONS if o.field in _TARGET_OPTIONS])
+    add_options(parser.add_argument_group("grid"), [o for o in OPTIONS if o.field not in _TARGET_OPTIONS])
 
 
 def overrides(args) -> dict:
     """``make_spec`` keywords of the parsed options (``None``: not given)."""
-    from rbk._args import flat as _flat
-
-    return dict(source=args.source, r=args.r, p=args.p, head_degrees=_flat(args.head_degrees),
-                learners=_flat(args.learners), ds=_flat(args.d), n2s=_flat(args.n2), n1_factor=args.n1_factor,
-                width=args.width, eta_mults=_flat(args.eta_mults), ridges=_flat(args.ridges),
-                kernel_ridges=_flat(args.kernel_ridges), b_std=args.b_std, n_val=args.n_val, n_test=args.n_test,
-                net_max_n=args.net_max_n, kernel_max_n=args.kernel_max_n)  # fmt: skip
+    return option_values(args, OPTIONS)
 
 
 #: ``spec(profile, **overrides)``: the study of a profile; ``run(out_dir, profile, ...)``: run it, summarise it.
