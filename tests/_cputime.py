@@ -5,7 +5,8 @@ setup is charged to the first test that uses it). Unlike wall time, CPU time har
 how loaded the machine is, so it ranks tests on a busy machine too.
 
 Enabled by ``tests/conftest.py`` when the environment variable ``RBK_TEST_CPU_TIMES`` names a
-file: at the end of the run the file gets a table, heaviest test first, and its total::
+file: the file gets a table of the tests run so far, heaviest first, and its total (rewritten
+after each test, so an interrupted run leaves one too)::
 
     RBK_TEST_CPU_TIMES=/tmp/cpu.txt .venv/bin/python -m pytest -q
 
@@ -27,7 +28,7 @@ def cpu_seconds():
 
 
 class CpuTimes:
-    """Per-test CPU and wall seconds, written as a sorted table to ``path`` when pytest ends."""
+    """Per-test CPU and wall seconds, written as a sorted table to ``path`` after each test."""
 
     def __init__(self, path):
         self.path = path
@@ -38,8 +39,12 @@ class CpuTimes:
         cpu0, wall0 = cpu_seconds(), time.perf_counter()
         yield
         self.rows[item.nodeid] = (cpu_seconds() - cpu0, time.perf_counter() - wall0)
+        self.write()  # after every test, so that an interrupted run leaves its table too
 
     def pytest_unconfigure(self, config):
+        self.write()
+
+    def write(self):
         rows = sorted(self.rows.items(), key=lambda row: -row[1][0])
         total_cpu = sum(cpu for cpu, _ in self.rows.values())
         total_wall = sum(wall for _, wall in self.rows.values())
