@@ -160,8 +160,8 @@ def _check_device_splits(calls):
                                      ("-", dict(base, XLA_FLAGS="--xla_force_host_platform_device_count=4"), calls["four"]),
                                      ("2", base, calls["two"]))  # fmt: skip
     assert (one["devices"], four["devices"], two["devices"]) == (1, 4, 2)
+    names = [f"{len(seeds)}x{len(lrs)}" for seeds, lrs in CALLS]
     for other in (four, two):
-        names = [f"{len(seeds)}x{len(lrs)}" for seeds, lrs in CALLS]
         shared = [name for name in names if name in other]
         assert shared and all(name in one for name in shared)
         for name in shared:
@@ -174,7 +174,8 @@ def _check_device_splits(calls):
 def test_cpu_device_splits_give_each_member_the_same_bits():
     # 6 members on 4 devices: 3 devices, 2 each; 7 on 4: padded to 8; 2 on 2: one each; 1: one device
     _, four, two = _check_device_splits({"one": CALLS, "four": CALLS, "two": CALLS})
-    assert all(f"{len(s)}x{len(l)}" in four and f"{len(s)}x{len(l)}" in two for s, l in CALLS)
+    names = [f"{len(seeds)}x{len(lrs)}" for seeds, lrs in CALLS]
+    assert all(name in four and name in two for name in names)
 
 
 def test_cpu_device_splits_give_each_member_the_same_bits_small():
