@@ -39,3 +39,12 @@ def full_f32():
     """Full float32 matrix products in the test, whatever the platform's default."""
     with jax.default_matmul_precision("highest"):
         yield
+
+
+def pytest_configure(config):
+    """Per-test CPU times (tests/_cputime.py) when ``RBK_TEST_CPU_TIMES`` names a file."""
+    path = os.environ.get("RBK_TEST_CPU_TIMES")
+    if path:
+        from _cputime import CpuTimes
+
+        config.pluginmanager.register(CpuTimes(path), "rbk_cputimes")

@@ -212,12 +212,19 @@ def test_linear_part_is_the_degree_one_coefficients():
     np.testing.assert_allclose(np.asarray(beta)[:, 0], [c[(1, 0)], c[(0, 1)], 0, 0, 0], atol=0.01)
 
 
-def test_two_stage_learns_a_small_instance_with_enough_samples_only():
-    t = targets.single_index(jax.random.PRNGKey(5), 10, p=4)  # threshold 1/2
+@pytest.fixture(scope="module")
+def small_instance():
+    """A degree-4 single-index target in d = 10 (threshold 1/2) and the two-stage learner's result
+    on 4000 samples of it (shared by the tests below: only the test split's size differed)."""
+    t = targets.single_index(jax.random.PRNGKey(5), 10, p=4)
     cfg = train.two_stage_config(256, (3.0,))
     # Errors of degree-4 targets are heavy-tailed (rare large |u.x|): the default 10000 test points.
+    return t, cfg, train.two_stage(data.make_dataset(jax.random.PRNGKey(6), t, 4000), KEY, cfg)
+
+
+def test_two_stage_learns_a_small_instance_with_enough_samples_only(small_instance):
+    t, cfg, many = small_instance  # threshold 1/2
     few = train.two_stage(data.make_dataset(jax.random.PRNGKey(6), t, 100), KEY, cfg)
-    many = train.two_stage(data.make_dataset(jax.random.PRNGKey(6), t, 4000), KEY, cfg)
     assert few["test_error"] > t.threshold, few["test_error"]
     assert many["test_error"] < 0.5 * t.threshold, many["test_error"]
     assert (few["n1"], few["n2"], many["n1"], many["n2"]) == (50, 50, 2000, 2000)
@@ -231,10 +238,8 @@ def test_two_stage_learns_a_small_instance_with_enough_samples_only():
     assert rf["test_error"] > t.threshold, rf["test_error"]
 
 
-def test_transfer_head_on_learned_features():
-    t = targets.single_index(jax.random.PRNGKey(5), 10, p=4)
-    res = train.two_stage(data.make_dataset(jax.random.PRNGKey(6), t, 4000, n_test=2000), KEY,
-                          train.two_stage_config(256, (3.0,)))
+def test_transfer_head_on_learned_features(small_instance):
+    t, _, res = small_instance  # features learned on 4000 samples (the training split alone sets them)
     t2 = targets.with_head(t, {(2,): 1.0, (3,): 1.0})  # a new g' on the same direction
     ds2 = data.make_dataset(jax.random.PRNGKey(8), t2, 200, n_test=4000)
     learned = train.fit_readout(res["features"], ds2)

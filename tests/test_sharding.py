@@ -134,30 +134,56 @@ _TRAIN = textwrap.dedent(
     """
 )
 CALLS = [[[0, 1, 2], [0.05, 0.02]], [[0, 1, 2, 3, 4, 5, 6], [0.05]], [[0, 1], [0.05]], [[0], [0.05]]]
+#: The ``train`` calls of the default lane's variant, per process: 6 members on 4 devices (3 devices,
+#: 2 each) and 7 on 4 (padded to 8); 2 on the 2 devices of ``configure_cpu_devices`` (one each).
+SMALL_CALLS = {"one": CALLS[:3], "four": CALLS[:2], "two": CALLS[2:3]}
 
 
 def _children_train(*runs):
-    """``_TRAIN`` in one subprocess per ``(arg, env)``, all started at once (they are independent)."""
-    procs = [subprocess.Popen([sys.executable, "-c", _TRAIN, arg, json.dumps(CALLS)], stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True, env=env) for arg, env in runs]  # fmt: skip
+    """``_TRAIN`` in one subprocess per ``(arg, env, calls)``, all started at once (they are independent)."""
+    procs = [subprocess.Popen([sys.executable, "-c", _TRAIN, arg, json.dumps(calls)], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, env=env) for arg, env, calls in runs]  # fmt: skip
     outs = [p.communicate(timeout=600) for p in procs]
     for p, (_, err) in zip(procs, outs):
         assert p.returncode == 0, err[-3000:]
     return [json.loads(out.strip().splitlines()[-1]) for out, _ in outs]
 
 
-def test_cpu_device_splits_give_each_member_the_same_bits():
+def _check_device_splits(calls):
+    """One, four (forced host devices) and two (``configure_cpu_devices``, as the rbk command
+    does) CPU devices, with ``calls[name]`` as that process's ``train`` calls: each call that two
+    processes share gives the same bits."""
     base = dict(os.environ, JAX_PLATFORMS="cpu")
     base.pop("XLA_FLAGS", None)
     base.pop("JAX_NUM_CPU_DEVICES", None)
-    one, four, two = _children_train(("-", base), ("-", dict(base, XLA_FLAGS="--xla_force_host_platform_device_count=4")),
-                                     ("2", base))  # "2": configure_cpu_devices, as the rbk command does
+    one, four, two = _children_train(("-", base, calls["one"]),
+                                     ("-", dict(base, XLA_FLAGS="--xla_force_host_platform_device_count=4"), calls["four"]),
+                                     ("2", base, calls["two"]))  # fmt: skip
     assert (one["devices"], four["devices"], two["devices"]) == (1, 4, 2)
+    names = [f"{len(seeds)}x{len(lrs)}" for seeds, lrs in CALLS]
+    for other in (four, two):
+        shared = [name for name in names if name in other]
+        assert shared and all(name in one for name in shared)
+        for name in shared:
+            for a, b in zip(one[name], other[name]):
+                np.testing.assert_array_equal(np.array(b), np.array(a), err_msg=name)
+    return one, four, two
+
+
+@pytest.mark.slow
+def test_cpu_device_splits_give_each_member_the_same_bits():
     # 6 members on 4 devices: 3 devices, 2 each; 7 on 4: padded to 8; 2 on 2: one each; 1: one device
-    for name in ("3x2", "7x1", "2x1", "1x1"):
-        for a, b, c in zip(one[name], four[name], two[name]):
-            np.testing.assert_array_equal(np.array(b), np.array(a), err_msg=name)
-            np.testing.assert_array_equal(np.array(c), np.array(a), err_msg=name)
+    _, four, two = _check_device_splits({"one": CALLS, "four": CALLS, "two": CALLS})
+    names = [f"{len(seeds)}x{len(lrs)}" for seeds, lrs in CALLS]
+    assert all(name in four and name in two for name in names)
+
+
+def test_cpu_device_splits_give_each_member_the_same_bits_small():
+    """The default lane's variant of the test above: the same code paths (an even split over some
+    of the devices, a padded split, ``configure_cpu_devices``) with half the compilations."""
+    _, four, two = _check_device_splits(SMALL_CALLS)
+    assert sorted(k for k in four if k != "devices") == ["3x2", "7x1"]
+    assert sorted(k for k in two if k != "devices") == ["2x1"]
 
 
 class _Dev:
