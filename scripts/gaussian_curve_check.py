@@ -211,7 +211,8 @@ def main(argv=None):
                 rows.append(row)
                 with path.open("a") as fh:
                     fh.write(json.dumps(row) + "\n")
-    measured = [r for r in rows if r.get("kind") != "prediction"]
+    measured = list({(r["case"], r["d"], r["n"], r["seed"]): r for r in reversed(rows)
+                     if r.get("kind") != "prediction"}.values())  # one row per (case, d, N, seed): the first
     predicted = [r for r in rows if r.get("kind") == "prediction" and "grid_tail" in r]
     Path(a.table).write_text(table(measured, predicted, a.max_degree, a.radial_nodes))
     print(Path(a.table).read_text())
