@@ -118,6 +118,24 @@ def test_summary_pairs_by_seed_after_selection():
     assert "deep-layerwise" in text and "ntk-deep - deep-joint" in text
 
 
+def test_summary_predicted_block_matches_rbk_theory():
+    from rbk import theory
+
+    spec = exp4.make_spec(**{**TINY, "learners": ("deep-joint",), "lrs": (1e-3, 3e-3), "ridges": (1e-3, 1e-1)})  # a net: NTK too
+    s = exp4.summarize(spec, _rows(spec, np.random.default_rng(0)))
+    t = spec.target()
+    levels = {str(l): v for l, v in t.info["thresholds"].items() if l >= 2}
+    direct = theory.predicted_curves(spec.kernel_fn(), [t], [6], [60, 120], (1e-3, 1e-1), threshold=t.threshold,
+                                     more_thresholds=levels)["6"]  # fmt: skip
+    got = s["predicted"]["ntk-deep"]["6"]
+    assert set(s["predicted"]) == {"ntk-deep"} and got["ns"][0] == 60 and got["ns"][-1] == 10**7 and 120 in got["ns"]
+    assert got["test_error"] == pytest.approx(direct["test_error"], rel=1e-12)
+    assert got["n_star"] == pytest.approx(direct["n_star"], rel=1e-12)
+    assert got["n_star_by_level"] == pytest.approx(direct["n_star_by_threshold"], rel=1e-12)
+    assert set(got["n_star_by_level"]) == set(s["thresholds"])  # every level's threshold
+    assert got["n_star"] == pytest.approx(got["n_star_by_level"][str(spec.levels)], rel=1e-12)  # the deepest
+
+
 def test_figures_from_a_summary(tmp_path):
     spec = exp4.make_spec(**{**TINY, "lrs": (1e-3, 3e-3), "ridges": (1e-3, 1e-1)})
     s = exp4.summarize(spec, _rows(spec, np.random.default_rng(1)))

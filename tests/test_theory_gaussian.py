@@ -271,8 +271,12 @@ def test_hierarchy_power_sums_to_its_second_moment():
 
 def test_learning_curves_over_d_and_the_solver_on_any_spectrum():
     out = theory.learning_curves(relu_ntk_numpy, single, [4, 6], [10, 100, 1000], (1e-3, 1e-1),
-                                 max_degree=8, radial_nodes=12, angle_nodes=96)  # fmt: skip
+                                 max_degree=8, radial_nodes=12, angle_nodes=96, more_thresholds={"a": 0.7})  # fmt: skip
     assert [o["d"] for o in out] == [4, 6]
+    g = theory.gaussian_spectrum(relu_ntk_numpy, 4, max_degree=8, radial_nodes=12, angle_nodes=96)
+    pw = theory.harmonic_power(single(4), g)
+    direct = theory.n_star(lambda n: theory.grid_curve(g, pw, n, (1e-3, 1e-1))["test_error"], 0.7)
+    assert out[0]["n_star_by_threshold"]["a"] == pytest.approx(direct, rel=1e-12)
     for o in out:
         assert o["power_total"] == pytest.approx(1.0, abs=1e-12) and o["threshold"] == pytest.approx(0.5)
         assert np.all(np.diff(o["grid"]["test_error"]) < 0) and np.all(o["optimal"]["test_error"] <= o["grid"]["test_error"] + 1e-12)
@@ -322,3 +326,5 @@ def test_bad_input_is_refused():
         theory.learning_curves(kfn, [single(4), single(4)], [4, 6], [10])
     with pytest.raises(ValueError, match="ds"):
         theory.learning_curves(kfn, single, [1], [10])
+    with pytest.raises(ValueError, match="more_thresholds"):
+        theory.learning_curves(kfn, single, [4], [10], (1e-3,), more_thresholds={"a": 0.0})

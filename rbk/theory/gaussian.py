@@ -32,7 +32,7 @@ Public API: :func:`chi_rule`, :func:`gaussian_spectrum`, :func:`learning_curves`
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 import scipy.linalg
@@ -124,6 +124,7 @@ def learning_curves(
     angle_nodes: int | None = None,
     n_max: float = N_MAX,
     optimal_n_star: bool = True,
+    more_thresholds: Mapping[str, float] | None = None,
 ) -> list[dict]:
     """Predicted learning curves of kernel ridge with ``kfn`` on a target, for each ``d`` of ``ds``.
 
@@ -142,6 +143,8 @@ def learning_curves(
       radial_nodes, angle_nodes: the quadrature rules (as for :func:`gaussian_spectrum`).
       optimal_n_star: also ``n_star_optimal_ridge`` (the slow part: a ridge search at every ``N``
         the crossing search visits); ``False``: ``None`` there.
+      more_thresholds: ``{name: level}``; with ``ridges``, ``n_star_by_threshold`` then gives the
+        grid curve's first crossing of each.
 
     Returns:
       one dict per ``d``: ``d``, ``precision`` (:meth:`HarmonicSpectrum.precision`), ``power_total``
@@ -158,6 +161,7 @@ def learning_curves(
     if not callable(targets) and (isinstance(targets, (str, bytes)) or len(targets) != len(ds)):
         raise ValueError(f"targets must be a callable d -> Target or one target per d (len(ds) = {len(ds)})")
     noise_var = check_real("noise_var", noise_var, lo=0.0)
+    levels = {str(k): check_real("more_thresholds", v, lo=0.0, lo_open=True) for k, v in (more_thresholds or {}).items()}
     chosen = [targets(d) if callable(targets) else targets[i] for i, d in enumerate(ds)]
     for d, target in zip(ds, chosen):  # all checked before any spectrum is computed
         if getattr(target, "d", None) != d:
@@ -179,15 +183,21 @@ def learning_curves(
                if optimal_n_star else None}
         if ridges is not None:
             row["grid"] = grid_curve(spec, power, ns, ridges, noise_var=noise_var)
-            row["n_star"] = n_star(lambda n: grid_curve(spec, power, n, ridges, noise_var=noise_var)["test_error"],
-                                   thr, n_max=n_max)
+
+            def curve(n):
+                return grid_curve(spec, power, n, ridges, noise_var=noise_var)["test_error"]
+
+            row["n_star"] = n_star(curve, thr, n_max=n_max)
+            if levels:
+                row["n_star_by_threshold"] = {k: n_star(curve, v, n_max=n_max) for k, v in levels.items()}
         out.append(row)
     return out
 
 
 def predicted_curves(kfn: Callable, targets, ds: Sequence[int], ns, ridges: Sequence[float], *, get: str = "ntk",
                      threshold: float | None = None, curve_max: float = 1e7, n_max: float = N_MAX,
-                     max_degree: int | None = None, radial_nodes: int = DEFAULT_RADIAL_NODES) -> dict:
+                     max_degree: int | None = None, radial_nodes: int = DEFAULT_RADIAL_NODES,
+                     more_thresholds: Mapping[str, float] | None = None) -> dict:
     """One kernel learner's predicted learning curve and ``n*`` per ``d`` on Gaussian inputs, as
     experiment summaries carry them: ``{str(d): {"n_star", "ns", "test_error", "ridge",
     "threshold", "precision"}}``.
@@ -195,12 +205,15 @@ def predicted_curves(kfn: Callable, targets, ds: Sequence[int], ns, ridges: Sequ
     ``ns``: the measured grid, tabulated with :func:`rbk.theory.curve_grid` out to ``curve_max``;
     the curve is :func:`rbk.theory.grid_curve` over the learner's relative ``ridges`` and
     ``n_star`` its first crossing of the threshold (``None``: not below by ``n_max``). Arguments
-    otherwise as for :func:`learning_curves`, which computes it.
+    otherwise as for :func:`learning_curves`, which computes it (with ``more_thresholds``, also
+    ``n_star_by_threshold``).
     """
     grid = curve_grid(ns, check_real("curve_max", curve_max, lo=1.0))
     rows = learning_curves(kfn, targets, ds, grid, ridges, get=get, threshold=threshold, max_degree=max_degree,
-                           radial_nodes=radial_nodes, n_max=n_max, optimal_n_star=False)  # fmt: skip
+                           radial_nodes=radial_nodes, n_max=n_max, optimal_n_star=False,
+                           more_thresholds=more_thresholds)  # fmt: skip
     return {str(r["d"]): {"n_star": r["n_star"], "ns": [int(n) for n in grid],
+                          **({"n_star_by_threshold": r["n_star_by_threshold"]} if more_thresholds else {}),
                           "test_error": [float(e) for e in r["grid"]["test_error"]],
                           "ridge": [float(v) for v in r["grid"]["ridge"]], "threshold": r["threshold"],
                           "precision": r["precision"]} for r in rows}  # fmt: skip

@@ -36,6 +36,13 @@ def plot(summary, out_dir) -> list:
         ok = np.isfinite(lo) & np.isfinite(hi)
         if ok.any():
             ax.fill_between(n[ok], np.maximum(lo[ok], 1e-6), hi[ok], color=c, alpha=0.15, lw=0)
+    top = max(r["n"] for r in summary["rows"])
+    for name, by_d in summary.get("predicted", {}).items():  # dashed: predicted from the kernel's spectrum
+        cur = by_d[str(summary["instance"]["d"])]
+        n = np.array(cur["ns"], float)
+        keep = n <= top
+        ax.plot(n[keep], np.array(cur["test_error"])[keep], ls=(0, (4, 2)), lw=1, color=styles.get(name, ("0.3",))[0],
+                label=f"{name} predicted")
     for i, (lvl, thr) in enumerate(summary["thresholds"].items()):
         ax.axhline(thr, color="0.2", lw=0.9, ls=(0, (1 + i, 2)))
         ax.annotate(f"level {lvl} threshold {thr:.3g}", xy=(0.01, thr), xycoords=("axes fraction", "data"),

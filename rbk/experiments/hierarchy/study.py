@@ -168,6 +168,16 @@ class Exp4Spec(Study):
         return make_dataset(seed_keys(seed)[0], self.target(), n, n_val=self.n_val, n_test=self.n_test,
                             distribution="gaussian")  # fmt: skip
 
+    def kernel_fn(self):
+        """The exact kernels (NTK, NNGP) of the deep network's architecture, as the kernel learners use them."""
+        from rbk import kernels
+        from rbk.models import get_deepquad
+
+        act = "hermite" if self.activation == "truncated" else self.activation  # equal for |u| <= clip
+        return kernels.model_kernel_fn(get_deepquad(self.width, self.d, levels=self.levels, activation=act,
+                                                    skip=self.skip, readout=self.head, parameterization="ntk",
+                                                    head_init="random"))  # fmt: skip
+
     @property
     def head(self) -> str:
         """The learner's read-out: ``sigma(h_l)`` for the paper's output map, ``h_l`` for the linear one."""
@@ -315,12 +325,9 @@ def _run_2nn(spec: Exp4Spec, cell: Cell, devices=None, progress=None) -> list[di
 def _run_kernel(spec: Exp4Spec, cell: Cell, get: str) -> list[dict]:
     """Kernel ridge with the exact kernel of the deep network's architecture; one row per ridge."""
     from rbk import kernels
-    from rbk.models import get_deepquad
     from rbk.experiments.concept_class.runners import KERNEL_BLOCK
 
-    act = "hermite" if spec.activation == "truncated" else spec.activation  # equal for |u| <= clip
-    kfn = kernels.model_kernel_fn(get_deepquad(spec.width, spec.d, levels=spec.levels, activation=act, skip=spec.skip,
-                                               readout=spec.head, parameterization="ntk", head_init="random"))  # fmt: skip
+    kfn = spec.kernel_fn()
     ds = spec.dataset(cell.n, cell.seed)
     t0 = time.perf_counter()
     out = kernels.fit_predict(kfn, ds, ridges=spec.ridges, get=get, block_size=KERNEL_BLOCK,

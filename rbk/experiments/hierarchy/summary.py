@@ -82,8 +82,32 @@ def summarize(spec: Exp4Spec, rows, *, quiet: bool = False) -> dict:
         summary["ntk_minus_joint_at_largest_n"] = at[0] if at else None
     if "deep-joint" in spec.learners and "deep-layerwise" in spec.learners:
         summary["feature_quality"] = _feature_quality(spec, by, nmax)
+    summary["predicted"] = predictions(spec)
     summary["bar"] = _bar(summary)
     return summary
+
+
+def predictions(spec: Exp4Spec) -> dict:
+    """``summary["predicted"]``: per exact-kernel learner run (and ``ntk-deep`` whenever a network
+    is), ``{str(d): {"n_star", "n_star_by_level", "ns", "test_error", ...}}`` from the kernel's
+    Gaussian spectrum and the hierarchy's exact harmonic power (:func:`rbk.theory.predicted_curves`
+    over the learner's ridges, ``ns`` from the measured grid to ``N = 1e7``); ``n_star`` at the
+    deepest level's threshold, ``n_star_by_level`` at every level's (levels >= 2)."""
+    from rbk import theory
+
+    names = {lr: LEARNERS[lr].kind for lr in spec.learners if LEARNERS[lr].kind in ("ntk", "nngp")}
+    if any(LEARNERS[lr].kind == "net" for lr in spec.learners):
+        names.setdefault("ntk-deep", "ntk")
+    target = spec.target()
+    levels = {str(l): float(v) for l, v in sorted(target.info["thresholds"].items()) if l >= 2}
+    out = {}
+    for lr, get in names.items():
+        by_d = theory.predicted_curves(spec.kernel_fn(), [target], [spec.d], spec.ns, spec.ridges, get=get,
+                                       threshold=float(target.threshold), more_thresholds=levels)  # fmt: skip
+        for v in by_d.values():
+            v["n_star_by_level"] = v.pop("n_star_by_threshold")
+        out[lr] = by_d
+    return out
 
 
 def _quality_curves(cell: dict) -> tuple[list, np.ndarray]:
