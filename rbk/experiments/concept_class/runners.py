@@ -26,6 +26,8 @@ def dataset(spec: SweepSpec, alpha: float, beta: float, n: int, seed: int):
 
 
 def base_row(spec: SweepSpec, cell: Cell, alpha: float, beta: float, seed: int, threshold: float) -> dict:
+    """The fields every row of ``cell`` on instance ``(alpha, beta)`` and seed ``seed`` starts from
+    (the learner's own fields, ``lr``, ``wd``, ``ridge``, still ``None``)."""
     return {
         "experiment": spec.experiment,
         "learner": cell.learner,
