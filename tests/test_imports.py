@@ -295,3 +295,27 @@ def test_the_engine_imports_no_experiment():
     for path in sorted((SRC / "sweep").glob("*.py")):
         bad = sorted(_rel(t) for t in GRAPH[path] if t.is_relative_to(SRC / "experiments"))
         assert not bad, f"{_rel(path)} imports {bad}"
+
+
+def _family(path: Path) -> str | None:
+    """The experiment family package (``rbk/experiments/<family>/``) a file is in, if any."""
+    rel = path.relative_to(SRC).parts if path.is_relative_to(SRC) else ()
+    return rel[1] if len(rel) > 2 and rel[0] == "experiments" else None
+
+
+FAMILIES = sorted({_family(p) for p in FILES} - {None})
+
+
+def test_no_experiment_family_imports_another():
+    """An experiment family (a package of ``rbk/experiments/``) imports the engine, the library and
+    ``rbk.experiments.common``, never another family: what two families share lives in the library."""
+    assert {"concept_class", "multi_index", "hierarchy"} <= set(FAMILIES)
+    bad = [f"{_rel(p)} -> {_rel(t)}" for p in FILES if _family(p) for t in GRAPH[p]
+           if _family(t) and _family(t) != _family(p)]  # fmt: skip
+    assert not bad, "experiment families import each other: " + "; ".join(bad)
+
+
+def test_the_family_check_sees_them():
+    """The family of a file is its package under rbk/experiments/ (a check of the checker)."""
+    assert _family(SRC / "experiments" / "hierarchy" / "study.py") == "hierarchy"
+    assert _family(SRC / "experiments" / "common.py") is None and _family(SRC / "learners" / "kernel.py") is None

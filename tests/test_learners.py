@@ -154,3 +154,22 @@ def test_regime_rows_are_regime_config_training():
     assert len(rows) == 1 and rows[0]["regime"] == "layerwise"
     assert rows[0]["test_error"] == float(res.final("test")[0, 0, 0])
     assert rows[0]["record_epochs"] == list(cfg.record_epochs)
+
+
+def test_every_studys_learner_is_a_registered_learner_of_its_kind():
+    """The experiments' learner names are views of rbk.learners.LEARNERS: each names a registered
+    learner whose kind fits the rows' kind (kernels are 'kernel', random features
+    'random-features', networks a trainer)."""
+    from rbk.experiments.concept_class import learners as cc
+    from rbk.experiments.hierarchy import study as hier
+    from rbk.experiments.multi_index import exp3
+
+    fits = {"ntk": {"kernel"}, "nngp": {"kernel"}, "rf": {"random-features"}, "net": {"sgd", "two-stage", "regime"}}
+    offered = [(name, cc.parse_learner(name)[0], cc.learner(name)) for name in cc.LEARNERS]
+    offered += [(name, lr.kind, learners.get(lr.shared)) for reg in (exp3.LEARNERS, hier.LEARNERS)
+                for name, lr in reg.items()]  # fmt: skip
+    assert len(offered) == len(cc.LEARNERS) + 5 + 6
+    for name, kind, shared in offered:
+        assert shared.kind in fits[kind], (name, kind, shared.name)
+    assert cc.learner("ntk-3resnet") is learners.LEARNERS["ntk"] and cc.learner("3nn") is learners.LEARNERS["sgd"]
+    assert hier.LEARNERS["deep-progressive"].shared == "deep-progressive" and exp3.LEARNERS["2nn"].shared == "sgd"

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Iterable, Sequence
 from rbk._checks import gib
 from rbk.experiments.concept_class.learners import NET_KIND, parse_learner
 from rbk.experiments.concept_class.planner import Cell, fmt_setting
-from rbk.experiments.concept_class.runners import KERNEL_BLOCK
+from rbk.learners.kernel import kernel_cell_bytes
 from rbk.sweep.cost import device_memory_bytes
 
 if TYPE_CHECKING:  # annotations only (the study imports this module)
@@ -86,14 +86,6 @@ def cell_flops(spec: SweepSpec, cell: Cell) -> float:
     if kernels.choose_solver(n) == "cg":  # ~30 float32 passes over K plus two float64 ones
         return float(gram + 32 * 2.0 * n * n * spec.k * len(spec.ridges))
     return float(gram + len(spec.ridges) * n**3 / 3)
-
-
-def kernel_cell_bytes(n: int) -> int:
-    """Host bytes of the sweep's exact-kernel fit at ``n`` (:func:`rbk.kernels.fit_bytes`, the one
-    estimate), with the solver ``solver='auto'`` picks (:func:`rbk.kernels.choose_solver`)."""
-    from rbk.kernels import choose_solver, fit_bytes
-
-    return fit_bytes(n, KERNEL_BLOCK, solver=choose_solver(n))
 
 
 def memory_problems(spec: SweepSpec, cells: Sequence[Cell], memory_bytes: int | None, n_devices: int = 1,

@@ -7,12 +7,10 @@ every value before anything is computed."""
 from __future__ import annotations
 
 import dataclasses
-import math
 import time
 from functools import partial
 from typing import Callable
 
-import numpy as np
 
 from rbk._args import integer, option, optional, validate
 from rbk._checks import check_bool, check_choice, check_int, check_ints, check_list, check_real, check_reals
@@ -45,10 +43,12 @@ class Cell:
 
 @dataclasses.dataclass(frozen=True)
 class Learner:
-    """A registered learner: its kind (``'net'``, ``'ntk'``, ``'nngp'``), whether a cell holds one
-    seed (kernels) or all (networks), the function computing a cell's rows ``(spec, cell,
-    devices, progress) -> list[dict]`` and the columns it records beyond the common ones."""
+    """A learner this study offers: the :data:`rbk.learners.LEARNERS` entry it is (``shared``),
+    its rows' kind (``'net'``, ``'ntk'``, ``'nngp'``), whether a cell holds one seed (kernels) or
+    all (networks), the function computing a cell's rows ``(spec, cell, devices, progress) ->
+    list[dict]`` and the columns it records beyond the common ones."""
 
+    shared: str
     kind: str
     per_seed: bool
     run: Callable
@@ -78,12 +78,11 @@ _DEEP = _NET + ("feature_quality",)
 _KERNEL = ("ridge",)
 
 LEARNERS = {
-    "deep-joint": Learner("net", False, _deep_runner("joint"), _DEEP),
-    "deep-layerwise": Learner("net", False, _deep_runner("layerwise"), _DEEP),
-    "deep-progressive": Learner("net", False, _deep_runner("progressive"), _DEEP),
-    "ntk-deep": Learner("ntk", True, _kernel_runner("ntk"), _KERNEL),
-    "nngp-deep": Learner("nngp", True, _kernel_runner("nngp"), _KERNEL),
-    "2nn": Learner("net", False, _shallow_runner, _NET),
+    **{f"deep-{r}": Learner(f"deep-{r}", "net", False, _deep_runner(r), _DEEP)
+       for r in ("joint", "layerwise", "progressive")},
+    "ntk-deep": Learner("ntk", "ntk", True, _kernel_runner("ntk"), _KERNEL),
+    "nngp-deep": Learner("nngp", "nngp", True, _kernel_runner("nngp"), _KERNEL),
+    "2nn": Learner("sgd", "net", False, _shallow_runner, _NET),
 }
 
 #: The study's own columns (after :data:`rbk.sweep.CORE_FIELDS`).
@@ -219,7 +218,7 @@ class Exp4Spec(Study):
         return LEARNERS[cell.learner].run(self, cell, devices, progress)
 
     def memory_problems(self, cells, memory_bytes, n_devices=1, host_bytes=None) -> list[str]:
-        from rbk.experiments.concept_class.cost import kernel_cell_bytes
+        from rbk.learners import kernel_cell_bytes
 
         ns = [c.n for c in cells if c.kind != "net"]
         if ns and host_bytes is not None and kernel_cell_bytes(max(ns)) > host_bytes:
@@ -265,24 +264,13 @@ def _target(d, widths, alphas, readout, first, skip, rank, paper_regime, target_
 # --------------------------------------------------------------------------------------------
 
 
-def _net_rows(spec: Exp4Spec, cell: Cell, res, wall: float, width: int, quality=None) -> list[dict]:
-    """One row per (seed, lr, wd) member of a network call."""
-    fin = {s: res.final(s) for s in ("train", "val", "test")}
-    rows = []
-    for i, s in enumerate(spec.seeds):
-        for j, lr in enumerate(spec.lrs):
-            for m, wd in enumerate(spec.wds):
-                r = spec.base_row(cell, s)
-                errs = {sp: float(fin[sp][i, j, m]) for sp in fin}
-                div = bool(res.diverged[i, j, m]) or not all(math.isfinite(e) for e in errs.values())
-                r.update({f"{sp}_error": e for sp, e in errs.items()})
-                r.update(width=width, epochs=spec.epochs, lr=float(lr), wd=float(wd), diverged=div, call_wall_s=wall,
-                         compile_s=res.compile_s, run_s=res.run_s, record_epochs=list(res.record_epochs),
-                         test_over_training=[float(v) for v in res.errors["test"][i, j, m]])  # fmt: skip
-                if quality is not None:
-                    r["feature_quality"] = [[float(v) for v in q] for q in quality[i, j, m]]
-                rows.append(r)
-    return rows
+def _net_rows(spec: Exp4Spec, cell: Cell, res, wall: float, width: int) -> list[dict]:
+    """One row per (seed, lr, wd) member of a network call (:func:`rbk.learners.train_rows`)."""
+    from rbk.learners import train_rows
+
+    return train_rows(res, lrs=spec.lrs, wds=spec.wds,
+                      base=lambda i: dict(spec.base_row(cell, spec.seeds[i]), width=width, epochs=spec.epochs),
+                      record=("timing", "curve"), wall=wall)  # fmt: skip
 
 
 def _stacked(spec: Exp4Spec, n: int):
@@ -296,6 +284,8 @@ def _stacked(spec: Exp4Spec, n: int):
 
 
 def _run_deep(spec: Exp4Spec, cell: Cell, regime: str, devices=None, progress=None) -> list[dict]:
+    """A deep regime (rbk.learners' ``deep-<regime>``, run here to keep the call's probes: each row
+    also records its ``feature_quality``)."""
     from rbk import train
 
     model = spec.deep_model(reference=spec.target())
@@ -305,43 +295,35 @@ def _run_deep(spec: Exp4Spec, cell: Cell, regime: str, devices=None, progress=No
                       progress=progress)  # fmt: skip
     wall = time.perf_counter() - t0
     quality = model.feature_quality_from_stats(res.probes)  # (S, Lr, W, R, levels)
-    return _net_rows(spec, cell, res, wall, spec.width, quality)
+    rows = _net_rows(spec, cell, res, wall, spec.width)
+    members = [(i, j, m) for i in range(len(spec.seeds)) for j in range(len(spec.lrs)) for m in range(len(spec.wds))]
+    for r, (i, j, m) in zip(rows, members):
+        r["feature_quality"] = [[float(v) for v in q] for q in quality[i, j, m]]
+    return rows
 
 
 def _run_2nn(spec: Exp4Spec, cell: Cell, devices=None, progress=None) -> list[dict]:
     """rbk's ReLU two-layer net with as many hidden units as the deep net has in all its levels."""
-    from rbk import train
+    from rbk import learners, train
     from rbk.models import get_model
 
     width = spec.width * spec.levels
-    model = get_model("2nn", width, spec.d, 1)
     data, keys = _stacked(spec, cell.n)
     cfg = train.config(spec.epochs, batch_size=spec.batch_size, matmul_precision=spec.matmul_precision)
-    t0 = time.perf_counter()
-    res = train.train(model, data, keys, list(spec.lrs), list(spec.wds), cfg, devices=devices, progress=progress)
-    return _net_rows(spec, cell, res, time.perf_counter() - t0, width)
+    return learners.get("sgd").run(
+        data, keys, model=get_model("2nn", width, spec.d, 1), lrs=list(spec.lrs), wds=list(spec.wds), cfg=cfg,
+        base=lambda i: dict(spec.base_row(cell, spec.seeds[i]), width=width, epochs=spec.epochs),
+        record=("timing", "curve"), devices=devices, progress=progress)  # fmt: skip
 
 
 def _run_kernel(spec: Exp4Spec, cell: Cell, get: str) -> list[dict]:
     """Kernel ridge with the exact kernel of the deep network's architecture; one row per ridge."""
-    from rbk import kernels
-    from rbk.experiments.concept_class.runners import KERNEL_BLOCK
+    from rbk import kernels, learners
 
     kfn = spec.kernel_fn()
-    ds = spec.dataset(cell.n, cell.seed)
-    t0 = time.perf_counter()
-    out = kernels.fit_predict(kfn, ds, ridges=spec.ridges, get=get, block_size=KERNEL_BLOCK,
-                              solver=kernels.choose_solver(cell.n, kfn))  # fmt: skip
-    wall = time.perf_counter() - t0
-    rows = []
-    for i, lam in enumerate(out["lams"]):
-        r = spec.base_row(cell, cell.seed)
-        errs = {sp: float(out[f"{sp}_errors"][i]) for sp in ("train", "val", "test")}
-        r.update({f"{sp}_error": e for sp, e in errs.items()})
-        r.update(ridge=float(lam), diverged=not all(map(math.isfinite, errs.values())), call_wall_s=wall,
-                 compile_s=0.0, run_s=wall)  # fmt: skip
-        rows.append(r)
-    return rows
+    return learners.get(get).run(spec.dataset(cell.n, cell.seed), kernel=kfn, ridges=spec.ridges,
+                                 base=spec.base_row(cell, cell.seed), record=("diverged", "timing"),
+                                 block_size=learners.KERNEL_BLOCK, solver=kernels.choose_solver(cell.n, kfn))
 
 
 # --------------------------------------------------------------------------------------------

@@ -113,83 +113,67 @@ PROFILES = {
 
 @dataclasses.dataclass(frozen=True)
 class Learner:
-    """How one learner's cell runs: ``run(spec, data, key, d, devices, progress)`` returns one dict per
+    """A learner this study offers: the :data:`rbk.learners.LEARNERS` entry that runs it
+    (``shared``), the rows' ``kind`` (``'net'``, ``'ntk'``, ``'nngp'``, ``'rf'``), the spec field
+    holding its N grid (``grid``: ``'ns'`` or ``'kernel_ns'``), the theory's slope (``theory``:
+    ``'two'``, networks: d^2, or ``'p'``, kernels: d^p) and ``settings(spec, data, key, d) ->
+    (key, settings)``: the entry's PRNG key(s) and settings on a cell. :meth:`run` gives one dict per
     hyper-parameter setting (its row fields plus ``train_error``, ``val_error``, ``test_error``)."""
 
-    kind: str  # rows' kind: 'net', 'ntk', 'nngp', 'rf'
-    grid: str  # the spec field holding its N grid: 'ns' or 'kernel_ns'
-    run: Callable
-    theory: str  # 'two' (networks: d^2) or 'p' (kernels: d^p)
+    shared: str
+    kind: str
+    grid: str
+    settings: Callable
+    theory: str
+
+    def run(self, spec, data, key, d, devices=None, progress=None) -> list[dict]:
+        from rbk import learners
+
+        key, settings = self.settings(spec, data, key, d)
+        if learners.get(self.shared).kind == "sgd":
+            settings.update(devices=devices, progress=progress)
+        return learners.get(self.shared).run(data, key, **settings)
 
 
-def _errors(train, val, test) -> dict:
-    return {"train_error": float(train), "val_error": float(val), "test_error": float(test)}
-
-
-def _run_two_stage(spec, data, key, d, devices=None, progress=None) -> list[dict]:
+def _two_stage(spec, data, key, d):
     from rbk import train
 
     etas = tuple(m * math.sqrt(d) for m in spec.etas)
-    cfg = train.two_stage_config(spec.width, etas, split=spec.split, ridges=spec.ridges)
-    res = train.two_stage(data, key, cfg)
-    out = []
-    for eta, path in zip(etas, res.get("ridge_paths") or [None] * len(etas)):
-        base = {"width": spec.width, "eta": eta}
-        if path is None:  # the step gave non-finite weights
-            out += [dict(base, ridge=lam, **_errors(math.inf, math.inf, math.inf)) for lam in spec.ridges]
-            continue
-        out += [dict(base, ridge=lam, **_errors(tr, va, te))
-                for lam, tr, va, te in zip(path["lams"], path["train_errors"], path["val_errors"], path["test_errors"])]
-    return out
+    return key, {"cfg": train.two_stage_config(spec.width, etas, split=spec.split, ridges=spec.ridges),
+                 "base": {"width": spec.width}}
 
 
-def _run_sgd(spec, data, key, d, devices=None, progress=None) -> list[dict]:
+def _sgd(spec, data, key, d):
     import jax.numpy as jnp
 
     from rbk import models, train
 
     model = models.get_model("2nn", spec.sgd_width, d, 1)
     cfg = train.config(spec.epochs, batch_size=min(50, data.n))
-    r = train.train(model, data, jnp.asarray(key)[None], spec.lrs, spec.wds, cfg, devices=devices, progress=progress)
-    tr, va, te = (r.final(s)[0] for s in ("train", "val", "test"))
-    out = []
-    for i, lr in enumerate(spec.lrs):  # r.lrs / r.wds: the same grids, in float32
-        for j, wd in enumerate(spec.wds):
-            bad = bool(r.diverged[0, i, j])
-            errs = (math.inf,) * 3 if bad else (tr[i, j], va[i, j], te[i, j])
-            out.append(dict(width=spec.sgd_width, lr=float(lr), wd=float(wd), epochs=spec.epochs, **_errors(*errs)))
-    return out
+    return jnp.asarray(key)[None], {"model": model, "lrs": spec.lrs, "wds": spec.wds, "cfg": cfg,  # one seed
+                                    "inf_if_diverged": True, "base": {"width": spec.sgd_width, "epochs": spec.epochs}}
 
 
-def _ridge_rows(res, **base) -> list[dict]:
-    return [dict(base, ridge=lam, **_errors(tr, va, te))
-            for lam, tr, va, te in zip(res["lams"], res["train_errors"], res["val_errors"], res["test_errors"])]
+def _kernel(spec, data, key, d):
+    from rbk import kernels
+
+    return key, {"kernel": kernels.kernel_fn("2nn", W_std=spec.W_std, b_std=spec.b_std),
+                 "ridges": spec.kernel_ridges, "base": {"b_std": spec.b_std}}
 
 
-def _kernel_runner(get: str) -> Callable:
-    def run(spec, data, key, d, devices=None, progress=None) -> list[dict]:
-        from rbk import kernels
-
-        kfn = kernels.kernel_fn("2nn", W_std=spec.W_std, b_std=spec.b_std)
-        return _ridge_rows(kernels.fit_predict(kfn, data, spec.kernel_ridges, get=get), b_std=spec.b_std)
-
-    return run
-
-
-def _run_rf(spec, data, key, d, devices=None, progress=None) -> list[dict]:
-    from rbk import kernels, models
+def _rf(spec, data, key, d):
+    from rbk import models
 
     model = models.get_model("2nn", spec.width, d, 1, parameterization="ntk", W_std=spec.W_std, b_std=spec.b_std)
-    res = kernels.random_features_fit_predict(model, model.init(key), data, spec.kernel_ridges)
-    return _ridge_rows(res, width=spec.width, b_std=spec.b_std)
+    return key, {"model": model, "ridges": spec.kernel_ridges, "base": {"width": spec.width, "b_std": spec.b_std}}
 
 
 LEARNERS: dict[str, Learner] = {
-    "two-stage": Learner("net", "ns", _run_two_stage, "two"),
-    "2nn": Learner("net", "ns", _run_sgd, "two"),
-    "ntk-2nn": Learner("ntk", "kernel_ns", _kernel_runner("ntk"), "p"),
-    "nngp-2nn": Learner("nngp", "kernel_ns", _kernel_runner("nngp"), "p"),
-    "rf-2nn": Learner("rf", "ns", _run_rf, "p"),
+    "two-stage": Learner("two-stage", "net", "ns", _two_stage, "two"),
+    "2nn": Learner("sgd", "net", "ns", _sgd, "two"),
+    "ntk-2nn": Learner("ntk", "ntk", "kernel_ns", _kernel, "p"),
+    "nngp-2nn": Learner("nngp", "nngp", "kernel_ns", _kernel, "p"),
+    "rf-2nn": Learner("rf", "rf", "ns", _rf, "p"),
 }
 
 

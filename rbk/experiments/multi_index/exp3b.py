@@ -324,24 +324,24 @@ def subset(spec: Exp3bSpec, pool, n2: int):
 def fit_head(spec: Exp3bSpec, learner: str, ds, d: int, seed: int, features: dict | None = None) -> dict:
     """Fit ``g'`` on ``ds`` with ``learner``: ``{train_error, val_error, test_error, ridge, eta}``."""
     from rbk import kernels, models, train
+    from rbk.learners import kernel_fit, random_features_fit, selected_row
 
     _, _, _, k_rf, k_scratch = _keys(d, seed)
     eta = math.nan
     if learner == "transfer":
-        res = train.fit_readout(features, ds, spec.ridges)
+        row = selected_row(train.fit_readout(features, ds, spec.ridges))
     elif learner == "ntk-2nn":
-        res = kernels.fit_predict(kernels.kernel_fn("2nn", b_std=spec.b_std), ds, spec.kernel_ridges, get="ntk")
+        row = selected_row(kernel_fit(kernels.kernel_fn("2nn", b_std=spec.b_std), ds, spec.kernel_ridges, get="ntk")[0])
     elif learner == "rf-2nn":
         model = models.get_model("2nn", spec.width, d, 1, parameterization="ntk", b_std=spec.b_std)
-        res = kernels.random_features_fit_predict(model, model.init(k_rf), ds, spec.ridges)
+        row = selected_row(random_features_fit(model, model.init(k_rf), ds, spec.ridges)[0])
     elif learner == "scratch":
         cfg = train.two_stage_config(spec.width, tuple(m * math.sqrt(d) for m in spec.eta_mults), ridges=spec.ridges)
         res = train.two_stage(ds, k_scratch, cfg)
-        eta = res["eta"] / math.sqrt(d)
+        row, eta = selected_row(res), res["eta"] / math.sqrt(d)
     else:
         raise ValueError(f"learner must be one of {list(LEARNERS)}, got {learner!r}")
-    return {"train_error": float(res["train_error"]), "val_error": float(res["val_error"]),
-            "test_error": float(res["test_error"]), "ridge": float(res.get("lam", math.nan)), "eta": eta}
+    return dict(row, eta=eta)
 
 
 def run_cell(spec: Exp3bSpec, cell: Cell, progress=None) -> list[dict]:
