@@ -27,10 +27,7 @@ Rules:
 * no file in ``rbk/`` is over 700 lines;
 * ``rbk.models`` never imports ``rbk.kernels`` (kernels know the models' descriptions, not the
   reverse), and nothing in ``rbk`` imports ``rbk.cli``.
-
-The files that other changes in progress still have to bring in line are listed, per check, in
-:data:`PENDING`; only those checks of those files are expected failures (``xfail``, not strict),
-every other check is strict.
+Every check is strict.
 """
 
 from __future__ import annotations
@@ -50,17 +47,12 @@ ROOT = SRC.parent
 BENCH = ROOT / "benchmarks"
 FILES = sorted(SRC.rglob("*.py")) + sorted(BENCH.glob("*.py"))
 
-#: The checks that wait for changes made elsewhere: check -> {file: why}. Only these are ``xfail``.
-PENDING: dict[str, dict[str, str]] = {}  # e.g. {"size": {"rbk/x.py": "why"}} while a change elsewhere is under way
+#: An experiment's name as code or strings spell it.
 EXPERIMENT_NAME = re.compile(r"\bexp(?:1|2|3b|3|4)\b")
 
 
 def _rel(path: Path) -> str:
     return path.relative_to(ROOT).as_posix()
-
-
-def _pending(path: Path, check: str) -> str | None:
-    return PENDING.get(check, {}).get(_rel(path))
 
 
 def _module_name(path: Path) -> str:
@@ -157,14 +149,9 @@ def _cycles() -> list[list[Path]]:
     return out
 
 
-def _marked(paths, check):
-    """``pytest.param`` per file, an ``xfail`` (not strict) where :data:`PENDING` names the file."""
-    out = []
-    for p in paths:
-        why = _pending(p, check)
-        marks = [pytest.mark.xfail(strict=False, reason=f"{_rel(p)}: {why}")] if why else []
-        out.append(pytest.param(p, marks=marks, id=f"{check}:{_rel(p)}"))
-    return out
+def _params(paths, check):
+    """``pytest.param`` per file, with an id naming the check and the file."""
+    return [pytest.param(p, id=f"{check}:{_rel(p)}") for p in paths]
 
 
 # ------------------------------------------------------------------------------------- the graph
@@ -234,7 +221,7 @@ def _private_uses(path: Path, text: str | None = None) -> list[str]:
     return sorted(set(out))
 
 
-@pytest.mark.parametrize("path", _marked(FILES, "private"))
+@pytest.mark.parametrize("path", _params(FILES, "private"))
 def test_no_private_name_imported_from_another_module(path):
     bad = _private_uses(path)
     assert not bad, f"{_rel(path)} uses private names of other modules: {bad}"
@@ -272,7 +259,7 @@ def test_the_experiment_name_check_sees_them():
     assert not _names_an_experiment("experiment = 'Experiment 1'; exp10 = 1\n")
 
 
-@pytest.mark.parametrize("path", _marked([p for p in FILES if p.is_relative_to(SRC)], "size"))
+@pytest.mark.parametrize("path", _params([p for p in FILES if p.is_relative_to(SRC)], "size"))
 def test_no_file_over_700_lines(path):
     n = len(path.read_text().splitlines())
     assert n <= 700, f"{_rel(path)} has {n} lines"
