@@ -346,7 +346,6 @@ def fit_head(spec: Exp3bSpec, learner: str, ds, d: int, seed: int, features: dic
 
 def run_cell(spec: Exp3bSpec, cell: Cell, progress=None) -> list[dict]:
     """The rows of one (learner, d, seed): one per ``n2`` of the learner."""
-    t0 = time.perf_counter()
     d, seed = cell.d, cell.seed
     src, head = instance(spec, d, seed)
     features, src_err, src_eta = None, math.nan, math.nan
