@@ -32,7 +32,9 @@ def optimizer(model: Model, params: dict, lr, wd, cfg: TrainConfig, steps_per_ep
         raise ValueError(f"cfg.phases names labels the model does not have: {sorted(unknown)} "
                          f"(labels: {sorted(set(labels.values()))})")
     transforms = {FROZEN: optax.set_to_zero()}
-    for label in set(labels.values()) - {FROZEN}:
+    # sorted: iterating a set of strings follows the per-process hash seed, so the traced
+    # program (and with it the persistent compilation cache's key) would change from run to run
+    for label in sorted(set(labels.values()) - {FROZEN}):
         if label in phases:
             transforms[label] = _phased(lr * lr_mult.get(label, 1.0), wd * wd_mult.get(label, 1.0), phases[label],
                                         cfg, steps_per_epoch)
