@@ -413,3 +413,25 @@ def test_git_info_outside_a_checkout(tmp_path):
     assert sweep.git_info(tmp_path) == {"revision": None, "dirty": None}
     info = sweep.git_info()
     assert info["revision"] is None or len(info["revision"]) == 40
+
+
+def test_non_finite_values_at_any_depth_are_written_as_null(tmp_path):
+    """A diverged member's row holds NaN / inf inside lists (per-epoch curves, per-level
+    qualities) and numpy arrays: the cell is still written, as strict JSON, with ``null`` there
+    and every finite value kept (this once stopped ``rbk exp4 --readout square``)."""
+    from types import SimpleNamespace
+
+    spec = SimpleNamespace(row_fields=("learner", "test_error", "curve", "quality", "arr", "diverged"))
+    store = sweep.Store(tmp_path, spec, [SimpleNamespace(id="c0")])
+    store.cells_dir.mkdir(parents=True)
+    row = {
+        "learner": "deep-joint", "test_error": np.float32("nan"), "curve": [0.5, float("inf"), np.float64(0.25)],
+        "quality": [[1.0, float("-inf")], (np.nan, 2)], "arr": np.array([1.5, np.nan]), "diverged": np.bool_(True),
+    }
+    store.write_cell("c0", [row])
+    text = store.cell_path("c0").read_text()
+    assert "NaN" not in text and "Infinity" not in text
+    (got,) = store.read_cell("c0")
+    assert got == {"learner": "deep-joint", "test_error": None, "curve": [0.5, None, 0.25],
+                   "quality": [[1.0, None], [None, 2]], "arr": [1.5, None], "diverged": True}
+    assert store.rebuild() == [got]

@@ -20,7 +20,9 @@ from rbk.sweep.study import Study
 
 
 def _clean(v):
-    """JSON-ready value: numpy scalars made Python, non-finite floats ``None``."""
+    """JSON-ready value: numpy scalars and arrays made Python, non-finite floats ``None``, at any
+    depth (a row's per-epoch curves and per-level lists included), so that a diverged member's
+    NaN or inf never stops a sweep at the write."""
     if isinstance(v, (np.bool_, bool)):
         return bool(v)
     if isinstance(v, (np.integer,)):
@@ -28,6 +30,12 @@ def _clean(v):
     if isinstance(v, (float, np.floating)):
         f = float(v)
         return f if math.isfinite(f) else None
+    if isinstance(v, np.ndarray):
+        return _clean(v.tolist())
+    if isinstance(v, (list, tuple)):
+        return [_clean(x) for x in v]
+    if isinstance(v, dict):
+        return {k: _clean(x) for k, x in v.items()}
     return v
 
 
