@@ -279,3 +279,20 @@ def test_profiles_are_valid_and_round_trip():
         assert exp3.Exp3Spec.from_config(spec.config()).config_hash() == spec.config_hash()
     q = exp3.spec("quick")
     assert len(q.ds) >= 3 and len(q.seeds) >= 3 and dataclasses.replace(q).learners[0] == "two-stage"
+
+
+def test_giant_step_cell_is_the_direct_call():
+    """The ``giant-step`` learner's cell: one row (one step size, one ridge: nothing selected),
+    equal to :func:`rbk.train.two_stage` with :func:`rbk.train.giant_step` on the same data and key."""
+    from rbk import train
+    from rbk.experiments import exp3
+
+    spec = exp3.make_spec(**{**TINY, "learners": ("giant-step",)})
+    cell = next(c for c in spec.plan() if c.id == "giant-step_d4_n60_s1")
+    rows = spec.run_cell(cell)
+    _, ds = exp3.dataset(spec, 4, 1, 60)
+    res = train.two_stage(ds, exp3._keys(1, 4)[2], train.giant_step(16))
+    (path,) = res["ridge_paths"]
+    assert len(rows) == 1 and rows[0]["eta"] == 10.0 and rows[0]["ridge"] == 1.0 and rows[0]["width"] == 16
+    assert rows[0]["test_error"] == pytest.approx(float(path["test_errors"][0]), rel=1e-9)
+    assert rows[0]["val_error"] == pytest.approx(float(path["val_errors"][0]), rel=1e-9)

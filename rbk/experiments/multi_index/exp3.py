@@ -10,6 +10,9 @@ validation and test sets are fixed per ``(d, seed)``):
 ``two-stage``  Algorithm 1 (:func:`rbk.train.two_stage`): symmetric init, one gradient step on
                the first layer with weight decay ``1/eta``, re-drawn biases, ridge read-out on
                the other half of the points; ``eta = m sqrt(d)`` for ``m`` in ``etas``.
+``giant-step`` the one giant step of Dandi et al. 2023 (:func:`rbk.train.giant_step`: Gaussian
+               init kept, ``eta = 10 sqrt(N m)``, both stages on the same N points, one absolute
+               ridge 1; nothing is selected, so no label outside N is read).
 ``2nn``        rbk's SGD training of the standard two-layer ReLU net (:func:`rbk.train.train`).
 ``ntk-2nn``, ``nngp-2nn``  the exact kernels of the same net (:func:`rbk.kernels.kernel_fn`, valid
                for Gaussian inputs), kernel ridge (:func:`rbk.kernels.fit_predict`).
@@ -143,6 +146,12 @@ def _two_stage(spec, data, key, d):
                  "base": {"width": spec.width}}
 
 
+def _giant_step(spec, data, key, d):
+    from rbk import train
+
+    return key, {"cfg": train.giant_step(spec.width), "base": {"width": spec.width}}
+
+
 def _sgd(spec, data, key, d):
     import jax.numpy as jnp
 
@@ -170,6 +179,7 @@ def _rf(spec, data, key, d):
 
 LEARNERS: dict[str, Learner] = {
     "two-stage": Learner("two-stage", "net", "ns", _two_stage, "two"),
+    "giant-step": Learner("two-stage", "net", "ns", _giant_step, "two"),
     "2nn": Learner("sgd", "net", "ns", _sgd, "two"),
     "ntk-2nn": Learner("ntk", "ntk", "kernel_ns", _kernel, "p"),
     "nngp-2nn": Learner("nngp", "nngp", "kernel_ns", _kernel, "p"),
@@ -541,7 +551,7 @@ def format_table(summary) -> str:
     return "\n".join(lines)
 
 
-_COLORS = {"two-stage": "C0", "2nn": "C2", "ntk-2nn": "C3", "nngp-2nn": "C1", "rf-2nn": "C4"}
+_COLORS = {"two-stage": "C0", "giant-step": "C5", "2nn": "C2", "ntk-2nn": "C3", "nngp-2nn": "C1", "rf-2nn": "C4"}
 
 
 def _plain_ticks(axis) -> None:
