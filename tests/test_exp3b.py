@@ -44,8 +44,10 @@ def test_tiny_profile_end_to_end(tmp_path, ds, learners):
     assert row["test_error"] == pytest.approx(ntk["test_error"], rel=1e-9)
     # the summary: seed means, n2* per (learner, d), slopes in exp3's format
     assert summary["complete"] and set(summary["slopes"]) == set(learners)
-    for s in summary["slopes"].values():
-        assert set(s) == {"slope", "ci95", "censored"} and len(s["ci95"]) == 2
+    for lr, s in summary["slopes"].items():  # the NTK's predicted slope beside its measured one (two d or more)
+        assert set(s) - {"predicted"} == {"slope", "ci95", "censored"} and len(s["ci95"]) == 2
+        assert ("predicted" in s) == (lr == "ntk-2nn" and len(ds) > 1)
+    assert set(summary["predicted"]) == {"ntk-2nn"} and set(summary["predicted"]["ntk-2nn"]) == {str(d) for d in ds}
     mean = next(r for r in summary["rows"] if (r["learner"], r["d"], r["n"]) == ("ntk-2nn", ds[-1], 8))
     seeds = [r["test_error"] for r in rows if (r["learner"], r["d"], r["n"]) == ("ntk-2nn", ds[-1], 8)]
     assert mean["test_error_mean"] == pytest.approx(np.mean(seeds), rel=1e-12)
@@ -166,3 +168,28 @@ def test_spec_round_trips_through_its_config():
     assert exp3b.Exp3bSpec.from_config(spec.config()) == spec
     assert sweep.spec_from_meta({"study": spec.study_path(), "config": spec.config(),
                                  "config_hash": spec.config_hash()}) == spec  # fmt: skip
+
+
+def test_predicted_block_is_the_seed_mean_of_each_heads_curve():
+    """``summary["predicted"]["ntk-2nn"]``: per d, the mean over seeds of rbk.theory's curve for
+    each seed's own head (their coefficients, even relative signs, differ), and ``n_star`` where
+    that mean curve crosses the head's threshold, each checked with rbk.theory called per seed."""
+    from rbk import theory
+
+    spec = exp3b.make_spec(**dict(TINY, ds=(4, 6), head_degrees=(2, 3), learners=("ntk-2nn",)))
+    pred = exp3b.predictions(spec)["ntk-2nn"]
+    kfn = kernels.kernel_fn("2nn", b_std=1.0)
+    for d in (4, 6):
+        heads = [exp3b.instance(spec, d, s)[1] for s in spec.seeds]
+        per_seed = [theory.predicted_curves(kfn, [h], [d], list(spec.n2s), spec.kernel_ridges)[str(d)] for h in heads]
+        got = pred[str(d)]
+        assert got["ns"] == per_seed[0]["ns"] and got["ns"][-1] == 10**7 and got["seeds"] == [0, 1]
+        assert got["test_error"] == pytest.approx(np.mean([c["test_error"] for c in per_seed], axis=0), rel=1e-10)
+        assert got["threshold"] == pytest.approx(0.5)
+        n = got["n_star"]
+        assert n is not None and n > 1
+        around = [theory.learning_curves(kfn, [h], [d], [0.99 * n, 1.01 * n], spec.kernel_ridges,
+                                         optimal_n_star=False)[0]["grid"]["test_error"] for h in heads]
+        lo, hi = np.mean(around, axis=0)
+        assert lo > 0.5 > hi
+    assert exp3b.predictions(exp3b.make_spec(**dict(TINY, learners=("rf-2nn",)))) == {}  # no kernel, no network

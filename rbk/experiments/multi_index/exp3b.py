@@ -29,6 +29,8 @@ features itself (they are used by no other cell). ``summarize`` gives the seed m
 (learner, ``d``, ``n2``), ``n2*`` per (learner, ``d``) at the threshold with a bootstrap CI
 (:func:`rbk.stats.n_star`) and the fitted slope of ``log n2*`` against ``log d`` per learner
 with a bootstrap CI (``slopes``; a censored ``d`` enters at its bound).
+``predicted["ntk-2nn"]`` is the exact NTK's curve predicted from its Gaussian spectrum (:func:`predictions`:
+the mean over the seeds' heads), with its ``n2*`` and slope beside the measured ones.
 
 Profiles
 --------
@@ -51,6 +53,7 @@ from rbk import sweep
 from rbk._args import add_options, integer, option, option_values, options_of, optional, validate
 from rbk._checks import check_choice, check_int, check_ints, check_list, check_real, check_reals
 from rbk.experiments.common import entry_points
+from rbk.experiments.multi_index.predicted import draw_curve, predicted_slope, seed_mean_prediction
 
 EXPERIMENT = "exp3b"
 
@@ -444,10 +447,29 @@ def summarize(spec: Exp3bSpec, rows, *, quiet: bool = False, n_boot: int = 2000)
         if errs:
             m, lo, hi = stats.t_ci(errs)
             source.append({"d": d, "n1": spec.n1(d), "test_error_mean": m, "test_error_ci95": [lo, hi]})
+    predicted = predictions(spec)
+    for lr, by_d in predicted.items():
+        s = predicted_slope(by_d, float(max(spec.head_degrees)))
+        if s is not None:  # beside the measured slope (alone if the kernel was not run)
+            slopes[lr] = dict(slopes[lr], predicted=s) if lr in slopes else dict(s, ci95=[None, None])
     return stats.jsonable({
         "experiment": EXPERIMENT, "config": spec.config(), "thresholds": {str(d): t for d, t in thresholds.items()},
-        "rows": out_rows, "n_star": nstar, "slopes": slopes, "source": source,
+        "rows": out_rows, "n_star": nstar, "slopes": slopes, "source": source, "predicted": predicted,
     })  # fmt: skip
+
+
+def predictions(spec: Exp3bSpec) -> dict:
+    """``summary["predicted"]``: the exact NTK's predicted curve against ``n2`` per ``d``, the mean
+    over the seeds' heads (:func:`.predicted.seed_mean_prediction`: each seed draws its own ``g'``),
+    on the ``n2`` grid and out to ``N = 1e7``, its ``n_star`` at the head's threshold; whenever the
+    NTK or a network learner runs (``{}`` otherwise)."""
+    from rbk import kernels
+
+    if "ntk-2nn" not in spec.learners and not any(LEARNERS[lr] == "net" for lr in spec.learners):
+        return {}
+    heads = {d: {s: instance(spec, d, s)[1] for s in spec.seeds} for d in spec.ds}
+    kfn = kernels.kernel_fn("2nn", b_std=spec.b_std)
+    return {"ntk-2nn": seed_mean_prediction(kfn, "ntk", heads, spec.n2s, spec.kernel_ridges)}
 
 
 # ---------------------------------------------------------------------- table and figures
@@ -493,10 +515,19 @@ def format_table(summary) -> str:
     lines += plots.grid_table(learners, [str(d) for d in ds], nc, corner="learner \\ d")
     lines += ["", "slope of log n2* against log d [95% bootstrap CI]"]
     for lr, s in summary["slopes"].items():
-        lo, hi = s["ci95"]
-        ci = f" [{lo:.2f}, {hi:.2f}]" if lo is not None and hi is not None else ""
-        sl = "-" if s["slope"] is None else f"{s['slope']:.2f}"
-        lines.append(f"  {lr:10s} {sl}{ci}" + ("  (censored: a d enters at its bound)" if s["censored"] else ""))
+        p = s if s.get("basis") == "predicted" else s.get("predicted")
+        if s.get("basis") != "predicted":
+            lo, hi = s["ci95"]
+            ci = f" [{lo:.2f}, {hi:.2f}]" if lo is not None and hi is not None else ""
+            sl = "-" if s["slope"] is None else f"{s['slope']:.2f}"
+            lines.append(f"  {lr:10s} {sl}{ci}" + ("  (censored: a d enters at its bound)" if s["censored"] else ""))
+        if p is not None:
+            lines.append(f"  {lr:10s} {p['slope']:.2f}  predicted from the spectrum (d = "
+                         f"{', '.join(str(d) for d in p['x'])}; theory {p['theory']:g})")
+    pred = summary.get("predicted", {})
+    for lr, by_d in pred.items():
+        lines.append(f"  {lr} predicted n2* (seed mean of the heads' curves): " + ", ".join(
+            f"d={d}: " + ("> 1e9" if v["n_star"] is None else f"{v['n_star']:,.0f}") for d, v in by_d.items()))
     return "\n".join(lines)
 
 
@@ -522,6 +553,9 @@ def plot(summary, out_dir) -> list:
             ax.plot(n, [r["test_error_mean"] for r in rs], ls=ls, marker=mk, color=col, label=lr, ms=4)
             ax.fill_between(n, [r["test_error_min"] for r in rs], [r["test_error_max"] for r in rs], color=col,
                             alpha=0.12, lw=0)  # the seeds' range
+        for lr, by_d in summary.get("predicted", {}).items():
+            if str(d) in by_d:  # the spectrum's prediction, dashed, over the measured n2 range
+                draw_curve(ax, by_d[str(d)], _STYLE.get(lr, ("k",))[0], max(r["n"] for r in summary["rows"]))
         ax.axhline(thr[d], color="k", lw=0.8, ls="-.")
         ax.set_xscale("log")
         ax.set_yscale("log")
@@ -529,7 +563,8 @@ def plot(summary, out_dir) -> list:
         ax.set_xlabel("n2 (samples of the new head)")
     axes[0][0].set_ylabel("test error / E[g'^2]")
     axes[0][0].legend(fontsize=8)
-    fig.suptitle("Transfer to a new head g'(Ux): learned features vs kernels (band: seeds' range; dash-dot: threshold)")
+    fig.suptitle("Transfer to a new head g'(Ux): learned features vs kernels (band: seeds' range; dash-dot: "
+                 "threshold; dashed: predicted from the spectrum)", fontsize=9)
     paths = list(plots.save(fig, out_dir, "exp3b_curves"))
 
     fig, ax = plt.subplots(figsize=(5.2, 4.0))

@@ -29,6 +29,41 @@ def kernel_predictions(names: dict, ds, ns, ridges, target_of_d, *, W_std: float
             for lr, get in names.items()}  # fmt: skip
 
 
+def seed_mean_prediction(kfn, get: str, heads: dict, ns, ridges, *, curve_max: float = CURVE_MAX) -> dict:
+    """``{str(d): {"n_star", "ns", "test_error", "threshold", "seeds", "precision"}}``: the seed mean
+    of the predicted curves of kernel ridge with ``kfn`` (its ``get`` kernel) on one target per
+    seed, ``heads = {d: {seed: Target}}``, and ``n_star`` the first crossing of that mean curve.
+
+    For targets whose power per eigenfunction depends on the seed (Experiment 3b's new head: its
+    Gaussian coefficients, even their relative signs, are drawn per seed, and the cross terms of
+    its Hermite degrees on the kernel's radial eigenfunctions follow them). The spectrum is
+    computed once per ``d`` (:func:`rbk.theory.gaussian_spectrum`, default precision); each
+    seed's exact power (:func:`rbk.theory.harmonic_power`) gives its best-of-``ridges`` curve
+    (:func:`rbk.theory.grid_curve`: the ridge chosen per seed, as the measurement does).
+    """
+    from rbk import theory
+
+    grid = theory.curve_grid(ns, curve_max)
+    out = {}
+    for d, by_seed in sorted(heads.items()):
+        targets = [by_seed[s] for s in sorted(by_seed)]
+        thr = {round(float(t.threshold), 12) for t in targets}
+        if len(thr) != 1:
+            raise ValueError(f"the targets at d = {d} have different thresholds {sorted(thr)}")
+        degree = max(int(max(t.info.get("readout_degrees", [t.info.get("p", 0)]))) for t in targets)
+        spec = theory.gaussian_spectrum(kfn, int(d), get, max_degree=max(24, degree))
+        powers = [theory.harmonic_power(t, spec) for t in targets]
+
+        def curve(n, spec=spec, powers=powers):
+            return np.mean([theory.grid_curve(spec, pw, n, ridges)["test_error"] for pw in powers], axis=0)
+
+        threshold = thr.pop()
+        out[str(d)] = {"n_star": theory.n_star(curve, threshold), "ns": [int(n) for n in grid],
+                       "test_error": [float(e) for e in np.atleast_1d(curve(np.asarray(grid, float)))],
+                       "threshold": threshold, "seeds": sorted(by_seed), "precision": spec.precision()}
+    return out
+
+
 def predicted_slope(by_d: dict, theory_exponent: float) -> dict | None:
     """The least-squares slope of ``log n*`` on ``log d`` over the predicted ``n*`` (``None`` when
     fewer than two ``d`` cross by the search bound)."""
