@@ -135,6 +135,27 @@ def test_out_that_is_a_file_is_an_error_and_the_file_is_kept(tmp_path, capsys, n
     assert f.read_text() == "mine"
 
 
+@pytest.mark.parametrize("exp", ["exp1", "exp3", "exp4"])
+def test_out_that_is_someone_elses_directory_is_refused_and_left_alone(tmp_path, capsys, no_compute, exp):
+    """--out at an existing, non-empty directory that is not an rbk results directory: exit 2,
+    one line naming --out and the files in the way, nothing written there (dry run too)."""
+    d = tmp_path / "thesis"
+    d.mkdir()
+    (d / "chapter1.tex").write_text("mine")
+    (d / "figs").mkdir()
+    before = sorted(p.relative_to(d) for p in d.rglob("*"))
+    args = {"exp1": [*KERNELS, *TINY], "exp3": ["--cpu-devices", "1"], "exp4": ["--cpu-devices", "1"]}[exp]
+    for extra in ([], ["--dry-run"]):
+        code, _, err = _main([exp, "--out", str(d), *args, *extra], capsys)
+        line = _one_error_line(err)
+        assert code == 2 and "--out" in line and "chapter1.tex" in line and "figs/" in line and "Traceback" not in err
+    assert sorted(p.relative_to(d) for p in d.rglob("*")) == before and (d / "chapter1.tex").read_text() == "mine"
+    (d / "chapter1.tex").unlink()
+    (d / "figs").rmdir()  # the same directory, empty: accepted (the dry run writes nothing)
+    code, _, _ = _main([exp, "--out", str(d), *args, "--dry-run"], capsys)
+    assert code == 0 and not any(d.iterdir())
+
+
 def test_out_under_a_file_is_an_error(tmp_path, capsys, no_compute):
     f = tmp_path / "notes.txt"
     f.write_text("mine")

@@ -238,7 +238,19 @@ def check_out_dir(out_dir) -> Path:
         raise SweepInputError(f"--out {p} cannot be created: {parent} is a file, not a directory")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise SweepInputError(f"--out {p}: {parent} is not writable; give a directory you can write to")
+    if p.is_dir() and not is_results_dir(p):
+        theirs = sorted(e.name + ("/" if e.is_dir() else "") for e in p.iterdir())
+        if theirs:  # an existing directory of someone else's files: rbk would write among them
+            shown = ", ".join(theirs[:5]) + (f" and {len(theirs) - 5} more" if len(theirs) > 5 else "")
+            raise SweepInputError(f"--out {p} is a directory with files that are not rbk results ({shown}); "
+                                  "nothing was written: give a new or empty directory, or an rbk results directory")
     return p
+
+
+def is_results_dir(path) -> bool:
+    """``path`` holds an rbk run: its ``meta.json``, or the ``cells/`` and lock a run creates first."""
+    p = Path(path)
+    return (p / "meta.json").is_file() or (p / "cells").is_dir() or (p / ".lock").is_file()
 
 
 def read_meta(out_dir) -> dict:
