@@ -14,7 +14,7 @@ here, so ``from rbk import sweep; sweep.run(...)`` is the way to use them)::
     cost        the machine a run plans for: device_memory_bytes
     provenance  versions, device_info, git_info
     store       Store (atomic cells, lock, tables), meta.json (load_meta_file, read_meta,
-                spec_from_meta, study_class), load_rows, check_out_dir, atomic_write
+                spec_from_meta, study_class), load_rows, check_out_dir, is_results_dir, atomic_write
     driver      run, run_cell, SweepResult, waiting for the other processes
 
 Rows
@@ -56,7 +56,7 @@ from rbk.sweep.planner import PlannedCell, check_plan
 from rbk.sweep.cost import device_memory_bytes
 from rbk.sweep.provenance import device_info, git_info, versions
 from rbk.sweep.store import (
-    Store, atomic_write, check_out_dir, load_meta_file, load_rows, read_meta, spec_from_meta, study_class,
+    Store, atomic_write, check_out_dir, is_results_dir, load_meta_file, load_rows, read_meta, spec_from_meta, study_class,
 )  # fmt: skip
 from rbk.sweep.driver import SweepResult, run, run_cell
 
@@ -76,6 +76,7 @@ __all__ = [
     "Store",
     "atomic_write",
     "check_out_dir",
+    "is_results_dir",
     "load_meta_file",
     "read_meta",
     "spec_from_meta",
