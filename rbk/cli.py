@@ -96,6 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
                         description="Re-summarise and re-plot a results directory (any finished cells).")
     p3.add_argument("--out", type=_dir, required=True, help="results directory (holding meta.json)")
     p3.add_argument("--no-plot", action="store_true", help="only summary.json and the table")
+    p3.add_argument("--allow-incomplete", action="store_true",
+                    help="summarise the readable cells even if some cell files are corrupt (listed on stderr)")
     return parser
 
 
@@ -207,10 +209,24 @@ def _plot(parser, args) -> int:
     if not (args.out / "meta.json").exists():
         parser.error(f"--out {args.out} is not an rbk results directory (no meta.json)")
     try:
+        spec = sweep.spec_from_meta(sweep.read_meta(args.out))
+        store = sweep.Store(args.out, spec, spec.plan())
+        bad = [(store.cell_path(c.id), why) for c in store.cells if (why := store.cell_problem(c.id))]
+        for path, why in bad:  # every cell that could not be read, before anything is rewritten
+            print(f"rbk plot: cell {path} {why}", file=sys.stderr)
+        if bad and not args.allow_incomplete:
+            print(f"rbk plot: error: {len(bad)} of {len(store.cells)} cells could not be read (listed above); "
+                  "nothing was rewritten: rerun the experiment's command to recompute them, or pass "
+                  "--allow-incomplete to summarise the others", file=sys.stderr)
+            return 1
         summary = experiments.finalize(args.out, plot=not args.no_plot)
     except sweep.SweepInputError as e:
         print(f"rbk plot: error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # e.g. the directory is not writable: one line, no traceback
+        print(f"rbk plot: error: cannot write the summary or figures in {args.out}: "
+              f"{getattr(e, 'strerror', None) or e} ({getattr(e, 'filename', None) or args.out})", file=sys.stderr)
+        return 1
     if summary is None:
         return 1
     print(experiments.format_table(sweep.read_meta(args.out)["config"]["experiment"], summary))

@@ -271,6 +271,36 @@ def test_plot_rebuilds_a_truncated_table_and_counts_missing_cells(finished, tmp_
     assert json.loads((out / "summary.json").read_text())["cells"] == {"done": 7, "total": 8}
 
 
+def test_plot_names_every_corrupt_cell_and_exits_non_zero_unless_allowed(finished, tmp_path, capsys):
+    out = _copy(finished, tmp_path)
+    cells = sorted((out / "cells").glob("*.jsonl"))
+    cells[0].write_text(cells[0].read_text()[:40])  # cut mid-line
+    lines = cells[1].read_text().splitlines()
+    cells[1].write_text("\n".join(lines[:-1]) + "\n")  # no completion line
+    cells[2].write_text("\n".join(lines[:1] + lines[-1:]).replace(cells[1].stem, cells[2].stem) + "\n")  # count off
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    code, text, err = _main(["plot", "--out", str(out), "--no-plot"], capsys)
+    assert code == 1 and "Traceback" not in err and text == ""
+    for c, why in ((cells[0], "not valid JSON"), (cells[1], "no completion line"), (cells[2], "counts 2 rows")):
+        assert any(str(c) in ln and why in ln for ln in err.splitlines()), (c, err)
+    assert "3 of 8 cells could not be read" in err and "--allow-incomplete" in err
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before  # nothing rewritten
+    code, text, err = _main(["plot", "--out", str(out), "--no-plot", "--allow-incomplete"], capsys)
+    assert code == 0 and "3 of 8 cells missing" in text and str(cells[0]) in err
+    assert json.loads((out / "summary.json").read_text())["cells"] == {"done": 5, "total": 8}
+
+
+def test_plot_with_an_unwritable_output_is_one_line(finished, tmp_path, capsys):
+    """An output rbk cannot write (here summary.json is a directory: even root cannot write it
+    as a file) gives one line naming the path, exit 1, no traceback."""
+    out = _copy(finished, tmp_path)
+    (out / "summary.json").unlink()
+    (out / "summary.json").mkdir()
+    code, _, err = _main(["plot", "--out", str(out), "--no-plot"], capsys)
+    line = _one_error_line(err)
+    assert code == 1 and "cannot write" in line and "summary.json" in line
+
+
 # --------------------------------------------------------------------------------------------
 # the library: d, splits, symmetry, non-finite data
 # --------------------------------------------------------------------------------------------

@@ -153,18 +153,35 @@ class Store:
 
     def read_cell(self, cell_id: str) -> list[dict] | None:
         """The rows of a finished cell, ``None`` if it is missing or incomplete."""
+        rows, _ = self._read_cell(cell_id)
+        return rows
+
+    def cell_problem(self, cell_id: str) -> str | None:
+        """Why a cell file that exists cannot be read as a finished cell (``None``: it reads, or
+        there is no file: the cell has not run)."""
+        return self._read_cell(cell_id)[1]
+
+    def _read_cell(self, cell_id: str) -> tuple[list[dict] | None, str | None]:
         p = self.cell_path(cell_id)
         try:
             lines = p.read_text().splitlines()
-        except OSError:
-            return None
-        try:
-            recs = [json.loads(line) for line in lines if line.strip()]
-        except json.JSONDecodeError:
-            return None
-        if not recs or recs[-1].get("_complete") != cell_id or recs[-1].get("rows") != len(recs) - 1:
-            return None
-        return recs[:-1]
+        except FileNotFoundError:
+            return None, None
+        except (OSError, UnicodeDecodeError) as e:
+            return None, f"cannot be read ({getattr(e, 'strerror', None) or e})"
+        recs = []
+        for i, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                recs.append(json.loads(line))
+            except json.JSONDecodeError as e:
+                return None, f"line {i} is not valid JSON ({e.msg}): corrupt or cut short"
+        if not recs or not isinstance(recs[-1], dict) or recs[-1].get("_complete") != cell_id:
+            return None, "has no completion line for this cell: cut short or not written by rbk"
+        if recs[-1].get("rows") != len(recs) - 1:
+            return None, f"its completion line counts {recs[-1].get('rows')} rows, the file holds {len(recs) - 1}"
+        return recs[:-1], None
 
     def done(self) -> set[str]:
         return {c.id for c in self.cells if self.read_cell(c.id) is not None}
