@@ -166,6 +166,23 @@ def test_tiny_profile_end_to_end_and_resume(tmp_path, monkeypatch):
     assert s2["rows"] == s["rows"]
 
 
+def test_a_diverging_member_is_recorded_and_the_sweep_finishes(tmp_path, monkeypatch):
+    """A learning rate that blows up (NaN/inf inside the per-epoch curve and the per-level feature
+    quality): the sweep completes, that member's row says diverged with nulls, the other member
+    of the same call is finite, the summary is strict JSON."""
+    monkeypatch.setitem(exp4.PROFILES, "tiny", {**TINY, "ns": (60,), "seeds": (0,), "lrs": (3e-3, 1e6),
+                                                 "learners": ("deep-joint",)})
+    out = tmp_path / "exp4"
+    s = exp4.run(out, "tiny", quiet=True, plot=False)
+    assert s["complete"]
+    rows = {r["lr"]: r for r in map(json.loads, (out / "results.jsonl").read_text().splitlines())}
+    bad, good = rows[1e6], rows[3e-3]
+    assert bad["diverged"] is True and bad["test_error"] is None
+    assert None in bad["test_over_training"] and None in sum(bad["feature_quality"], [])
+    assert good["diverged"] is False and math.isfinite(good["test_error"])
+    json.loads((out / "summary.json").read_text(), parse_constant=lambda c: pytest.fail(f"{c} in summary.json"))
+
+
 @pytest.mark.slow
 def test_tiny_profile_both_regimes_end_to_end(tmp_path, monkeypatch):
     monkeypatch.setitem(exp4.PROFILES, "tiny", TINY)
