@@ -168,8 +168,9 @@ def test_every_studys_learner_is_a_registered_learner_of_its_kind():
     offered = [(name, cc.parse_learner(name)[0], cc.learner(name)) for name in cc.LEARNERS]
     offered += [(name, lr.kind, learners.get(lr.shared)) for reg in (exp3.LEARNERS, hier.LEARNERS)
                 for name, lr in reg.items()]  # fmt: skip
-    assert len(offered) == len(cc.LEARNERS) + 5 + 6
+    assert len(offered) == len(cc.LEARNERS) + 6 + 6  # exp3: two-stage, giant-step, 2nn, ntk, nngp, rf
     for name, kind, shared in offered:
         assert shared.kind in fits[kind], (name, kind, shared.name)
     assert cc.learner("ntk-3resnet") is learners.LEARNERS["ntk"] and cc.learner("3nn") is learners.LEARNERS["sgd"]
     assert hier.LEARNERS["deep-progressive"].shared == "deep-progressive" and exp3.LEARNERS["2nn"].shared == "sgd"
+    assert exp3.LEARNERS["giant-step"].shared == "two-stage"
