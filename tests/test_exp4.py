@@ -166,6 +166,30 @@ def test_tiny_profile_end_to_end_and_resume(tmp_path, monkeypatch):
     assert s2["rows"] == s["rows"]
 
 
+def test_summary_leaves_out_a_seed_whose_every_member_diverged():
+    """A seed whose learning rates all diverged (its selected row: diverged, nulls in the feature
+    quality, as the store writes them) drops out of the feature-quality statistics instead of
+    stopping the summary (it did, on `rbk exp4 --profile quick --readout square`)."""
+    spec = exp4.make_spec(**{**TINY, "lrs": (1e-3, 3e-3), "ridges": (1e-3, 1e-1)})
+    rows = _rows(spec, np.random.default_rng(0))
+    n = max(spec.ns)
+    for r in rows:
+        if r["learner"] == "deep-joint" and r["n"] == n and r["seed"] == 0:
+            r.update(diverged=True, val_error=None, test_error=None,
+                     feature_quality=[[None] * spec.levels for _ in r["feature_quality"]])
+    s = exp4.summarize(spec, rows)
+    fq = next(f for f in s["feature_quality"] if f["level"] == 2)
+    best = {}
+    for r in rows:
+        if r["learner"] == "deep-joint" and r["n"] == n and r["seed"] != 0:
+            if r["seed"] not in best or r["val_error"] < best[r["seed"]]["val_error"]:
+                best[r["seed"]] = r
+    assert fq["joint"]["mean"] == pytest.approx(np.mean([b["feature_quality"][-1][1] for b in best.values()]))
+    from rbk import stats
+
+    json.dumps(stats.jsonable(s), allow_nan=False)  # as summary.json is written
+
+
 def test_a_diverging_member_is_recorded_and_the_sweep_finishes(tmp_path, monkeypatch):
     """A learning rate that blows up (NaN/inf inside the per-epoch curve and the per-level feature
     quality): the sweep completes, that member's row says diverged with nulls, the other member

@@ -110,9 +110,14 @@ def predictions(spec: Exp4Spec) -> dict:
     return out
 
 
+def _has_quality(row: dict) -> bool:
+    """A selected row with a feature quality to summarise (a diverged member's is null inside)."""
+    return row.get("feature_quality") is not None and not row.get("diverged")
+
+
 def _quality_curves(cell: dict) -> tuple[list, np.ndarray]:
     """``(record_epochs, (seeds, R, levels) array)`` of one (learner, N)'s selected rows."""
-    seeds = sorted(s for s in cell if cell[s].get("feature_quality") is not None)
+    seeds = sorted(s for s in cell if _has_quality(cell[s]))
     if not seeds:
         return [], np.zeros((0, 0, 0))
     return list(cell[seeds[0]]["record_epochs"]), np.array([cell[s]["feature_quality"] for s in seeds], dtype=float)
@@ -127,7 +132,7 @@ def _feature_quality(spec: Exp4Spec, by: dict, n: int) -> list[dict]:
 
         def end(cell):
             return {s: float(r["feature_quality"][-1][lvl - 1]) for s, r in cell.items()
-                    if r.get("feature_quality") is not None}  # fmt: skip
+                    if _has_quality(r)}  # fmt: skip
 
         entry = {"level": lvl, "n": n, "joint": _ci(end(joint).values()), "layerwise": _ci(end(layer).values()),
                  "joint_minus_layerwise": _paired(end(joint), end(layer))}  # fmt: skip
