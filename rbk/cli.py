@@ -209,7 +209,8 @@ def _plot(parser, args) -> int:
     if not (args.out / "meta.json").exists():
         parser.error(f"--out {args.out} is not an rbk results directory (no meta.json)")
     try:
-        spec = sweep.spec_from_meta(sweep.read_meta(args.out))
+        meta = sweep.read_meta(args.out)
+        spec = sweep.spec_from_meta(meta)
         store = sweep.Store(args.out, spec, spec.plan())
         bad = [(store.cell_path(c.id), why) for c in store.cells if (why := store.cell_problem(c.id))]
         for path, why in bad:  # every cell that could not be read, before anything is rewritten
@@ -229,7 +230,7 @@ def _plot(parser, args) -> int:
         return 1
     if summary is None:
         return 1
-    print(experiments.format_table(sweep.read_meta(args.out)["config"]["experiment"], summary))
+    print(experiments.format_table(meta["config"]["experiment"], summary))
     return 0
 
 

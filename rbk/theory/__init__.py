@@ -33,7 +33,7 @@ from rbk.theory.cube import (
     walsh_power_exact,
     walsh_power_monte_carlo,
 )
-from rbk.theory.gaussian import chi_rule, gaussian_spectrum, learning_curves, predicted_curves
+from rbk.theory.gaussian import chi_rule, default_max_degree, gaussian_spectrum, learning_curves, predicted_curves
 from rbk.theory.solver import (
     N_MAX,
     OPTIMAL_RIDGE_RANGE,
@@ -68,7 +68,7 @@ __all__ = [
     "EXACT_MAX_D", "VALUE_ULPS", "Spectrum", "all_cube_points", "cube_points", "degree_transform", "evaluate_target",
     "kernel_spectrum", "krawtchouk", "paper_power", "predict_learners", "spectral_learners", "spectrum_from_values", "target_power",
     "transform_weights", "walsh_hadamard", "walsh_power_exact", "walsh_power_monte_carlo", "chi_rule",
-    "gaussian_spectrum", "learning_curves", "predicted_curves", "N_MAX", "OPTIMAL_RIDGE_RANGE", "Eigensystem", "curve_grid", "grid_curve",
+    "gaussian_spectrum", "default_max_degree", "learning_curves", "predicted_curves", "N_MAX", "OPTIMAL_RIDGE_RANGE", "Eigensystem", "curve_grid", "grid_curve",
     "n_star", "optimal_curve", "predict", "HarmonicSpectrum", "angle_rule", "check_rotation_invariant",
     "fischer_decomposition", "gegenbauer", "harmonic_dimension", "harmonic_power", "power_matrices", "sphere_moment",
     "sphere_spectrum", "target_polynomial",

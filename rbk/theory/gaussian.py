@@ -168,8 +168,7 @@ def learning_curves(
             raise ValueError(f"targets for d = {d} must have target.d == {d}, got {getattr(target, 'd', None)!r}")
     out = []
     for d, target in zip(ds, chosen):
-        p = int(max(target.info.get("readout_degrees", [target.info.get("p", 0)])))
-        L = max(24, p) if max_degree is None else max_degree
+        L = default_max_degree(target) if max_degree is None else max_degree
         if distribution == "gaussian":
             spec = gaussian_spectrum(kfn, d, get, max_degree=L, radial_nodes=radial_nodes, angle_nodes=angle_nodes)
         else:
@@ -192,6 +191,11 @@ def learning_curves(
                 row["n_star_by_threshold"] = {k: n_star(curve, v, n_max=n_max) for k, v in levels.items()}
         out.append(row)
     return out
+
+
+def default_max_degree(target) -> int:
+    """The harmonic degrees kept by default for ``target``: ``max(24, its polynomial degree)``."""
+    return max(24, int(max(target.info.get("readout_degrees", [target.info.get("p", 0)]))))
 
 
 def predicted_curves(kfn: Callable, targets, ds: Sequence[int], ns, ridges: Sequence[float], *, get: str = "ntk",

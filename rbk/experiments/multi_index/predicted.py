@@ -50,8 +50,7 @@ def seed_mean_prediction(kfn, get: str, heads: dict, ns, ridges, *, curve_max: f
         thr = {round(float(t.threshold), 12) for t in targets}
         if len(thr) != 1:
             raise ValueError(f"the targets at d = {d} have different thresholds {sorted(thr)}")
-        degree = max(int(max(t.info.get("readout_degrees", [t.info.get("p", 0)]))) for t in targets)
-        spec = theory.gaussian_spectrum(kfn, int(d), get, max_degree=max(24, degree))
+        spec = theory.gaussian_spectrum(kfn, int(d), get, max_degree=max(map(theory.default_max_degree, targets)))
         powers = [theory.harmonic_power(t, spec) for t in targets]
 
         def curve(n, spec=spec, powers=powers):
