@@ -167,15 +167,18 @@ def test_console_script_and_experiments_import_from_any_folder(tmp_path):
     cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "rbk.cli"]
     r = subprocess.run(cmd + ["exp1", "--help"], cwd=tmp_path, capture_output=True, text=True, env=_env())
     assert r.returncode == 0 and "--profile" in r.stdout
-    code = ("from rbk.experiments import exp1 as e1, exp2 as e2;"
-            "print(e1.PROFILES['quick']['ns'], e2.PROFILES['quick']['alphas'], e1.spec('quick').config_hash())")  # fmt: skip
-    r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, env=_env())
+    # one fresh process (from the same folder) imports the experiments and runs a script's dry run
+    script = Path(__file__).resolve().parents[1] / "experiments" / "exp2_alpha_beta.py"
+    code = ("import runpy, sys;"
+            "from rbk.experiments import exp1 as e1, exp2 as e2;"
+            "print(e1.PROFILES['quick']['ns'], e2.PROFILES['quick']['alphas'], e1.spec('quick').config_hash());"
+            "sys.argv = [sys.argv[1], '--dry-run', '--profile', 'paper'];"
+            "runpy.run_path(sys.argv[0], run_name='__main__')")  # fmt: skip
+    r = subprocess.run([sys.executable, "-c", code, str(script)], cwd=tmp_path, capture_output=True, text=True,
+                       env=_env())  # fmt: skip
     assert r.returncode == 0, r.stderr
     assert "(1000, 3000, 10000)" in r.stdout and "(0.1, 0.3, 0.6, 0.9)" in r.stdout
-    script = Path(__file__).resolve().parents[1] / "experiments" / "exp2_alpha_beta.py"
-    r = subprocess.run([sys.executable, str(script), "--dry-run", "--profile", "paper"],
-                       cwd=tmp_path, capture_output=True, text=True, env=_env())  # fmt: skip
-    assert r.returncode == 0 and "FLOPs" in r.stdout, r.stderr
+    assert "FLOPs" in r.stdout, r.stderr
 
 
 def test_no_generic_top_level_module_is_installed():

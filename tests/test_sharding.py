@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -24,39 +25,14 @@ from rbk.train import devices_used as _devices_used
 SPEC = dict(learners=("2nn",), ns=(100,), seeds=(0, 1, 2), d=8, k=2, g_degree=2, widths=(8,), epochs=2,
             lrs=(0.05, 0.02), wds=(0.0,), n_val=50, n_test=60)  # fmt: skip
 
-_CHILD = textwrap.dedent(
-    """
-    import json, sys
-    import jax
-    from rbk import sweep
-    from rbk.experiments import concept_class
-    spec = concept_class.make_spec("exp1", **json.loads(sys.argv[1]))
-    res = sweep.run(spec, sys.argv[2], quiet=True)
-    print(json.dumps({"devices": len(jax.local_devices()),
-                      "rows": [[r["seed"], r["lr"], r["train_error"], r["val_error"], r["test_error"]] for r in res.rows]}))
-    """
-)
-
-
-def _child_sweep(out, devices: int) -> dict:
-    """The sweep of ``SPEC`` in a subprocess on ``devices`` CPU devices (whatever this process runs on)."""
-    env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}", JAX_PLATFORMS="cpu")
-    env.pop("JAX_NUM_CPU_DEVICES", None)
-    child = subprocess.run([sys.executable, "-c", _CHILD, json.dumps(SPEC), str(out)], capture_output=True, text=True,
-                           env=env, timeout=600)  # fmt: skip
-    assert child.returncode == 0, child.stderr[-3000:]
-    got = json.loads(child.stdout.strip().splitlines()[-1])
-    assert got["devices"] == devices
-    return got
-
-
-def test_four_devices_match_one(tmp_path):
-    got, one = _child_sweep(tmp_path / "four", 4), _child_sweep(tmp_path / "one", 1)
-    a, b = np.array(one["rows"]), np.array(got["rows"])
+def test_four_devices_match_one(children):
+    one, four = children["one"], children["four"]
+    assert (one["devices"], four["devices"]) == (1, 4)
+    a, b = np.array(one["sweep"]), np.array(four["sweep"])
     assert a.shape == b.shape == (6, 5)
     np.testing.assert_array_equal(a[:, :2], b[:, :2])
     np.testing.assert_allclose(b[:, 2:], a[:, 2:], rtol=1e-5)
-    meta = json.loads((tmp_path / "four" / "meta.json").read_text())
+    meta = json.loads((Path(four["out"]) / "meta.json").read_text())
     assert meta["device"]["local_device_count"] == 4 and len(meta["device"]["devices"]) == 4
 
 
@@ -117,19 +93,31 @@ def test_two_processes_with_jax_distributed_split_the_cells(tmp_path):
         np.testing.assert_allclose([b["train_error"], b["test_error"]], [a["train_error"], a["test_error"]], rtol=1e-5)
 
 
-_TRAIN = textwrap.dedent(
+_CHILD = textwrap.dedent(
     """
-    import json, sys
+    import json, sys, warnings
     import jax
     from rbk import models, targets, train
-    if sys.argv[1] != "-":
-        got = train.configure_cpu_devices(int(sys.argv[1]))
-        assert got == int(sys.argv[1]), got
-    out = {"devices": len(jax.local_devices())}
-    for seeds, lrs in json.loads(sys.argv[2]):
+    job = json.loads(sys.argv[1])
+    if job["configure"] is not None:
+        got = train.configure_cpu_devices(job["configure"])
+        assert got == job["configure"], got
+    out = {"devices": len(jax.local_devices()), "out": job["sweep_out"]}
+    if job["sweep_out"] is not None:  # the sweep cell of SPEC
+        from rbk import sweep
+        from rbk.experiments import concept_class
+        res = sweep.run(concept_class.make_spec("exp1", **job["spec"]), job["sweep_out"], quiet=True)
+        out["sweep"] = [[r["seed"], r["lr"], r["train_error"], r["val_error"], r["test_error"]] for r in res.rows]
+    for seeds, lrs in job["calls"]:  # direct train calls
         r = train.fit(models.get_model("3resnet", 16, 8, 2), targets.paper_instance(8, 2, 2), 100, seeds, lrs,
                       [0.0], train.config(epochs=2), n_val=50, n_test=50, return_params=True)
         out[f"{len(seeds)}x{len(lrs)}"] = [r.errors["test"].tolist(), r.epoch_loss.tolist(), r.params["U"].tolist()]
+    if job["late_configure"]:  # JAX has started: configure_cpu_devices must warn and change nothing
+        have = len(jax.devices("cpu"))
+        with warnings.catch_warnings(record=True) as w:
+            warnings.simplefilter("always")
+            got = train.configure_cpu_devices(have + 3)
+        out["late_configure"] = [got, have, len(jax.devices("cpu")), [str(x.message) for x in w]]
     print(json.dumps(out))
     """
 )
@@ -139,26 +127,52 @@ CALLS = [[[0, 1, 2], [0.05, 0.02]], [[0, 1, 2, 3, 4, 5, 6], [0.05]], [[0, 1], [0
 SMALL_CALLS = {"one": CALLS[:3], "four": CALLS[:2], "two": CALLS[2:3]}
 
 
-def _children_train(*runs):
-    """``_TRAIN`` in one subprocess per ``(arg, env, calls)``, all started at once (they are independent)."""
-    procs = [subprocess.Popen([sys.executable, "-c", _TRAIN, arg, json.dumps(calls)], stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True, env=env) for arg, env, calls in runs]  # fmt: skip
-    outs = [p.communicate(timeout=600) for p in procs]
-    for p, (_, err) in zip(procs, outs):
-        assert p.returncode == 0, err[-3000:]
-    return [json.loads(out.strip().splitlines()[-1]) for out, _ in outs]
+def _job(calls, *, configure=None, sweep_out=None, late_configure=False) -> str:
+    return json.dumps({"calls": calls, "configure": configure, "sweep_out": None if sweep_out is None else str(sweep_out),
+                       "spec": SPEC, "late_configure": late_configure})  # fmt: skip
 
 
-def _check_device_splits(calls):
+def _base_env() -> dict:
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    env.pop("XLA_FLAGS", None)
+    env.pop("JAX_NUM_CPU_DEVICES", None)
+    return env
+
+
+def _children(jobs: dict) -> dict:
+    """``_CHILD`` in one fresh subprocess per ``name: (job, env)``, all started at once (they are independent)."""
+    procs = {name: subprocess.Popen([sys.executable, "-c", _CHILD, job], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                    text=True, env=env) for name, (job, env) in jobs.items()}  # fmt: skip
+    outs = {name: p.communicate(timeout=600) for name, p in procs.items()}
+    for name, p in procs.items():
+        assert p.returncode == 0, outs[name][1][-3000:]
+    return {name: json.loads(out.strip().splitlines()[-1]) for name, (out, _) in outs.items()}
+
+
+def _split_jobs(calls, tmp=None) -> dict:
     """One, four (forced host devices) and two (``configure_cpu_devices``, as the rbk command
-    does) CPU devices, with ``calls[name]`` as that process's ``train`` calls: each call that two
-    processes share gives the same bits."""
-    base = dict(os.environ, JAX_PLATFORMS="cpu")
-    base.pop("XLA_FLAGS", None)
-    base.pop("JAX_NUM_CPU_DEVICES", None)
-    one, four, two = _children_train(("-", base, calls["one"]),
-                                     ("-", dict(base, XLA_FLAGS="--xla_force_host_platform_device_count=4"), calls["four"]),
-                                     ("2", base, calls["two"]))  # fmt: skip
+    does) CPU devices, with ``calls[name]`` as that process's ``train`` calls; with ``tmp``, the
+    one- and four-device processes also run the sweep of ``SPEC`` there and the one-device
+    process ends by calling ``configure_cpu_devices`` after JAX has started."""
+    base = _base_env()
+    four_env = dict(base, XLA_FLAGS="--xla_force_host_platform_device_count=4")
+    return {"one": (_job(calls["one"], sweep_out=tmp and tmp / "one", late_configure=tmp is not None), base),
+            "four": (_job(calls["four"], sweep_out=tmp and tmp / "four"), four_env),
+            "two": (_job(calls["two"], configure=2), base)}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def children(tmp_path_factory):
+    """The default lane's three processes, started once for every test of this file that reads them."""
+    return _children(_split_jobs(SMALL_CALLS, tmp_path_factory.mktemp("sweeps")))
+
+
+_NOT_CALLS = ("devices", "out", "sweep", "late_configure")  # a child's other outputs
+
+
+def _check_device_splits(got):
+    """Each ``train`` call that two of the processes ``got`` share gives the same bits."""
+    one, four, two = got["one"], got["four"], got["two"]
     assert (one["devices"], four["devices"], two["devices"]) == (1, 4, 2)
     names = [f"{len(seeds)}x{len(lrs)}" for seeds, lrs in CALLS]
     for other in (four, two):
@@ -173,17 +187,17 @@ def _check_device_splits(calls):
 @pytest.mark.slow
 def test_cpu_device_splits_give_each_member_the_same_bits():
     # 6 members on 4 devices: 3 devices, 2 each; 7 on 4: padded to 8; 2 on 2: one each; 1: one device
-    _, four, two = _check_device_splits({"one": CALLS, "four": CALLS, "two": CALLS})
+    _, four, two = _check_device_splits(_children(_split_jobs({"one": CALLS, "four": CALLS, "two": CALLS})))
     names = [f"{len(seeds)}x{len(lrs)}" for seeds, lrs in CALLS]
     assert all(name in four and name in two for name in names)
 
 
-def test_cpu_device_splits_give_each_member_the_same_bits_small():
+def test_cpu_device_splits_give_each_member_the_same_bits_small(children):
     """The default lane's variant of the test above: the same code paths (an even split over some
     of the devices, a padded split, ``configure_cpu_devices``) with half the compilations."""
-    _, four, two = _check_device_splits(SMALL_CALLS)
-    assert sorted(k for k in four if k != "devices") == ["3x2", "7x1"]
-    assert sorted(k for k in two if k != "devices") == ["2x1"]
+    _, four, two = _check_device_splits(children)
+    assert sorted(k for k in four if k not in _NOT_CALLS) == ["3x2", "7x1"]
+    assert sorted(k for k in two if k not in _NOT_CALLS) == ["2x1"]
 
 
 class _Dev:
@@ -204,29 +218,10 @@ def test_devices_used_never_pads_a_cpu_much(members, n, cpu, gpu):
     assert members % used == 0 or (-members) % used * 8 <= members + (-members) % used
 
 
-_STARTED = textwrap.dedent(
-    """
-    import warnings
-    import jax
-    from rbk import train
-    jax.numpy.zeros(1).block_until_ready()  # backends initialised
-    have = len(jax.devices("cpu"))
-    with warnings.catch_warnings(record=True) as w:
-        warnings.simplefilter("always")
-        got = train.configure_cpu_devices(have + 3)
-    assert got == have == len(jax.devices("cpu")), (got, have)
-    assert any("already initialised" in str(x.message) for x in w), [str(x.message) for x in w]
-    print("ok")
-    """
-)
-
-
-def test_configure_cpu_devices_after_jax_started_warns_and_changes_nothing():
-    # in a fresh process: in this one an earlier test may have set the count before JAX started
-    env = dict(os.environ, JAX_PLATFORMS="cpu")
-    for var in ("XLA_FLAGS", "JAX_NUM_CPU_DEVICES"):
-        env.pop(var, None)
-    r = subprocess.run([sys.executable, "-c", _STARTED], capture_output=True, text=True, env=env, timeout=600)
-    assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr[-3000:]
+def test_configure_cpu_devices_after_jax_started_warns_and_changes_nothing(children):
+    # in a fresh process (the one-device child, which never configured devices before JAX started)
+    got, have, after, messages = children["one"]["late_configure"]
+    assert got == have == after == 1, (got, have, after)
+    assert any("already initialised" in m for m in messages), messages
     with pytest.raises(ValueError, match="n must be"):
         train.configure_cpu_devices(0)
