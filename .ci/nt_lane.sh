@@ -47,10 +47,12 @@ step() {  # step NAME COMMAND...
 }
 
 step "oracle --check" "$PY" scripts/nt_oracle.py --check
-step "pytest -m nt (live)" "$PY" -m pytest -m nt -q -rs --tb=short -p no:cacheprovider tests/test_nt_live.py
+# the nt environment has no pytest-xdist: its runs override addopts (one process)
+NO_XDIST=(-o "addopts=-m 'not slow and not nt'")
+step "pytest -m nt (live)" "$PY" -m pytest "${NO_XDIST[@]}" -m nt -q -rs --tb=short -p no:cacheprovider tests/test_nt_live.py
 golden_tests=(tests/test_nt_golden.py)
 [ -f tests/test_kernels.py ] && golden_tests+=(tests/test_kernels.py)
-step "pytest ${golden_tests[*]} (jax 0.5.3)" "$PY" -m pytest -q -rs --tb=short -p no:cacheprovider "${golden_tests[@]}"
+step "pytest ${golden_tests[*]} (jax 0.5.3)" "$PY" -m pytest "${NO_XDIST[@]}" -q -rs --tb=short -p no:cacheprovider "${golden_tests[@]}"
 
 if [ $status -ne 0 ]; then
   echo "nt lane: FAILED (rbk.kernels disagrees with neural-tangents, or a test failed; see above)"

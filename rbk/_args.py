@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import sys
 from pathlib import Path
 from typing import Callable
 
@@ -66,7 +67,9 @@ class Option:
     ``flag`` and ``help``, the conversion ``conv`` of a value and, for ``many``, a list (spaces or
     commas; ``what`` names the values in errors) or ``choices``. :func:`option` declares one as a
     dataclass field; :func:`add_options` makes the command-line options of a declaration,
-    :func:`option_values` reads the parsed ones back as keywords, :func:`validate` checks values."""
+    :func:`option_values` reads the parsed ones back as keywords, :func:`validate` checks values.
+    ``aliases``: earlier spellings of the flag, still accepted (hidden from ``--help``) with a
+    deprecation line on stderr, for one release."""
 
     field: str
     flag: str | None = None
@@ -76,6 +79,7 @@ class Option:
     what: str = "values"
     choices: tuple | None = None
     check: Callable | None = None
+    aliases: tuple = ()
 
     @property
     def name(self) -> str:
@@ -84,11 +88,12 @@ class Option:
 
 
 def option(default, *, check: Callable | None = None, flag: str | None = None, help: str = "", conv: Callable = str,
-           many: bool = False, what: str = "values", choices: tuple | None = None):
+           many: bool = False, what: str = "values", choices: tuple | None = None, aliases: tuple = ()):
     """A config field declared once (a :func:`dataclasses.field` whose metadata holds its
-    :class:`Option`): its default, its ``check`` and, with a ``flag``, its command-line option."""
+    :class:`Option`): its default, its ``check`` and, with a ``flag``, its command-line option
+    (``aliases``: its deprecated earlier spellings)."""
     return dataclasses.field(default=default, metadata={"option": Option("", flag, help, conv, many, what, choices,
-                                                                         check)})
+                                                                         check, tuple(aliases))})
 
 
 def options_of(cls, *, cli: bool = True) -> tuple[Option, ...]:
@@ -124,17 +129,33 @@ def optional(check: Callable) -> Callable:
     return lambda name, v: None if v is None else check(name, v)
 
 
+class _Deprecated(argparse.Action):
+    """An earlier spelling of a flag: stores like the flag and says, on stderr, which one to use."""
+
+    def __init__(self, option_strings, dest, new: str = "", **kwargs):
+        self.new = new
+        super().__init__(option_strings, dest, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(f"{parser.prog}: note: {option_string} is deprecated and will be removed in the next release; "
+              f"use {self.new} (same meaning)", file=sys.stderr)
+        setattr(namespace, self.dest, values)
+
+
 def add_options(group, options) -> None:
-    """Add every :class:`Option` of ``options`` to the argparse ``group`` (the value lands in ``field``)."""
+    """Add every :class:`Option` of ``options`` to the argparse ``group`` (the value lands in
+    ``field``), with its deprecated ``aliases`` (hidden from ``--help``)."""
     for o in options:
         metavar = o.flag.lstrip("-").replace("-", "_").upper()  # as argparse names the flag
         if o.many:
-            group.add_argument(o.flag, dest=o.field, type=list_of(o.conv, o.what), nargs="+", metavar=metavar,
-                               help=o.help)
+            kw = dict(type=list_of(o.conv, o.what), nargs="+", metavar=metavar)
         elif o.choices is not None:
-            group.add_argument(o.flag, dest=o.field, choices=o.choices, help=o.help)
+            kw = dict(choices=o.choices)
         else:
-            group.add_argument(o.flag, dest=o.field, type=o.conv, metavar=metavar, help=o.help)
+            kw = dict(type=o.conv, metavar=metavar)
+        group.add_argument(o.flag, dest=o.field, help=o.help, **kw)
+        for alias in o.aliases:
+            group.add_argument(alias, dest=o.field, action=_Deprecated, new=o.flag, help=argparse.SUPPRESS, **kw)
 
 
 def option_values(args: argparse.Namespace, options) -> dict:

@@ -28,6 +28,15 @@ from rbk._args import directory as _dir
 from rbk._args import integer as _int
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a bad option is one line on stderr (``rbk <experiment>: error: ... (rbk
+    <experiment> --help lists the options)``), status 2: a usage block of thirty options would bury it."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (rbk {self.prog.split()[-1]} --help lists the options)\n"
+                  if self.prog != "rbk" else f"rbk: error: {message} (rbk --help lists the commands)\n")
+
+
 def _add_common_arguments(p: argparse.ArgumentParser, experiment: str) -> None:
     """The options of every experiment: what to run, where, and the machine."""
     from rbk.experiments import module
@@ -78,7 +87,7 @@ def _epilog() -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="rbk",
         description="ResNet beyond kernels: what networks learn with fewer samples than kernels.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -86,7 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     from rbk.experiments import EXPERIMENTS, module
 
-    sub = parser.add_subparsers(dest="command", metavar="{" + ",".join([*EXPERIMENTS, "plot"]) + "}")
+    sub = parser.add_subparsers(dest="command", metavar="{" + ",".join([*EXPERIMENTS, "plot"]) + "}",
+                                parser_class=_Parser)
     sub.required = True
     for name in EXPERIMENTS:
         doc = (module(name).__doc__ or name).strip().splitlines()
@@ -197,9 +207,10 @@ def _dry_run(spec, out: Path, mem: int | None) -> int:
     done = sweep.Store(out, spec, cells).done() if meta is not None else set()
     print(f"dry run: nothing is computed. Results would go to {out}")
     print(spec.format_plan(cells, done=done))
-    for msg in spec.memory_problems([c for c in cells if c.id not in done], dev_mem, nd, host):
+    problems = spec.memory_problems([c for c in cells if c.id not in done], dev_mem, nd, host)
+    for msg in problems:
         print(f"WILL NOT FIT: {msg}")
-    return 0
+    return 2 if problems else 0  # the run would refuse it: so does its dry run
 
 
 def _plot(parser, args) -> int:

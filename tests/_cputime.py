@@ -10,8 +10,10 @@ after each test, so an interrupted run leaves one too)::
 
     RBK_TEST_CPU_TIMES=/tmp/cpu.txt .venv/bin/python -m pytest -q
 
-A normal run (variable unset) does not load it."""
+A normal run (variable unset) does not load it. Under pytest-xdist each worker writes its own
+table, ``<file>.<worker id>`` (``gw0``, ``gw1``, ...); with ``-n 0`` the one process writes ``<file>``."""
 
+import os
 import resource
 import time
 
@@ -31,7 +33,8 @@ class CpuTimes:
     """Per-test CPU and wall seconds, written as a sorted table to ``path`` after each test."""
 
     def __init__(self, path):
-        self.path = path
+        worker = os.environ.get("PYTEST_XDIST_WORKER")
+        self.path = f"{path}.{worker}" if worker else path
         self.rows = {}  # nodeid -> (cpu s, wall s)
 
     @pytest.hookimpl(hookwrapper=True)
@@ -42,7 +45,8 @@ class CpuTimes:
         self.write()  # after every test, so that an interrupted run leaves its table too
 
     def pytest_unconfigure(self, config):
-        self.write()
+        if self.rows:  # (the xdist controller runs no test: it writes nothing)
+            self.write()
 
     def write(self):
         rows = sorted(self.rows.items(), key=lambda row: -row[1][0])

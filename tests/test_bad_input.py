@@ -105,7 +105,7 @@ def test_too_many_members_per_call_names_the_option_that_fits():
 def test_dry_run_says_the_plan_will_not_fit(capsys, no_compute, tmp_path):
     code, out, _ = _main(["exp1", "--dry-run", "--out", str(tmp_path / "p"), "--learners", "3resnet", "ntk-2nn",
                           "--n", "1000,1e8", "--cpu-devices", "1", "--device-memory-gb", "11.8"], capsys)  # fmt: skip
-    assert code == 0 and not (tmp_path / "p").exists()
+    assert code == 2 and not (tmp_path / "p").exists()  # the run would refuse it: so does the dry run
     fits = [ln for ln in out.splitlines() if ln.startswith("WILL NOT FIT")]
     assert len(fits) == 2 and "11.8 GiB" in fits[0] and "--kernel-max-n 1000" in fits[1]
 

@@ -122,22 +122,22 @@ def test_slopes_recover_the_exponent_of_a_power_law():
 
 
 BAD = [
-    (dict(ds=(8, 4)), "--d"),
+    (dict(ds=(8, 8)), "--d"),
     (dict(ds=(1, 4)), "--d"),
-    (dict(n2s=(40, 10)), "--n2"),
+    (dict(n2s=(40, 40)), "--n2"),
     (dict(n2s=(1, 10)), "--n2"),
     (dict(learners=("transfer", "cnn")), "--learners"),
-    (dict(source="parity"), "--source"),
+    (dict(source="parity"), "--target"),
     (dict(source="sum_of_products", r=5, ds=(4, 8)), "--r"),
     (dict(r=2), "--r"),
     (dict(p=2), "--p"),
     (dict(head_degrees=(3,)), "--head-degrees"),
-    (dict(head_degrees=(3, 2)), "--head-degrees"),
+    (dict(head_degrees=(3, 3)), "--head-degrees"),
     (dict(head_degrees=(0, 2)), "--head-degrees"),
     (dict(n1_factor=0.0), "--n1-factor"),
     (dict(width=15), "--width"),
-    (dict(eta_mults=(1.0, -1.0)), "--eta-mults"),
-    (dict(ridges=(-1.0,)), "--ridges"),
+    (dict(eta_mults=(1.0, -1.0)), "--etas"),
+    (dict(ridges=(-1.0,)), "--readout-ridges"),
     (dict(kernel_ridges=(1, 2, 3, 4, 5, 6)), "--kernel-ridges"),
     (dict(b_std=-1.0), "--b-std"),
     (dict(kernel_max_n=5), "--kernel-max-n"),
@@ -153,7 +153,7 @@ def test_bad_input_is_a_clear_error(kw, option):
 def test_bad_command_line_exits_before_any_compute(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(sweep, "run", lambda *a, **k: pytest.fail("computed before validating"))
     with pytest.raises(SystemExit) as e:
-        cli.main(["exp3b", "--d", "16", "8", "--cpu-devices", "1", "--out", str(tmp_path / "never")])
+        cli.main(["exp3b", "--d", "16", "16", "--cpu-devices", "1", "--out", str(tmp_path / "never")])
     assert e.value.code == 2 and "--d" in capsys.readouterr().err and not (tmp_path / "never").exists()
 
 

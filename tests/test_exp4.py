@@ -22,8 +22,8 @@ TINY = dict(d=6, widths=(2, 2), alphas=(1.0, 0.5), readout="linear", ns=(60, 120
     "kw, name",
     [
         (dict(widths=()), "widths"),
-        (dict(widths=(4,)), "widths (--widths; the target's level widths k_l) must list L >= 2"),
-        (dict(widths=(4, 0, 4)), "widths (--widths) must be an integer >= 1, got 0"),
+        (dict(widths=(4,)), "widths (--target-widths; the target's level widths k_l) must list L >= 2"),
+        (dict(widths=(4, 0, 4)), "widths (--target-widths) must be an integer >= 1, got 0"),
         (dict(alphas=(1.0, 0.5)), "alphas"),  # 3 levels, 2 weights: mismatched
         (dict(alphas=(1.0, 1.0, 0.5)), "strictly decreasing"),
         (dict(alphas=(0.5, 0.8, 1.0)), "strictly decreasing"),
@@ -32,7 +32,10 @@ TINY = dict(d=6, widths=(2, 2), alphas=(1.0, 0.5), readout="linear", ns=(60, 120
         (dict(epochs=91), "epochs (--epochs) must be a multiple"),
         (dict(readout="cube"), "readout (--readout) must be one of"),
         (dict(ns=()), "ns (--n) must not be empty"),
-        (dict(lrs=(-1e-3,)), "lrs (--lr) must be a finite number >= 0.0"),
+        (dict(lrs=(-1e-3,)), "lrs (--lr) must be a finite number > 0.0"),
+        (dict(lrs=(0.0,)), "lrs (--lr) must be a finite number > 0.0"),
+        (dict(d=4, widths=(8, 8, 8)), "widths (--target-widths): the first level's width k_1 must be <= the input dimension d (--d) = 4, got 8"),
+        (dict(ns=(10, 100)), "ns (--n, training-set sizes) must each be >= the batch size 50, got N = 10"),
         (dict(d=40, rank=41), "rank"),
         (dict(widths=(9, 4, 4, 4), alphas=(1, 0.8, 0.6, 0.4), readout="square", epochs=32), "quadrature"),
         (dict(bogus=1), "unknown option"),
@@ -230,11 +233,12 @@ def test_cli_help_dry_run_and_bad_option(capsys, tmp_path):
         cli.main(["exp4", "--help"])
     assert e.value.code == 0
     out = capsys.readouterr().out
-    for opt in ("--widths", "--alphas", "--readout", "--learners", "--n", "--epochs", "--lr", "--ridges", "--dry-run"):
+    for opt in ("--target-widths", "--target-alphas", "--readout", "--learners", "--n", "--epochs", "--lr", "--wd",
+                "--kernel-ridges", "--n-val", "--n-test", "--dry-run"):
         assert opt in out
     assert cli.main(["exp4", "--profile", "paper", "--dry-run", "--cpu-devices", "1", "--out", str(tmp_path / "p")]) == 0
     out = capsys.readouterr().out
     assert "thresholds level 2" in out and "deep-joint_n50000" in out and not (tmp_path / "p").exists()
     with pytest.raises(SystemExit) as e:
-        cli.main(["exp4", "--alphas", "1", "1", "0.5", "--out", str(tmp_path / "never")])
+        cli.main(["exp4", "--target-alphas", "1", "1", "0.5", "--out", str(tmp_path / "never")])
     assert e.value.code == 2 and "alphas" in capsys.readouterr().err and not (tmp_path / "never").exists()

@@ -69,7 +69,8 @@ def test_chunking_covers_every_member_once_within_the_limit(max_members):
 def test_plan_orders_by_n_and_puts_networks_first():
     spec = concept_class.make_spec("exp1", learners=("ntk-3resnet", "3resnet", "2nn"), ns=(300, 100), seeds=(0, 1))
     cells = concept_class.plan(spec)
-    assert [c.n for c in cells] == [300] * 4 + [100] * 4
+    assert spec.ns == (100, 300)  # every grid is sorted
+    assert [c.n for c in cells] == [100] * 4 + [300] * 4
     assert [c.kind for c in cells[:4]] == ["net", "net", "ntk", "ntk"]
     assert cells[0].members == 2 and cells[2].slots == ((0.3, 1.0, 0),)
 
@@ -116,8 +117,8 @@ BAD = [
     (dict(epochs=0), "epochs (--epochs)"),
     (dict(lrs=(0.0,)), "lrs (--lr) must be a finite number > 0.0"),
     (dict(wds=(-1.0,)), "wds (--wd)"),
-    (dict(ridges=(1, 2, 3, 4, 5, 6)), "ridges (--ridges)"),
-    (dict(ridges=(-1.0,)), "ridges (--ridges)"),
+    (dict(ridges=(1, 2, 3, 4, 5, 6)), "ridges (--kernel-ridges)"),
+    (dict(ridges=(-1.0,)), "ridges (--kernel-ridges)"),
     (dict(max_members_per_call=0), "max_members_per_call"),
     (dict(matmul_precision="tf32"), "matmul_precision (--matmul-precision) must be one of"),
 ]

@@ -11,7 +11,7 @@ here, so ``from rbk import sweep; sweep.run(...)`` is the way to use them)::
     study       the Study protocol, CORE_FIELDS, the config hash (hash_config)
     errors      SweepInputError, ConfigMismatchError, StoreLockedError
     planner     the planner interface: PlannedCell (what the engine reads of a cell), check_plan
-    cost        the machine a run plans for: device_memory_bytes
+    cost        the machine a run plans for: device_memory_bytes; data_bytes, too_big (a study's memory floor)
     provenance  versions, device_info, git_info
     store       Store (atomic cells, lock, tables), meta.json (load_meta_file, read_meta,
                 spec_from_meta, study_class), load_rows, check_out_dir, is_results_dir, atomic_write
@@ -53,7 +53,7 @@ cell file (``out_dir`` must be on a filesystem all processes share); only proces
 from rbk.sweep.study import CORE_FIELDS, Study, hash_config
 from rbk.sweep.errors import ConfigMismatchError, StoreLockedError, SweepInputError
 from rbk.sweep.planner import PlannedCell, check_plan
-from rbk.sweep.cost import device_memory_bytes
+from rbk.sweep.cost import data_bytes, device_memory_bytes, too_big
 from rbk.sweep.provenance import device_info, git_info, versions
 from rbk.sweep.store import (
     Store, atomic_write, check_out_dir, is_results_dir, load_meta_file, load_rows, read_meta, spec_from_meta, study_class,
@@ -69,7 +69,9 @@ __all__ = [
     "StoreLockedError",
     "PlannedCell",
     "check_plan",
+    "data_bytes",
     "device_memory_bytes",
+    "too_big",
     "versions",
     "device_info",
     "git_info",

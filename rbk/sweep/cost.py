@@ -26,3 +26,20 @@ def device_memory_bytes() -> tuple[int | None, str]:
         return int(total) // max(1, jax.local_device_count()), "host RAM / local devices"
     except (ValueError, OSError, AttributeError):
         return None, "unknown"
+
+
+def data_bytes(points: int, columns: int, copies: int = 1, itemsize: int = 4) -> int:
+    """Bytes of ``copies`` float arrays of ``points x columns`` (``itemsize`` 4: float32): the
+    floor under a network call's memory (its data and one layer's activations on them), which a
+    study compares with a device's memory to refuse a plan that cannot fit (:func:`fits`)."""
+    return int(points) * int(columns) * int(copies) * int(itemsize)
+
+
+def too_big(what: str, need: int, have: int | None, fix: str, *, fraction: float = 0.8) -> list[str]:
+    """``[message]`` when ``need`` bytes exceed ``fraction`` of ``have`` (a device's memory; ``None``:
+    unknown, nothing refused), else ``[]``: the message gives both figures and ``fix``, the
+    option(s) that make it fit."""
+    if have is None or need <= fraction * have:
+        return []
+    return [f"{what} needs at least {need / 2**30:,.1f} GiB, more than {fraction:.0%} of the "
+            f"{have / 2**30:.1f} GiB of a device here: {fix}"]

@@ -80,9 +80,10 @@ def dry_run(spec, out: Path, dev_mem: int | None, source: str, nd: int, host_byt
     print(f"dry run: nothing is computed. Results would go to {out}")
     print(format_plan(spec, cells, memory_bytes=dev_mem, memory_source=source, n_devices=nd, done=done))
     todo = [c for c in cells if c.id not in done]
-    for msg in memory_problems(spec, todo, dev_mem, nd, host_bytes):
+    problems = memory_problems(spec, todo, dev_mem, nd, host_bytes)
+    for msg in problems:
         print(f"WILL NOT FIT: {msg}")
-    return 0
+    return 2 if problems else 0  # the run would refuse it: so does its dry run
 
 
 def format_table(summary) -> str:

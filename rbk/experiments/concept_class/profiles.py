@@ -4,8 +4,9 @@ rates and weight decays (:data:`PAPER_GRID`)."""
 
 from __future__ import annotations
 
-#: ``{5, 2, 1} x 10^-j`` for j = 1..5: the paper's learning rates and weight decays.
-PAPER_GRID = tuple(round(m * 10.0**-j, 10) for j in range(1, 6) for m in (5, 2, 1))
+#: ``{1, 2, 5} x 10^-j`` for j = 1..5: the paper's learning rates and weight decays, ascending (as
+#: every grid of rbk: ``make_spec`` sorts them).
+PAPER_GRID = tuple(sorted(round(m * 10.0**-j, 10) for j in range(1, 6) for m in (5, 2, 1)))
 
 EXP1_PROFILES = {
     "quick": dict(

@@ -67,27 +67,29 @@ class SweepSpec(Study):
     experiment: str
     learners: tuple[str, ...] = option(MISSING, check=check_list, flag="--learners",
                                        help=f"learners among {', '.join(LEARNERS)}", many=True, what="learner names")
-    ns: tuple[int, ...] = option(MISSING, check=partial(check_ints, lo=1), flag="--n",
+    ns: tuple[int, ...] = option(MISSING, check=partial(check_ints, lo=1, order="sorted"), flag="--n",
                                  help="training-set sizes, each >= the batch size 50", conv=integer, many=True,
                                  what="integers >= 50")  # fmt: skip
-    seeds: tuple[int, ...] = option(MISSING, check=partial(check_ints, lo=0, scalar=False), flag="--seeds")
+    seeds: tuple[int, ...] = option(MISSING, check=partial(check_ints, lo=0, scalar=False, order="sorted"),
+                                    flag="--seeds")
     instances: tuple[tuple[float, float], ...]
     d: int = option(30, check=partial(check_int, lo=2), flag="--d",
                     help="input dimension, an even integer >= 2 (paper: 30)", conv=integer)
     k: int = option(15, flag="--k", help="outputs = degree-2 parities of F, 1 <= k <= d/2 (paper: 15)", conv=integer)
     g_degree: int = option(4, flag="--g-degree", help="degree of the parity G, 1 <= g <= k (paper: 4)", conv=integer)
-    widths: tuple[int, ...] = option((256,), check=partial(check_ints, lo=1), flag="--width",
+    widths: tuple[int, ...] = option((256,), check=partial(check_ints, lo=1, order="sorted"), flag="--width",
                                      help="network width(s)", conv=integer, many=True, what="integers >= 1")
     epochs: int = option(60, check=partial(check_int, lo=1), flag="--epochs", conv=integer,
                          help="training epochs (lr/10 at the profile's fraction of them, unless --decay-epoch)")
     decay_epoch: int | None = option(None, flag="--decay-epoch", help="epoch of the lr/10 step, in [0, epochs]",
                                      conv=integer)  # make_spec: in [0, epochs]
     batch_size: int = option(50, check=partial(check_int, lo=1))
-    lrs: tuple[float, ...] = option((0.02,), check=partial(check_reals, lo=0.0, lo_open=True), flag="--lr",
+    lrs: tuple[float, ...] = option((0.02,), check=partial(check_reals, lo=0.0, lo_open=True, order="sorted"), flag="--lr",
                                     help="learning rates, each > 0", conv=float, many=True, what="numbers > 0")
-    wds: tuple[float, ...] = option((1e-3,), check=partial(check_reals, lo=0.0), flag="--wd",
+    wds: tuple[float, ...] = option((1e-3,), check=partial(check_reals, lo=0.0, order="sorted"), flag="--wd",
                                     help="weight decays, each >= 0", conv=float, many=True, what="numbers >= 0")
-    ridges: tuple[float, ...] = option((1e-3, 1e-1), check=partial(check_reals, lo=0.0), flag="--ridges",
+    ridges: tuple[float, ...] = option((1e-3, 1e-1), check=partial(check_reals, lo=0.0, order="sorted"),
+                                       flag="--kernel-ridges", aliases=("--ridges",),
                                        help="kernel ridges relative to mean(diag K), 1 to 5 values >= 0 (chosen on "
                                        "validation)", conv=float, many=True, what="numbers >= 0")  # fmt: skip
     n_val: int | None = option(None, check=optional(partial(check_int, lo=1)), flag="--n-val",
@@ -299,6 +301,6 @@ def make_spec(experiment: str, *, alphas: Sequence[float] | float = 0.3, betas: 
         v["decay_epoch"] = v["epochs"] // 2
     v["decay_epoch"] = check_int("decay_epoch (--decay-epoch)", v["decay_epoch"], lo=0, hi=v["epochs"])
     if len(v["ridges"]) > MAX_RIDGES:
-        raise ValueError(f"ridges (--ridges) must hold 1 to {MAX_RIDGES} values, got {len(v['ridges'])}")
+        raise ValueError(f"ridges (--kernel-ridges) must hold 1 to {MAX_RIDGES} values, got {len(v['ridges'])}")
     instances = tuple((a, b) for a in alphas for b in betas)
     return SweepSpec(experiment=experiment, instances=instances, **v)

@@ -101,11 +101,14 @@ class Exp4Spec(Study):
 
     experiment: str = EXPERIMENT
     d: int = option(48, check=partial(check_int, lo=1), flag="--d", help="input dimension, >= 1", conv=integer)
-    widths: tuple = option((4, 4, 4), check=partial(check_ints, lo=1, scalar=False, unique=False), flag="--widths",
-                           help="target level widths k_l (L >= 2)", conv=integer, many=True, what="integers")
+    widths: tuple = option((4, 4, 4), check=partial(check_ints, lo=1, scalar=False, unique=False),
+                           flag="--target-widths", aliases=("--widths",),
+                           help="the target's level widths k_1 ... k_L, L >= 2 (k_1 <= --d)", conv=integer, many=True,
+                           what="integers")  # fmt: skip
     alphas: tuple = option((1.0, 0.8, 0.6), check=partial(check_reals, lo=0.0, scalar=False, unique=False),
-                           flag="--alphas", help="level weights, one per level (strictly decreasing in the paper's "
-                           "regime)", conv=float, many=True, what="numbers")  # fmt: skip
+                           flag="--target-alphas", aliases=("--alphas",),
+                           help="the target's level weights alpha_1 ... alpha_L, one per level, positive and strictly "
+                           "decreasing", conv=float, many=True, what="numbers")  # fmt: skip
     readout: str = option("linear", check=partial(check_choice, choices=READOUTS), flag="--readout",
                           help="the target's output map", choices=READOUTS)
     first: str = option("linear", check=partial(check_choice, choices=FIRSTS))
@@ -117,8 +120,9 @@ class Exp4Spec(Study):
                              check=partial(check_list, check=partial(check_choice, choices=tuple(LEARNERS))),
                              flag="--learners", help=f"among {list(LEARNERS)}", many=True, what="names")
     ns: tuple = option((2000, 4000, 8000), check=partial(check_ints, lo=1, order="sorted"), flag="--n",
-                       help="training-set sizes N", conv=integer, many=True, what="integers")
-    seeds: tuple = option((0, 1, 2, 3, 4), check=partial(check_ints, lo=0))
+                       help="training-set sizes N, each >= the batch size 50", conv=integer, many=True,
+                       what="integers")  # fmt: skip
+    seeds: tuple = option((0, 1, 2, 3, 4), check=partial(check_ints, lo=0, order="sorted"))
     width: int = option(64, check=partial(check_int, lo=1), flag="--width",
                         help="the deep network's width per level", conv=integer)
     activation: str = option("truncated", check=partial(check_choice, choices=ACTIVATIONS))
@@ -126,14 +130,21 @@ class Exp4Spec(Study):
     epochs: int = option(90, check=partial(check_int, lo=1), flag="--epochs",
                          help="total epochs, a multiple of the number of levels", conv=integer)
     batch_size: int = option(50, check=partial(check_int, lo=1))
-    lrs: tuple = option((3e-3, 5e-3), check=partial(check_reals, lo=0.0), flag="--lr", help="learning-rate grid",
-                        conv=float, many=True, what="numbers")
-    wds: tuple = option((0.0,), check=partial(check_reals, lo=0.0))
+    lrs: tuple = option((3e-3, 5e-3), check=partial(check_reals, lo=0.0, lo_open=True, order="sorted"), flag="--lr",
+                        help="learning rates, each > 0 (selected on validation)", conv=float, many=True,
+                        what="numbers")  # fmt: skip
+    wds: tuple = option((0.0,), check=partial(check_reals, lo=0.0, order="sorted"), flag="--wd",
+                        help="weight decays, each >= 0 (selected on validation)", conv=float, many=True,
+                        what="numbers")  # fmt: skip
     record_per_stage: int = option(2, check=partial(check_int, lo=1))
-    ridges: tuple = option((1e-6, 1e-5, 1e-4, 1e-3, 1e-2), check=partial(check_reals, lo=0.0), flag="--ridges",
-                           help="relative ridges of the kernels", conv=float, many=True, what="numbers")
-    n_val: int = option(2000, check=partial(check_int, lo=2))
-    n_test: int = option(10000, check=partial(check_int, lo=1))
+    ridges: tuple = option((1e-6, 1e-5, 1e-4, 1e-3, 1e-2), check=partial(check_reals, lo=0.0, order="sorted"),
+                           flag="--kernel-ridges", aliases=("--ridges",),
+                           help="kernel ridges relative to mean(diag K), 1 to 5 values >= 0 (chosen on validation)",
+                           conv=float, many=True, what="numbers")  # fmt: skip
+    n_val: int = option(2000, check=partial(check_int, lo=2), flag="--n-val", help="validation points, >= 2",
+                        conv=integer)
+    n_test: int = option(10000, check=partial(check_int, lo=1), flag="--n-test", help="test points, >= 1",
+                         conv=integer)
     kernel_max_n: int = option(20000, check=partial(check_int, lo=1), flag="--kernel-max-n",
                                help="largest N of the exact kernels", conv=integer)
     matmul_precision: str = option("highest", check=partial(check_choice, choices=MATMUL_PRECISIONS))
@@ -220,11 +231,21 @@ class Exp4Spec(Study):
     def memory_problems(self, cells, memory_bytes, n_devices=1, host_bytes=None) -> list[str]:
         from rbk.learners import kernel_cell_bytes
 
+        from rbk import sweep
+
+        out = []
+        nets = [c for c in cells if c.kind == "net"]
+        if nets:  # the floor: every seed's data (vmapped in one call), float32, with d inputs and one level's width
+            n = max(c.n for c in nets)
+            need = sweep.data_bytes(n + self.n_val + self.n_test, self.d + self.width, copies=len(self.seeds))
+            out += sweep.too_big(f"a network call at N = {n} ({len(self.seeds)} seeds' data and one level's "
+                                 f"activations, float32)", need, memory_bytes,
+                                 "use a smaller --n (or --n-val, --n-test, --width, --seeds)")  # fmt: skip
         ns = [c.n for c in cells if c.kind != "net"]
         if ns and host_bytes is not None and kernel_cell_bytes(max(ns)) > host_bytes:
-            return [f"the exact kernels at N = {max(ns)} need about {kernel_cell_bytes(max(ns)) / 2**30:.1f} GiB of "
-                    f"host memory; lower --kernel-max-n"]  # fmt: skip
-        return []
+            out.append(f"the exact kernels at N = {max(ns)} need about {kernel_cell_bytes(max(ns)) / 2**30:,.1f} GiB "
+                       f"of host memory; lower --kernel-max-n")  # fmt: skip
+        return out
 
     def format_plan(self, cells, done=frozenset()) -> str:
         t = self.target()
@@ -338,21 +359,23 @@ def make_spec(**kw) -> Exp4Spec:
     v = validate(Exp4Spec, kw, what="Experiment 4")
     widths, alphas = v["widths"], v["alphas"]
     if len(widths) < 2:
-        raise ValueError(f"widths (--widths; the target's level widths k_l) must list L >= 2 levels, got {widths!r}")
+        raise ValueError(f"widths (--target-widths; the target's level widths k_l) must list L >= 2 levels, "
+                         f"got {list(widths)}")  # fmt: skip
     if len(alphas) != len(widths):
-        raise ValueError(f"alphas (--alphas) must have one weight per level (L = {len(widths)}, from widths), "
-                         f"got {alphas!r}")  # fmt: skip
+        raise ValueError(f"alphas (--target-alphas) must have one weight per level (L = {len(widths)} levels in "
+                         f"--target-widths), got {list(alphas)}")  # fmt: skip
     if v["paper_regime"] and (alphas[0] <= 0 or any(b >= a for a, b in zip(alphas, alphas[1:]))):
-        raise ValueError(f"alphas must be positive and strictly decreasing in the paper's regime (paper_regime=True; "
-                         f"pass paper_regime=False for others), got {list(alphas)}")  # fmt: skip
+        raise ValueError(f"alphas (--target-alphas) must be positive and strictly decreasing (the paper's regime), "
+                         f"got {list(alphas)}")  # fmt: skip
     spec = Exp4Spec(**v)
     if spec.epochs % spec.levels:
         raise ValueError(f"epochs (--epochs) must be a multiple of the number of levels L = {spec.levels} (equal "
                          f"stages), got {spec.epochs}")  # fmt: skip
     if len(spec.ridges) > 5:
-        raise ValueError(f"ridges (--ridges): at most 5 relative ridges, got {len(spec.ridges)}")
+        raise ValueError(f"ridges (--kernel-ridges) must hold 1 to 5 values >= 0, got {list(spec.ridges)}")
     if spec.batch_size > min(spec.ns):
-        raise ValueError(f"batch_size must be at most the smallest N = {min(spec.ns)}, got {spec.batch_size}")
+        raise ValueError(f"ns (--n, training-set sizes) must each be >= the batch size {spec.batch_size}, "
+                         f"got N = {min(spec.ns)}")  # fmt: skip
     _check_moments(spec)
     return spec
 
@@ -363,11 +386,12 @@ def _check_moments(spec: Exp4Spec) -> None:
     from rbk.targets import MAX_QUADRATURE_NODES, hierarchy_degrees
 
     rank = spec.widths[0] if spec.rank is None else spec.rank
+    what = ("widths (--target-widths): the first level's width k_1" if spec.rank is None
+            else "rank (the dimension of the subspace the target depends on)")  # fmt: skip
     if rank > spec.d:
-        raise ValueError(f"rank (the dimension of the subspace the target depends on, default widths[0]) must be "
-                         f"in [1, d={spec.d}], got {rank}")  # fmt: skip
+        raise ValueError(f"{what} must be <= the input dimension d (--d) = {spec.d}, got {rank}")
     _, out_deg = hierarchy_degrees(spec.levels, spec.first, spec.readout)
     if (max(out_deg) + 1) ** rank > MAX_QUADRATURE_NODES:
-        raise ValueError(f"widths: rank={rank} with L={spec.levels} levels needs {max(out_deg) + 1}^{rank} quadrature "
-                         f"nodes for the exact moments (at most {MAX_QUADRATURE_NODES}); use fewer levels or a "
-                         f"smaller widths[0] / rank")  # fmt: skip
+        raise ValueError(f"{what} = {rank} with L = {spec.levels} levels needs {max(out_deg) + 1}^{rank} quadrature "
+                         f"nodes for the exact moments (at most {MAX_QUADRATURE_NODES}): give fewer levels or a "
+                         f"smaller first width in --target-widths")  # fmt: skip

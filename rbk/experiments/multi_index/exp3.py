@@ -244,7 +244,7 @@ class Cell:
     seed: int
 
 
-_LIST = dict(scalar=False, unique=False)  # a list of numbers, repeats allowed
+_LIST = dict(scalar=False, order="sorted")  # a list of numbers: sorted, a repeated value refused
 
 
 @dataclasses.dataclass(frozen=True)
@@ -281,7 +281,8 @@ class Exp3Spec(sweep.Study):
                          what="numbers")  # fmt: skip
     split: float = option(0.5, check=partial(check_real, lo=0.0, hi=1.0, lo_open=True, hi_open=True))
     ridges: tuple = option((1e-4, 1e-3, 1e-2, 1e-1, 1.0), check=partial(check_reals, lo=0.0, **_LIST),
-                           flag="--ridges", help="two-stage read-out relative ridges, 1-5 values >= 0", conv=float,
+                           flag="--readout-ridges", aliases=("--ridges",),
+                           help="two-stage read-out relative ridges, 1-5 values >= 0", conv=float,
                            many=True, what="numbers")  # fmt: skip
     kernel_ridges: tuple = option((1e-4, 1e-2), check=partial(check_reals, lo=0.0, **_LIST), flag="--kernel-ridges",
                                   help="kernel / RF relative ridges, 1-5 values >= 0", conv=float, many=True,
@@ -339,14 +340,22 @@ class Exp3Spec(sweep.Study):
     def memory_problems(self, cells, memory_bytes, n_devices=1, host_bytes=None) -> list[str]:
         from rbk import kernels
 
+        out = []
+        nets = [c for c in cells if c.kind not in ("ntk", "nngp")]
+        if nets:  # the floor: the cell's points, float32, with d inputs and a hidden layer's activations on them
+            c = max(nets, key=lambda c: (c.n, c.d))
+            hidden = self.sgd_width if LEARNERS[c.learner].kind == "sgd" else self.width
+            need = sweep.data_bytes(c.n + self.n_val + self.n_test, c.d + hidden)
+            out += sweep.too_big(f"the {c.learner} cell at N = {c.n}, d = {c.d} (its data and one hidden layer's "
+                                 f"activations, float32)", need, memory_bytes,
+                                 "use a smaller --n (or --n-val, --n-test, --width, --sgd-width)")  # fmt: skip
         kern = [c.n for c in cells if c.kind in ("ntk", "nngp")]
-        if not kern or host_bytes is None:
-            return []
-        need = kernels.fit_bytes(max(kern))
-        if need > host_bytes:
-            return [f"exact kernel ridge at N = {max(kern)} needs about {need / 2**30:.1f} GiB of host memory, "
-                    f"{host_bytes / 2**30:.1f} GiB available: lower --kernel-n"]
-        return []
+        if kern and host_bytes is not None:
+            need = kernels.fit_bytes(max(kern))
+            if need > host_bytes:
+                out.append(f"exact kernel ridge at N = {max(kern)} needs about {need / 2**30:,.1f} GiB of host "
+                           f"memory, {host_bytes / 2**30:.1f} GiB available: lower --kernel-n")  # fmt: skip
+        return out
 
     def format_plan(self, cells, done=frozenset()) -> str:
         done = set(done)
@@ -389,7 +398,7 @@ def make_spec(**kw) -> Exp3Spec:
     if kw["width"] % 2:
         raise ValueError(f"width (--width) must be an even integer >= 2 (the two-stage neurons come in pairs), "
                          f"got {kw['width']}")  # fmt: skip
-    for name, flag in (("ridges", "--ridges"), ("kernel_ridges", "--kernel-ridges")):
+    for name, flag in (("ridges", "--readout-ridges"), ("kernel_ridges", "--kernel-ridges")):
         if len(kw[name]) > 5:
             raise ValueError(f"{name} ({flag}) must hold 1 to 5 numbers >= 0.0, got {list(kw[name])}")
     return Exp3Spec(**kw)

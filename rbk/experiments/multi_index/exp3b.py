@@ -59,7 +59,9 @@ EXPERIMENT = "exp3b"
 
 #: learner -> row kind (rbk.stats.KINDS)
 LEARNERS = {"transfer": "net", "scratch": "net", "ntk-2nn": "ntk", "rf-2nn": "rf"}
-SOURCES = ("single_index", "sum_of_products", "random_multi_index")
+SOURCES = ("single_index", "sum_of_products", "random")  # as ``rbk exp3 --target``
+#: Earlier names of the source families, still read (config files, ``make_spec``) for one release.
+LEGACY_SOURCES = {"random_multi_index": "random"}
 
 PROFILES = {
     "quick": dict(
@@ -93,13 +95,20 @@ class Cell:
 
 
 def _ridges(name: str, values) -> tuple[float, ...]:
-    """1 to 5 relative ridges >= 0 (:func:`rbk.kernels.check_ridges`), the message naming ``name``."""
+    """1 to 5 relative ridges >= 0 (:func:`rbk.kernels.check_ridges`), sorted, a repeat refused, the
+    message naming ``name``."""
     from rbk.kernels import check_ridges
 
+    values = check_reals(name, values, lo=0.0, order="sorted")
     try:
         return check_ridges(values)
     except ValueError as e:
         raise ValueError(f"{name}: {e}") from None
+
+
+def _source(name: str, value) -> str:
+    """A source family of :data:`SOURCES` (an earlier name of :data:`LEGACY_SOURCES` is read as today's)."""
+    return check_choice(name, LEGACY_SOURCES.get(value, value), SOURCES)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -114,18 +123,20 @@ class Exp3bSpec(sweep.Study):
     learners: tuple[str, ...] = option(("transfer", "ntk-2nn", "rf-2nn", "scratch"), flag="--learners",
                                        check=partial(check_list, check=partial(check_choice, choices=tuple(LEARNERS))),
                                        help=f"among {', '.join(LEARNERS)}", many=True, what="learner names")
-    ds: tuple[int, ...] = option((8, 16, 32), check=partial(check_ints, lo=2, order="ascending"), flag="--d",
-                                 help="input dimensions, ascending", conv=integer, many=True, what="integers >= 2")
-    seeds: tuple[int, ...] = option((0, 1, 2), check=partial(check_ints, lo=0), flag="--seeds")
+    ds: tuple[int, ...] = option((8, 16, 32), check=partial(check_ints, lo=2, order="sorted"), flag="--d",
+                                 help="input dimensions, integers >= 2", conv=integer, many=True, what="integers >= 2")
+    seeds: tuple[int, ...] = option((0, 1, 2), check=partial(check_ints, lo=0, order="sorted"), flag="--seeds")
     n2s: tuple[int, ...] = option((10, 20, 40, 80, 160, 320, 640, 1280, 3200), flag="--n2",
-                                  check=partial(check_ints, lo=2, order="ascending"), help="samples of g', ascending",
-                                  conv=integer, many=True, what="integers >= 2")
-    source: str = option("single_index", check=partial(check_choice, choices=SOURCES), flag="--source",
-                         help="source target family (default single_index)", choices=SOURCES)
+                                  check=partial(check_ints, lo=2, order="sorted"),
+                                  help="labelled samples n2 of the new head g' (the source's N1 is --n1-factor's), "
+                                  "integers >= 2", conv=integer, many=True, what="integers >= 2")  # fmt: skip
+    source: str = option("single_index", check=_source, flag="--target", aliases=("--source",),
+                         help=f"family of the source target g, one of {', '.join(SOURCES)} (as rbk exp3 --target; "
+                         "default single_index)")  # fmt: skip
     r: int = option(1, flag="--r", help="directions of U, 1 <= r <= min(d) (single_index: 1)", conv=integer)
-    p: int = option(4, flag="--p", help="degree of the source g, >= 3 (random_multi_index: >= 2)", conv=integer)
-    head_degrees: tuple[int, ...] = option((2, 3), check=partial(check_ints, lo=1, order="ascending"),
-                                           flag="--head-degrees", help="Hermite degrees of g', ascending, >= 2 of "
+    p: int = option(4, flag="--p", help="degree of the source g, >= 3 (random: >= 2)", conv=integer)
+    head_degrees: tuple[int, ...] = option((2, 3), check=partial(check_ints, lo=1, order="sorted"),
+                                           flag="--head-degrees", help="Hermite degrees of g', >= 2 of "
                                            "them (equal energy each; threshold: the top one's)", conv=integer,
                                            many=True, what="integers >= 1")  # fmt: skip
     n1_factor: float = option(32.0, check=partial(check_real, lo=0.0, lo_open=True), flag="--n1-factor",
@@ -133,10 +144,11 @@ class Exp3bSpec(sweep.Study):
     width: int = option(512, check=partial(check_int, lo=2), flag="--width",
                         help="hidden units of the two-stage net and the random features, even", conv=integer)
     eta_mults: tuple[float, ...] = option((0.5, 1.0, 2.0), check=partial(check_reals, lo=0.0, lo_open=True,
-                                          unique=False), flag="--eta-mults", help="first-step learning rates, in "
-                                          "units of sqrt(d), chosen on validation", conv=float, many=True,
-                                          what="numbers > 0")  # fmt: skip
-    ridges: tuple[float, ...] = option((1e-4, 1e-3, 1e-2, 1e-1, 1.0), check=_ridges, flag="--ridges",
+                                          order="sorted"), flag="--etas", aliases=("--eta-mults",),
+                                          help="two-stage step sizes as multiples of sqrt(d), > 0, chosen on "
+                                          "validation", conv=float, many=True, what="numbers > 0")  # fmt: skip
+    ridges: tuple[float, ...] = option((1e-4, 1e-3, 1e-2, 1e-1, 1.0), check=_ridges, flag="--readout-ridges",
+                                       aliases=("--ridges",),
                                        help="relative ridges of the read-outs (transfer, rf, scratch), 1 to 5",
                                        conv=float, many=True, what="numbers >= 0")
     kernel_ridges: tuple[float, ...] = option((1e-3, 1e-1), check=_ridges, flag="--kernel-ridges",
@@ -187,14 +199,22 @@ class Exp3bSpec(sweep.Study):
     def memory_problems(self, cells, memory_bytes, n_devices=1, host_bytes=None) -> list[str]:
         from rbk import kernels
 
+        out = []
+        nets = [c for c in cells if c.kind != "ntk" and self.learner_n2s(c.learner)]
+        if nets:  # the floor: the largest n2 (or the source's N1) points with d inputs and the width's features
+            c = max(nets, key=lambda c: (max(self.n1(c.d), max(self.learner_n2s(c.learner))), c.d))
+            n = max(self.n1(c.d), max(self.learner_n2s(c.learner)))
+            need = sweep.data_bytes(n + _n_val(self, n) + self.n_test, c.d + self.width)
+            out += sweep.too_big(f"the {c.learner} cell at d = {c.d} ({n} training points, its data and features, "
+                                 f"float32)", need, memory_bytes,
+                                 "use a smaller --n2 (or --net-max-n, --n1-factor, --n-test, --width)")  # fmt: skip
         ns = [max(self.learner_n2s(c.learner)) for c in cells if c.kind == "ntk" and self.learner_n2s(c.learner)]
-        if not ns or host_bytes is None:
-            return []
-        need = kernels.fit_bytes(max(ns))
-        if need > 0.8 * host_bytes:
-            return [f"the exact NTK at n2 = {max(ns)} needs about {need / 2**30:.1f} GiB of host memory, "
-                    f"more than 80% of the {host_bytes / 2**30:.1f} GiB here; lower --kernel-max-n"]
-        return []
+        if ns and host_bytes is not None:
+            need = kernels.fit_bytes(max(ns))
+            if need > 0.8 * host_bytes:
+                out.append(f"the exact NTK at n2 = {max(ns)} needs about {need / 2**30:,.1f} GiB of host memory, "
+                           f"more than 80% of the {host_bytes / 2**30:.1f} GiB here; lower --kernel-max-n")
+        return out
 
     def run_cell(self, cell, devices=None, progress=None) -> list[dict]:
         return run_cell(self, cell, progress)
@@ -212,8 +232,8 @@ def make_spec(**kw) -> Exp3bSpec:
     ds, n2s = v["ds"], v["n2s"]
     v["r"] = check_int("r (--r)", v["r"], lo=1, hi=min(ds))
     if v["source"] == "single_index" and v["r"] != 1:
-        raise ValueError(f"r (--r) must be 1 for source 'single_index', got r={v['r']}")
-    v["p"] = check_int("p (--p)", v["p"], lo=2 if v["source"] == "random_multi_index" else 3)
+        raise ValueError(f"r (--r) must be 1 for target 'single_index', got r={v['r']}")
+    v["p"] = check_int("p (--p)", v["p"], lo=2 if v["source"] == "random" else 3)
     if len(v["head_degrees"]) < 2:
         raise ValueError(f"head_degrees (--head-degrees) must hold at least 2 degrees (the threshold is the top "
                          f"degree's energy share, 1 / len(head_degrees)), got {list(v['head_degrees'])}")  # fmt: skip
