@@ -210,7 +210,10 @@ def _dry_run(spec, out: Path, mem: int | None) -> int:
     problems = spec.memory_problems([c for c in cells if c.id not in done], dev_mem, nd, host)
     for msg in problems:
         print(f"WILL NOT FIT: {msg}")
-    return 2 if problems else 0  # the run would refuse it: so does its dry run
+    if problems:  # the run would refuse it: so does its dry run, with the run's one line
+        print(f"rbk {spec.experiment}: error: not enough memory: " + "; ".join(problems), file=sys.stderr)
+        return 2
+    return 0
 
 
 def _plot(parser, args) -> int:

@@ -83,7 +83,10 @@ def dry_run(spec, out: Path, dev_mem: int | None, source: str, nd: int, host_byt
     problems = memory_problems(spec, todo, dev_mem, nd, host_bytes)
     for msg in problems:
         print(f"WILL NOT FIT: {msg}")
-    return 2 if problems else 0  # the run would refuse it: so does its dry run
+    if problems:  # the run would refuse it: so does its dry run, with the run's one line
+        print(f"rbk {spec.experiment}: error: not enough memory: " + "; ".join(problems), file=sys.stderr)
+        return 2
+    return 0
 
 
 def format_table(summary) -> str:
