@@ -41,6 +41,20 @@ def full_f32():
         yield
 
 
+@pytest.fixture
+def no_compute(monkeypatch):
+    """Any attempt to run a cell, train or fit a kernel fails the test (``sweep.run`` itself may
+    run: it checks), for the tests that a refusal comes before any compute."""
+    from rbk import kernels, sweep, train
+
+    def boom(*a, **k):
+        raise AssertionError("computed before refusing")
+
+    monkeypatch.setattr(sweep.driver, "run_cell", boom)
+    monkeypatch.setattr(train, "train", boom)
+    monkeypatch.setattr(kernels, "fit_predict", boom)
+
+
 def pytest_configure(config):
     """Per-test CPU times (tests/_cputime.py) when ``RBK_TEST_CPU_TIMES`` names a file."""
     path = os.environ.get("RBK_TEST_CPU_TIMES")

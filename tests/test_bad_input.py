@@ -27,16 +27,7 @@ def host_16_gib(monkeypatch):
     monkeypatch.setattr(sweep.driver, "host_memory_bytes", lambda: 16 * 2**30)  # where run and the dry run look it up
 
 
-@pytest.fixture
-def no_compute(monkeypatch):
-    """Any attempt to run a cell, train or fit a kernel fails the test (``sweep.run`` itself may run: it checks)."""
-
-    def boom(*a, **k):
-        raise AssertionError("computed before refusing")
-
-    monkeypatch.setattr(sweep.driver, "run_cell", boom)
-    monkeypatch.setattr(train, "train", boom)
-    monkeypatch.setattr(kernels, "fit_predict", boom)
+# no_compute: tests/conftest.py
 
 
 def _main(argv, capsys):

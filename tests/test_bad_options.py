@@ -8,7 +8,7 @@ machine's memory is fixed (``--device-memory-gb 16``, a 16 GiB host) where a cas
 
 import pytest
 
-from rbk import cli, kernels, sweep, train
+from rbk import cli, sweep
 
 MEM = ["--device-memory-gb", "16"]
 
@@ -62,16 +62,9 @@ CASES = [
 ]
 
 
-@pytest.fixture
-def no_compute(monkeypatch):
-    """Any cell, training or kernel fit fails the test; the host has 16 GiB."""
-
-    def boom(*a, **k):
-        raise AssertionError("computed before refusing")
-
-    monkeypatch.setattr(sweep.driver, "run_cell", boom)
-    monkeypatch.setattr(train, "train", boom)
-    monkeypatch.setattr(kernels, "fit_predict", boom)
+@pytest.fixture(autouse=True)
+def host_16_gib(monkeypatch):
+    """The memory checks see a 16 GiB host, whatever this machine has (no_compute: tests/conftest.py)."""
     monkeypatch.setattr(sweep.driver, "host_memory_bytes", lambda: 16 * 2**30)
 
 
