@@ -193,10 +193,9 @@ def multi_index(
 
 
 def _weights(name: str, a, b) -> tuple[float, float]:
-    a = check_real(f"{name} weight a", a, lo=0.0)
-    b = check_real(f"{name} weight b", b, lo=0.0)
-    if a == 0.0 or b == 0.0:
-        raise ValueError(f"a and b must both be > 0 (the degree-2 and degree-p parts), got a={a}, b={b}")
+    """The weights of the degree-2 and degree-p parts: each a finite number > 0, one rule, one wording."""
+    a = check_real(f"{name} weight a (of the degree-2 part)", a, lo=0.0, lo_open=True)
+    b = check_real(f"{name} weight b (of the degree-p part)", b, lo=0.0, lo_open=True)
     return a, b
 
 
