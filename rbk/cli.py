@@ -207,6 +207,9 @@ def _dry_run(spec, out: Path, mem: int | None) -> int:
     done = sweep.Store(out, spec, cells).done() if meta is not None else set()
     print(f"dry run: nothing is computed. Results would go to {out}")
     print(spec.format_plan(cells, done=done))
+    estimate = sweep.cost.format_estimate(spec, [c for c in cells if c.id not in done])
+    if estimate:
+        print(estimate)
     problems = spec.memory_problems([c for c in cells if c.id not in done], dev_mem, nd, host)
     for msg in problems:
         print(f"WILL NOT FIT: {msg}")

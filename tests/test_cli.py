@@ -256,3 +256,39 @@ def test_profile_epochs_override_keeps_the_lr_step_fraction():
     assert exp2.spec("quick", epochs=20).decay_epoch == 10  # no step in the profile: half
     with pytest.raises(ValueError, match="epochs"):
         exp1.spec("quick", epochs=0)
+
+
+RATES = {"sgd_flops_per_s": 1e11, "dense_flops_per_s": 4e10, "entries_per_s": 3e7, "compile_s": 0.5,
+         "train_compile_s": 4.0}
+
+
+def test_estimate_seconds_adds_each_rate_and_counts_each_program_once():
+    costs = [(2e11, 0.0, 0.0, ("train", "a", 100)), (2e11, 0.0, 0.0, ("train", "a", 100)),  # one program, twice
+             (0.0, 8e10, 3e7, ("ntk", 100)), (0.0, 0.0, 0.0, None)]
+    e = sweep.cost.estimate_seconds(costs, RATES)
+    assert e["programs"] == 2 and e["sgd_s"] == pytest.approx(4.0) and e["dense_s"] == pytest.approx(2.0)
+    assert e["kernel_s"] == pytest.approx(1.0) and e["compile_s"] == pytest.approx(4.5)
+    assert e["seconds"] == pytest.approx(4.0 + 2.0 + 1.0 + 4.5)
+
+
+@pytest.mark.parametrize("experiment", ["exp1", "exp2", "exp3", "exp3b", "exp4"])
+def test_every_quick_dry_run_prints_its_wall_time_estimate(experiment, capsys, tmp_path, monkeypatch):
+    import re
+
+    from rbk.experiments import profile_spec
+
+    monkeypatch.setattr(sweep.cost, "calibrate", lambda: RATES)
+    assert cli.main([experiment, "--dry-run", "--cpu-devices", "1", "--out", str(tmp_path / "o")]) == 0
+    out = capsys.readouterr().out
+    got = re.search(r"estimated wall time here: ([0-9.]+) (s|min|h)", out)
+    assert got, out[-2000:]
+    seconds = float(got.group(1)) * {"s": 1, "min": 60, "h": 3600}[got.group(2)]
+    spec = profile_spec(experiment, "quick")
+    want = sweep.cost.estimate_seconds([spec.cell_cost(c) for c in spec.plan()], RATES)["seconds"]
+    assert seconds == pytest.approx(want, rel=0.05, abs=0.6)
+    assert not (tmp_path / "o").exists()
+
+
+def test_calibration_measures_positive_rates():
+    r = sweep.cost.calibrate()
+    assert set(r) == set(RATES) and all(v > 0 and v < float("inf") for v in r.values())

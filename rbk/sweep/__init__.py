@@ -11,7 +11,8 @@ here, so ``from rbk import sweep; sweep.run(...)`` is the way to use them)::
     study       the Study protocol, CORE_FIELDS, the config hash (hash_config)
     errors      SweepInputError, ConfigMismatchError, StoreLockedError
     planner     the planner interface: PlannedCell (what the engine reads of a cell), check_plan
-    cost        the machine a run plans for: device_memory_bytes; data_bytes, too_big (a study's memory floor)
+    cost        the machine a run plans for: device_memory_bytes; data_bytes, too_big (a study's memory floor);
+                calibrate, estimate_seconds, format_estimate (the dry run's wall time from a study's cell_cost)
     provenance  versions, device_info, git_info
     store       Store (atomic cells, lock, tables), meta.json (load_meta_file, read_meta,
                 spec_from_meta, study_class), load_rows, check_out_dir, is_results_dir, atomic_write

@@ -29,7 +29,8 @@ class Study:
       dicts with :data:`CORE_FIELDS` and the study's own columns (``row_fields``; a non-finite
       error is a row with ``diverged`` true, never an exception);
     * optional: ``memory_problems`` (refuse up front what cannot fit), ``format_plan`` (the dry
-      run), ``member_epochs`` (the inner progress bar), ``resolve`` (machine-dependent values
+      run), ``cell_cost`` (``(training FLOPs, dense FLOPs, program key)`` of a cell: the dry
+      run's wall-time estimate, :func:`rbk.sweep.cost.estimate_seconds`), ``member_epochs`` (the inner progress bar), ``resolve`` (machine-dependent values
       fixed at the first run, and extensions of a finished sweep) and ``extends``.
     """
 

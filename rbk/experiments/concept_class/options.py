@@ -80,6 +80,7 @@ def dry_run(spec, out: Path, dev_mem: int | None, source: str, nd: int, host_byt
     print(f"dry run: nothing is computed. Results would go to {out}")
     print(format_plan(spec, cells, memory_bytes=dev_mem, memory_source=source, n_devices=nd, done=done))
     todo = [c for c in cells if c.id not in done]
+    print(sweep.cost.format_estimate(spec, todo))
     problems = memory_problems(spec, todo, dev_mem, nd, host_bytes)
     for msg in problems:
         print(f"WILL NOT FIT: {msg}")

@@ -146,6 +146,21 @@ class SweepSpec(Study):
     # only for annotations: no import cycle)
     row_fields = ALL_FIELDS
 
+    def cell_cost(self, cell) -> tuple:
+        """``(training FLOPs, dense FLOPs, kernel entries, compiled program)`` of ``cell`` for the dry
+        run's time estimate (:func:`rbk.experiments.concept_class.cost.cell_flops`; a network call
+        is one program per shape, a kernel fit one per (learner, N))."""
+        from rbk.experiments.concept_class.cost import cell_flops
+
+        if cell.kind == "net":
+            return cell_flops(self, cell), 0.0, 0.0, ("train", cell.learner, cell.n, cell.width, cell.members)
+        if cell.kind == "rf":
+            return 0.0, cell_flops(self, cell), 0.0, (cell.learner, cell.n, cell.width)
+        n_eval = cell.n + self.n_val_of(cell.n) + self.n_test
+        # the kernel's k outputs share its Gram matrix; they are k right-hand sides of one factorisation
+        dense = len(self.ridges) * (cell.n**3 / 3 + 2.0 * cell.n * n_eval * self.k)
+        return 0.0, dense, float(cell.n * n_eval), (cell.learner, cell.n)
+
     def plan(self, max_members_per_call: int | None = None) -> list:
         from rbk.experiments.concept_class.planner import plan
 

@@ -228,6 +228,28 @@ class Exp4Spec(Study):
     def run_cell(self, cell, devices=None, progress=None) -> list[dict]:
         return LEARNERS[cell.learner].run(self, cell, devices, progress)
 
+    def cell_cost(self, cell) -> tuple:
+        """``(training FLOPs, dense FLOPs, kernel entries, compiled program)`` of ``cell`` for the dry
+        run's time estimate (:func:`rbk.sweep.cost.estimate_seconds`): SGD at ``6 x`` the forward
+        multiply-adds per example seen (every (seed, lr, wd) member), plus one forward pass over the
+        evaluated points per recorded epoch; a kernel cell's fit, its entries weighted by the levels
+        of its recursion."""
+        from rbk import sweep
+
+        ev = self.n_val + self.n_test
+        if cell.kind == "net":
+            members = len(self.seeds) * len(self.lrs) * len(self.wds)
+            if cell.learner == "2nn":
+                macs, records = self.d * self.width * self.levels + self.width * self.levels, 2
+            else:  # level 1: d -> width; each level above: W_l (and V_l through the skip); a head per level
+                macs = self.d * self.width + (self.levels - 1) * self.width**2 * (2 if self.skip else 1)
+                macs += self.levels * self.width
+                records = self.record_per_stage * self.levels
+            fl = 6 * macs * cell.n * self.epochs * members + 2 * macs * (cell.n + ev) * records * members
+            return float(fl), 0.0, 0.0, ("train", cell.learner, cell.n)
+        dense, entries = sweep.cost.kernel_fit_cost(cell.n, ev, len(self.ridges))
+        return 0.0, dense, entries * self.levels, (cell.learner, cell.n)
+
     def memory_problems(self, cells, memory_bytes, n_devices=1, host_bytes=None) -> list[str]:
         from rbk.learners import kernel_cell_bytes
 

@@ -337,6 +337,25 @@ class Exp3Spec(sweep.Study):
             rows.append(row)
         return rows
 
+    def cell_cost(self, cell) -> tuple:
+        """``(training FLOPs, dense FLOPs, kernel entries, compiled program)`` of ``cell`` (the dry run's time estimate,
+        :func:`rbk.sweep.cost.estimate_seconds`); a rough model of each learner's dominant work."""
+        n, d, ev = cell.n, cell.d, self.n_val + self.n_test
+        program = (cell.learner, d, n)  # the seeds of a (learner, d, N) share one compiled program
+        shared = LEARNERS[cell.learner].shared
+        if shared in ("ntk", "nngp"):
+            return (0.0, *sweep.cost.kernel_fit_cost(n, ev, len(self.kernel_ridges)), program)
+        if shared == "sgd":
+            members = len(self.lrs) * len(self.wds)
+            per_example = 6 * (d * self.sgd_width + self.sgd_width)
+            return (float(per_example * n * self.epochs * members + per_example / 3 * ev * members), 0.0, 0.0,
+                    ("train", *program))
+        if shared == "rf":
+            return 0.0, sweep.cost.readout_flops(n, ev, d, self.width, len(self.kernel_ridges)), 0.0, program
+        steps = len(self.etas) if cell.learner == "two-stage" else 1  # the one-step learners: a step per eta
+        first = 6 * n * d * self.width  # the gradient step on the first half of the points
+        return 0.0, steps * (first + sweep.cost.readout_flops(n, ev, d, self.width, len(self.ridges))), 0.0, program
+
     def memory_problems(self, cells, memory_bytes, n_devices=1, host_bytes=None) -> list[str]:
         from rbk import kernels
 
@@ -344,7 +363,7 @@ class Exp3Spec(sweep.Study):
         nets = [c for c in cells if c.kind not in ("ntk", "nngp")]
         if nets:  # the floor: the cell's points, float32, with d inputs and a hidden layer's activations on them
             c = max(nets, key=lambda c: (c.n, c.d))
-            hidden = self.sgd_width if LEARNERS[c.learner].kind == "sgd" else self.width
+            hidden = self.sgd_width if LEARNERS[c.learner].shared == "sgd" else self.width
             need = sweep.data_bytes(c.n + self.n_val + self.n_test, c.d + hidden)
             out += sweep.too_big(f"the {c.learner} cell at N = {c.n}, d = {c.d} (its data and one hidden layer's "
                                  f"activations, float32)", need, memory_bytes,

@@ -196,6 +196,33 @@ class Exp3bSpec(sweep.Study):
     def member_epochs(self, cell) -> int | None:
         return len(self.learner_n2s(cell.learner))
 
+    def cell_cost(self, cell) -> tuple:
+        """``(training FLOPs, dense FLOPs, kernel entries, compiled program)`` of ``cell`` (every n2 of its
+        learner) for the dry run's time estimate (:func:`rbk.sweep.cost.estimate_seconds`): a kernel
+        fit per n2; a ridge read-out on ``width`` features per n2; the two-stage first step (the
+        gradient on half the points, a read-out per eta) on the source's N1 (``transfer``, once)
+        or on each n2 (``scratch``)."""
+        cost = sweep.cost
+        d, w, etas = cell.d, self.width, len(self.eta_mults)
+        dense = entries = 0.0
+
+        def two_stage(n):
+            return etas * (6 * n * d * w / 2 + cost.readout_flops(n, _n_val(self, n) + self.n_test, d, w,
+                                                                   len(self.ridges)))  # fmt: skip
+
+        if cell.learner == "transfer":
+            dense += two_stage(self.n1(d))
+        for n2 in self.learner_n2s(cell.learner):
+            ev = _n_val(self, n2) + self.n_test
+            if cell.kind == "ntk":
+                f, e = cost.kernel_fit_cost(n2, ev, len(self.kernel_ridges))
+                dense, entries = dense + f, entries + e
+            elif cell.learner == "scratch":
+                dense += two_stage(n2)
+            else:
+                dense += cost.readout_flops(n2, ev, d, w, len(self.ridges))
+        return 0.0, dense, entries, (cell.learner, d)
+
     def memory_problems(self, cells, memory_bytes, n_devices=1, host_bytes=None) -> list[str]:
         from rbk import kernels
 
