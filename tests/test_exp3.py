@@ -296,3 +296,21 @@ def test_giant_step_cell_is_the_direct_call():
     assert len(rows) == 1 and rows[0]["eta"] == 10.0 and rows[0]["ridge"] == 1.0 and rows[0]["width"] == 16
     assert rows[0]["test_error"] == pytest.approx(float(path["test_errors"][0]), rel=1e-9)
     assert rows[0]["val_error"] == pytest.approx(float(path["val_errors"][0]), rel=1e-9)
+
+
+def test_a_diverging_member_is_recorded_and_the_sweep_finishes(tmp_path):
+    """An SGD member with a learning rate far past stability: its rows say diverged (errors null on
+    disk, not NaN), the stable member's rows are finite, and every cell of the sweep is written."""
+    import json
+
+    from rbk import sweep
+    from rbk.experiments import exp3
+
+    spec = exp3.make_spec(**{**TINY, "ds": (4,), "learners": ("2nn",), "ns": (60,), "sgd_width": 8, "epochs": 2,
+                             "lrs": (0.01, 1e6), "wds": (0.0,)})  # fmt: skip
+    res = sweep.run(spec, tmp_path / "run", quiet=True)
+    assert len(res.ran) == len(spec.plan()) and len(res.rows) == 2 * len(spec.seeds)
+    assert all(r["diverged"] for r in res.rows if r["lr"] == 1e6)
+    assert all(not r["diverged"] and math.isfinite(r["test_error"]) for r in res.rows if r["lr"] == 0.01)
+    on_disk = [json.loads(line) for line in (tmp_path / "run" / "results.jsonl").read_text().splitlines()]
+    assert len(on_disk) == len(res.rows) and any(r["diverged"] and r["test_error"] is None for r in on_disk)

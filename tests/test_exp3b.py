@@ -193,3 +193,23 @@ def test_predicted_block_is_the_seed_mean_of_each_heads_curve():
         lo, hi = np.mean(around, axis=0)
         assert lo > 0.5 > hi
     assert exp3b.predictions(exp3b.make_spec(**dict(TINY, learners=("rf-2nn",)))) == {}  # no kernel, no network
+
+
+def test_a_diverged_source_is_recorded_and_the_sweep_finishes(tmp_path, monkeypatch):
+    """Transfer's source step cannot diverge at any eta here (a relative-ridge read-out on ReLU
+    features is scale-free), so the source's result is made non-finite, as a diverged two-stage
+    returns it: every transfer row says diverged, its errors are null on disk, and the other
+    learner's cells are written as usual."""
+    import json
+    import math
+
+    monkeypatch.setattr(exp3b, "learn_features", lambda *a, **k: {"features": None, "test_error": math.nan,
+                                                                    "eta": math.nan})  # fmt: skip
+    spec = exp3b.make_spec(**dict(TINY, learners=("transfer", "rf-2nn")))
+    res = sweep.run(spec, tmp_path / "run", quiet=True)
+    assert len(res.ran) == len(spec.plan())
+    transfer = [r for r in res.rows if r["learner"] == "transfer"]
+    assert len(transfer) == len(spec.seeds) * len(spec.n2s) and all(r["diverged"] for r in transfer)
+    assert all(not r["diverged"] for r in res.rows if r["learner"] == "rf-2nn")
+    on_disk = [json.loads(line) for line in (tmp_path / "run" / "results.jsonl").read_text().splitlines()]
+    assert all(r["test_error"] is None and r["source_test_error"] is None for r in on_disk if r["learner"] == "transfer")
