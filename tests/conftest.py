@@ -55,21 +55,6 @@ def no_compute(monkeypatch):
     monkeypatch.setattr(kernels, "fit_predict", boom)
 
 
-#: The heaviest test files, heaviest first (wall seconds of each, one process, cold cache, measured
-#: 2026-12-02 with RBK_TEST_CPU_TIMES: 33 32 29 27 26 20 14 13 13 13 12 11). They run first, so
-#: that pytest-xdist's two workers (``--dist loadfile``: a file per worker) do not end with one
-#: big file running alone: longest first is the classic greedy schedule. Order only: each file's
-#: tests keep their order, and no test depends on another file's.
-HEAVY_FILES = ("test_sharding.py", "test_train.py", "test_kernels_cg.py", "test_multi_index.py", "test_kernels.py",
-               "test_hierarchy.py", "test_cli.py", "test_exp3.py", "test_exp4.py", "test_learners.py", "test_exp3b.py",
-               "test_giant_step.py")  # fmt: skip
-
-
-def pytest_collection_modifyitems(session, config, items):
-    rank = {name: i for i, name in enumerate(HEAVY_FILES)}
-    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: the rest keep their order
-
-
 def pytest_configure(config):
     """Per-test CPU times (tests/_cputime.py) when ``RBK_TEST_CPU_TIMES`` names a file."""
     path = os.environ.get("RBK_TEST_CPU_TIMES")
