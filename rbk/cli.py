@@ -50,7 +50,8 @@ def _add_common_arguments(p: argparse.ArgumentParser, experiment: str) -> None:
                         f"results/{experiment}-<profile>-<hash8> when options change the profile's config); "
                         "re-running resumes")
     g.add_argument("--dry-run", action="store_true",
-                   help="print the plan (cells, compiled calls, memory and FLOP estimates) and exit")
+                   help="print the plan (cells, compiled calls, memory and FLOP estimates, the wall time "
+                        "estimated at this machine's measured rates) and exit; exit status 2 if it cannot fit")
     g.add_argument("--quiet", action="store_true", help="no progress bar or per-cell lines on stderr")
     g.add_argument("--no-plot", action="store_true", help="skip the figure at the end (summary.json is written)")
     g.add_argument("--epoch-progress", action="store_true",
