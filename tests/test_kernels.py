@@ -515,3 +515,18 @@ def test_bar_paper_instance_ntk_above_threshold():
         errs.append(kernels.fit_predict(kf, ds)["test_error"])
     print(f"3resnet NTK N=10000 test errors {errs}, mean {np.mean(errs):.4f}, {time.perf_counter() - t0:.0f}s")
     assert np.mean(errs) >= tgt.threshold
+
+
+def test_large_cholesky_runs_on_one_blas_thread():
+    """Above SINGLE_THREAD_CHOLESKY_N the dense solver's factorisation runs on one BLAS thread (a
+    bundled-OpenBLAS dpotrf crash, rbk.kernels.solvers.dense); below it the thread count is untouched."""
+    from threadpoolctl import threadpool_info
+
+    from rbk.kernels.solvers import dense
+
+    before = [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
+    with dense._blas_threads_for_cholesky(dense.SINGLE_THREAD_CHOLESKY_N + 1):
+        assert all(i["num_threads"] == 1 for i in threadpool_info() if i["user_api"] == "blas")
+    with dense._blas_threads_for_cholesky(dense.SINGLE_THREAD_CHOLESKY_N):
+        assert [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"] == before
+    assert [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"] == before

@@ -34,6 +34,27 @@ def _restore_lower(af: np.ndarray, diag: np.ndarray, block: int = 1024) -> None:
     af[np.diag_indices(n)] = diag
 
 
+#: Above this size the Cholesky factorisation runs on one BLAS thread. The multithreaded
+#: ``dpotrf`` of the OpenBLAS that numpy and scipy wheels bundle (0.3.30 / 0.3.31, scipy 1.17)
+#: crashes the process (segmentation fault) at n = 16000 and 20000 on a 2-core AMD EPYC here, where
+#: n = 12000 and one thread at 20000 are fine (reproduced with numpy.linalg.cholesky too). One
+#: thread costs about 1.7x at n = 20000 (50 s against 29 s) and changes no number's meaning
+#: (LAPACK's result does not depend on its thread count beyond rounding).
+SINGLE_THREAD_CHOLESKY_N = 12000
+
+
+def _blas_threads_for_cholesky(n: int):
+    """A context that limits BLAS to one thread when ``n > SINGLE_THREAD_CHOLESKY_N``
+    (threadpoolctl, the maintained way to reach a bundled OpenBLAS), else does nothing."""
+    import contextlib
+
+    if n <= SINGLE_THREAD_CHOLESKY_N:
+        return contextlib.nullcontext()
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(limits=1, user_api="blas")
+
+
 def solve_inplace(a: np.ndarray, y: np.ndarray, diag: np.ndarray) -> tuple[np.ndarray, str]:
     """Solve ``a alpha = y`` for the symmetric float64 ``a``, destroying ``a``.
 
@@ -45,7 +66,8 @@ def solve_inplace(a: np.ndarray, y: np.ndarray, diag: np.ndarray) -> tuple[np.nd
     n = a.shape[0]
     af = _fortran_view(a)
     try:
-        c = scipy.linalg.cho_factor(af, lower=True, overwrite_a=True, check_finite=False)
+        with _blas_threads_for_cholesky(n):
+            c = scipy.linalg.cho_factor(af, lower=True, overwrite_a=True, check_finite=False)
         return scipy.linalg.cho_solve(c, y, check_finite=False), "cholesky"
     except np.linalg.LinAlgError:
         pass
