@@ -174,10 +174,13 @@ def test_layerwise_freezing_is_bit_exact():
 def test_joint_regime_is_the_plain_recipe():
     m = _deep(width=8)
     t = targets.hierarchy(KEY, d=8, widths=(2, 2, 2), alphas=(1.0, 0.5, 0.25))
-    a = train.fit(m, t, 100, [0], [0.01], [0.0], train.config(4, batch_size=25, record_epochs=[2, 4]),
+    # lr 3e-3 (Experiment 4's): at 0.01 this training diverges (test error 5e11, then NaN), and two
+    # programs' rounding, amplified by the blow-up, differed by 5e-5 relative on one machine
+    a = train.fit(m, t, 100, [0], [3e-3], [0.0], train.config(4, batch_size=25, record_epochs=[2, 4]),
                   distribution="gaussian", n_test=50)
-    b = train.fit(m, t, 100, [0], [0.01], [0.0], train.config(4, batch_size=25, record_epochs=[2, 4],
+    b = train.fit(m, t, 100, [0], [3e-3], [0.0], train.config(4, batch_size=25, record_epochs=[2, 4],
                   phases={"L1": (0, 4), "L2": (0, 4), "L3": (0, 4)}), distribution="gaussian", n_test=50)
+    assert np.all(np.isfinite(a.errors["test"])) and a.errors["test"][..., -1] < a.errors["test"][..., 0]  # it trains
     np.testing.assert_allclose(a.errors["test"], b.errors["test"], rtol=1e-5)
 
 
