@@ -208,16 +208,11 @@ def _dry_run(spec, out: Path, mem: int | None) -> int:
     done = sweep.Store(out, spec, cells).done() if meta is not None else set()
     print(f"dry run: nothing is computed. Results would go to {out}")
     print(spec.format_plan(cells, done=done))
-    estimate = sweep.cost.format_estimate(spec, [c for c in cells if c.id not in done])
+    todo = [c for c in cells if c.id not in done]
+    estimate = sweep.cost.format_estimate(spec, todo)
     if estimate:
         print(estimate)
-    problems = spec.memory_problems([c for c in cells if c.id not in done], dev_mem, nd, host)
-    for msg in problems:
-        print(f"WILL NOT FIT: {msg}")
-    if problems:  # the run would refuse it: so does its dry run, with the run's one line
-        print(f"rbk {spec.experiment}: error: not enough memory: " + "; ".join(problems), file=sys.stderr)
-        return 2
-    return 0
+    return sweep.cost.refuse_in_dry_run(spec.experiment, spec.memory_problems(todo, dev_mem, nd, host))
 
 
 def _plot(parser, args) -> int:

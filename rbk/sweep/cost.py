@@ -32,7 +32,7 @@ def device_memory_bytes() -> tuple[int | None, str]:
 def data_bytes(points: int, columns: int, copies: int = 1, itemsize: int = 4) -> int:
     """Bytes of ``copies`` float arrays of ``points x columns`` (``itemsize`` 4: float32): the
     floor under a network call's memory (its data and one layer's activations on them), which a
-    study compares with a device's memory to refuse a plan that cannot fit (:func:`fits`)."""
+    study compares with a device's memory to refuse a plan that cannot fit (:func:`too_big`)."""
     return int(points) * int(columns) * int(copies) * int(itemsize)
 
 
@@ -69,7 +69,6 @@ def calibrate() -> dict:
     import numpy as np
 
     from rbk.kernels import kernel_fn
-    from rbk.kernels.checks import x64
 
     d, m, batch, steps = 64, 256, 50, 200
 
@@ -136,6 +135,19 @@ def estimate_seconds(costs, rates: dict) -> dict:
     comp = training * rates["train_compile_s"] + (programs - training) * rates["compile_s"]
     return {"seconds": sgd + dense + kern + comp, "sgd_s": sgd, "dense_s": dense, "kernel_s": kern,
             "compile_s": comp, "programs": programs}
+
+
+def refuse_in_dry_run(experiment: str, problems: list[str]) -> int:
+    """A dry run's end: each memory problem printed as ``WILL NOT FIT`` and, when there is one,
+    the run's one refusal line on stderr and status 2 (the run would refuse it); else 0."""
+    import sys
+
+    for msg in problems:
+        print(f"WILL NOT FIT: {msg}")
+    if problems:
+        print(f"rbk {experiment}: error: not enough memory: " + "; ".join(problems), file=sys.stderr)
+        return 2
+    return 0
 
 
 def format_estimate(study, cells) -> str | None:

@@ -81,13 +81,7 @@ def dry_run(spec, out: Path, dev_mem: int | None, source: str, nd: int, host_byt
     print(format_plan(spec, cells, memory_bytes=dev_mem, memory_source=source, n_devices=nd, done=done))
     todo = [c for c in cells if c.id not in done]
     print(sweep.cost.format_estimate(spec, todo))
-    problems = memory_problems(spec, todo, dev_mem, nd, host_bytes)
-    for msg in problems:
-        print(f"WILL NOT FIT: {msg}")
-    if problems:  # the run would refuse it: so does its dry run, with the run's one line
-        print(f"rbk {spec.experiment}: error: not enough memory: " + "; ".join(problems), file=sys.stderr)
-        return 2
-    return 0
+    return sweep.cost.refuse_in_dry_run(spec.experiment, memory_problems(spec, todo, dev_mem, nd, host_bytes))
 
 
 def format_table(summary) -> str:
