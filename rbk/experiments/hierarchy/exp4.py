@@ -28,8 +28,8 @@ both regimes' quality over training (figure 2).
 
 Profiles
 --------
-``quick``  (about 700 s of CPU time, user + sys; 17 minutes of wall time on a 2-core machine
-           shared with other jobs) ``d = 48``, widths (4, 4, 4), alphas (1, 0.8, 0.6), the
+``quick``  (17 minutes of wall time on a 2-core machine shared with other jobs, about 700 s of
+           CPU; on a quiet one, 2026-12-02: 3.8 minutes, 340 s of user CPU) ``d = 48``, widths (4, 4, 4), alphas (1, 0.8, 0.6), the
            linear output map (``readout='linear'``; the learner reads ``h_l``), N in {2000,
            4000, 8000}, 5 seeds, 10000 test points; DeepQuad width 64 (truncated quadratic,
            clip 2), 90 epochs (30 per stage; lr/10 halfway through the run or the stage), lr in
