@@ -37,6 +37,8 @@ CASES = [
     ("exp3 --d 1", "--d"), ("exp3 --d 8 8", "--d"), ("exp3 --n 1", "--n"), ("exp3 --kernel-n 1", "--kernel-n"),
     ("exp3 --etas 0", "--etas"), ("exp3 --etas 1 1", "--etas"), ("exp3 --readout-ridges -1", "--readout-ridges"),
     ("exp3 --readout-ridges 1 2 3 4 5 6", "--readout-ridges"), ("exp3 --kernel-ridges -1", "--kernel-ridges"),
+    ("exp3 --max-members-per-call 0", "--max-members-per-call"), ("exp4 --max-members-per-call -1", "--max-members-per-call"),
+    ("exp4 --max-members-per-call 2.5", "--max-members-per-call"),
     ("exp3 --r 2", "--r"), ("exp3 --target random --r 30", "--r"), ("exp3 --p 2", "--p"),
     ("exp3 --target foo", "--target"), ("exp3 --width 3", "--width"), ("exp3 --sgd-width 0", "--sgd-width"),
     ("exp3 --epochs 0", "--epochs"), ("exp3 --lr 0", "--lr"), ("exp3 --wd -1", "--wd"), ("exp3 --n-val 0", "--n-val"),

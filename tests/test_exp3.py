@@ -109,6 +109,25 @@ def test_data_are_nested_in_n_and_fixed_per_d_and_seed():
     assert t.threshold == pytest.approx(0.5)
 
 
+def test_max_members_per_call_reaches_the_sgd_call_and_is_not_hashed(monkeypatch):
+    from rbk import train
+    from rbk.experiments import exp3
+
+    calls = []
+    real = train.train
+    monkeypatch.setattr(train, "train", lambda *a, **kw: calls.append(kw.get("max_members")) or real(*a, **kw))
+    kw = dict(TINY, learners=("2nn",), ds=(4,), seeds=(0,), ns=(60,), sgd_width=8, epochs=1, lrs=(0.01, 0.02))
+    spec, chunked = exp3.make_spec(**kw), exp3.make_spec(**kw, max_members_per_call=1)
+    assert chunked.config_hash() == spec.config_hash()
+    assert exp3.Exp3Spec.from_config(chunked.config(), chunked.resolve(None)[1]) == chunked
+    (cell,) = spec.plan()
+    rows, rows1 = spec.run_cell(cell), chunked.run_cell(cell)
+    assert calls[0] is None and calls[1] == 1  # then one call per member
+    assert [r["lr"] for r in rows1] == [r["lr"] for r in rows] == [0.01, 0.02]
+    for a, b in zip(rows, rows1):
+        assert a["test_error"] == pytest.approx(b["test_error"], rel=1e-5) and np.isfinite(a["test_error"])
+
+
 def test_summary_predicted_block_matches_rbk_theory(monkeypatch):
     # summarize on synthetic measured rows: the predicted block (kernel learner, every d of the grid
     # and the extra ones) is rbk.theory.predicted_curves itself; the predicted slope sits next to

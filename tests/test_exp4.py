@@ -167,6 +167,19 @@ def test_tiny_profile_end_to_end_and_resume(tmp_path, monkeypatch):
     s2 = exp4.run(out, "tiny", quiet=True)  # resume: nothing recomputed, same summary
     assert (out / "cells" / "deep-joint_n60.jsonl").stat().st_mtime_ns == mtime
     assert s2["rows"] == s["rows"]
+    # the member chunking is a resource, not part of the config: a resume may set it (recorded in meta.json)
+    exp4.run(out, "tiny", quiet=True, plot=False, max_members_per_call=2)
+    assert (out / "cells" / "deep-joint_n60.jsonl").stat().st_mtime_ns == mtime
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["resolved"]["max_members_per_call"] is None and meta["runs"][-1]["resolved"]["max_members_per_call"] == 2
+    # and in calls of at most 2 members (seeds 0-1, then 2) the network's rows are the same numbers
+    chunked = tmp_path / "chunked"
+    exp4.run(chunked, "tiny", quiet=True, plot=False, max_members_per_call=2, learners=("deep-joint",))
+    again = [json.loads(x) for x in (chunked / "results.jsonl").read_text().splitlines()]
+    assert [r["seed"] for r in again] == [r["seed"] for r in net]
+    for a, b in zip(again, net):
+        assert a["test_error"] == pytest.approx(b["test_error"], rel=1e-5)
+        assert np.allclose(a["feature_quality"], b["feature_quality"], rtol=1e-5)
 
 
 def test_summary_leaves_out_a_seed_whose_every_member_diverged():

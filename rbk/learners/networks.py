@@ -59,12 +59,14 @@ def train_rows(res, *, lrs: Sequence[float] | None = None, wds: Sequence[float] 
 
 def sgd_rows(model, data, keys, lrs: Sequence[float], wds: Sequence[float], cfg=None, *,
              base: Mapping | Callable[[int], Mapping] | None = None, record: Sequence[str] = (),
-             inf_if_diverged: bool = False, devices=None, progress=None) -> list[dict]:
-    """:func:`rbk.train.train` on ``data`` (one split, or seeds stacked) with ``keys``, as :func:`train_rows`."""
+             inf_if_diverged: bool = False, devices=None, progress=None,
+             max_members: int | None = None) -> list[dict]:
+    """:func:`rbk.train.train` on ``data`` (one split, or seeds stacked) with ``keys``, as :func:`train_rows`
+    (``max_members``: the most members per compiled call, as there)."""
     from rbk import train
 
     t0 = time.perf_counter()
-    res = train.train(model, data, keys, lrs, wds, cfg, devices=devices, progress=progress)
+    res = train.train(model, data, keys, lrs, wds, cfg, devices=devices, progress=progress, max_members=max_members)
     return train_rows(res, lrs=lrs, wds=wds, base=base, record=record, wall=time.perf_counter() - t0,
                       inf_if_diverged=inf_if_diverged)
 

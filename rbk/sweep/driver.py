@@ -120,6 +120,7 @@ def run(
                 "device": device_info(),
                 "git": git_info(),
                 "process_count": nproc,
+                "resolved": resolved,  # this run's (the first run's are meta['resolved'])
             }
             meta.update({k: run_rec[k] for k in ("versions", "device", "git")})
             meta["study"] = spec.study_path()

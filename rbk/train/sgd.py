@@ -269,8 +269,10 @@ def train(
     return_params: bool = False,
     devices: Sequence | None = None,
     progress: Callable[[int], None] | None = None,
+    max_members: int | None = None,
 ) -> TrainResult:
-    """Train every (seed, lr, wd) member in one compiled, vmapped call.
+    """Train every (seed, lr, wd) member in one compiled, vmapped call (or in calls of at most
+    ``max_members`` members).
 
     Args:
       model: from :func:`rbk.models.get_model`.
@@ -285,12 +287,24 @@ def train(
         advances (``members x epochs`` in all, padding members included), e.g. a tqdm bar's
         ``update``; from an unordered ``jax.debug.callback`` in the epoch loop (its own compiled
         program; the numbers are the same as without).
+      max_members: ``None`` (one call) or the most members one compiled call trains: the members
+        are split, in their (seed, lr, wd) order, into consecutive calls (whole seeds per call where
+        a seed's ``lrs x wds`` members fit, else whole learning rates, else single weight
+        decays) and the results put back together, ``compile_s`` and ``run_s`` summed. It bounds
+        the memory of the members trained side by side; each member's numbers are those of the
+        single call up to float reassociation (the members of a call are independent).
 
     Bad arguments raise ``ValueError`` before anything is compiled.
     """
     cfg = config() if cfg is None else cfg
     if progress is not None and not callable(progress):
         raise ValueError(f"progress must be None or a callable taking a count, got {progress!r}")
+    if max_members is not None:
+        max_members = check_int("max_members", max_members, lo=1)
+        keys_, lrs_, wds_ = _validate(model, _as_batched(data), keys, lrs, wds, cfg)
+        if keys_.shape[0] * lrs_.size * wds_.size > max_members:
+            return _train_split(model, _as_batched(data), keys_, lrs_, wds_, cfg, max_members,
+                                dict(return_params=return_params, devices=devices, progress=progress))
     fn, args, (S, L, W, M), lrs, wds = prepare(model, data, keys, lrs, wds, cfg, devices, progress is not None)
     t0 = time.perf_counter()
     compiled = fn.lower(*args).compile()
@@ -322,6 +336,43 @@ def train(
         run_s=t2 - t1,
         params=jax.tree_util.tree_map(shape, jax.device_get(params)) if return_params else None,
         probes=shape(jax.device_get(probes[0])) if probes else None,
+    )
+
+
+def _train_split(model, data, keys, lrs, wds, cfg, m: int, kw: dict) -> TrainResult:
+    """:func:`train` in calls of at most ``m`` members (validated arguments; see ``max_members``)."""
+    S, L, W = keys.shape[0], lrs.size, wds.size
+    if S * L * W <= m:
+        return train(model, data, keys, lrs, wds, cfg, **kw)
+    if S > 1:  # whole seeds per call where they fit, else one seed at a time, split further
+        g = max(1, m // (L * W))
+        seeds = [slice(i, i + g) for i in range(0, S, g)]
+        parts = [_train_split(model, jax.tree_util.tree_map(lambda a: a[s], data), keys[s], lrs, wds, cfg, m, kw)
+                 for s in seeds]  # fmt: skip
+        return _concat(parts, 0)
+    if L > 1:
+        g = max(1, m // W)
+        parts = [_train_split(model, data, keys, lrs[i : i + g], wds, cfg, m, kw) for i in range(0, L, g)]
+        return _concat(parts, 1)
+    return _concat([train(model, data, keys, lrs, wds[i : i + m], cfg, **kw) for i in range(0, W, m)], 2)
+
+
+def _concat(parts: list, axis: int) -> TrainResult:
+    """The :class:`TrainResult` of consecutive blocks of members along ``axis`` (0 seeds, 1 lrs, 2 wds)."""
+    cat = lambda *a: np.concatenate([np.asarray(v) for v in a], axis=axis)  # noqa: E731
+    first = parts[0]
+    tree_cat = lambda trees: None if trees[0] is None else jax.tree_util.tree_map(cat, *trees)  # noqa: E731
+    return TrainResult(
+        errors={sp: cat(*(p.errors[sp] for p in parts)) for sp in first.errors},
+        epoch_loss=cat(*(p.epoch_loss for p in parts)),
+        diverged=cat(*(p.diverged for p in parts)),
+        record_epochs=first.record_epochs,
+        lrs=np.concatenate([p.lrs for p in parts]) if axis == 1 else first.lrs,
+        wds=np.concatenate([p.wds for p in parts]) if axis == 2 else first.wds,
+        compile_s=sum(p.compile_s for p in parts),
+        run_s=sum(p.run_s for p in parts),
+        params=tree_cat([p.params for p in parts]),
+        probes=tree_cat([p.probes for p in parts]),
     )
 
 

@@ -94,7 +94,12 @@ PROFILES = {
 
 #: Experiment 4's command-line options: those of :class:`Exp4Spec`'s fields with a flag (each
 #: overrides the profile's value; ``make_spec`` checks them).
-OPTIONS = options_of(Exp4Spec)
+OPTIONS = tuple(o for o in options_of(Exp4Spec) if o.field != "max_members_per_call")
+
+
+def add_resource_arguments(r) -> None:
+    """``--max-members-per-call``, in the command's "resources" group ``r``."""
+    add_options(r, [o for o in options_of(Exp4Spec) if o.field == "max_members_per_call"])
 
 
 def add_arguments(parser) -> None:
@@ -105,7 +110,7 @@ def add_arguments(parser) -> None:
 def overrides(args) -> dict:
     """``make_spec`` keywords of the parsed options (``None``: not given), the command's
     ``--matmul-precision`` included."""
-    return dict(option_values(args, OPTIONS), matmul_precision=args.matmul_precision)
+    return dict(option_values(args, options_of(Exp4Spec)), matmul_precision=args.matmul_precision)
 
 
 #: ``spec(profile, **overrides)``: the study of a profile; ``run(out_dir, profile, ...)``: run it, summarise it.

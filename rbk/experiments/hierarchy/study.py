@@ -148,6 +148,10 @@ class Exp4Spec(Study):
     kernel_max_n: int = option(20000, check=partial(check_int, lo=1), flag="--kernel-max-n",
                                help="largest N of the exact kernels", conv=integer)
     matmul_precision: str = option("highest", check=partial(check_choice, choices=MATMUL_PRECISIONS))
+    max_members_per_call: int | None = option(None, check=optional(partial(check_int, lo=1)),
+                                              flag="--max-members-per-call", conv=integer,
+                                              help="train at most this many (seed, lr, wd) members in one compiled call, >= 1 (default: all of a "
+                                                   "cell's in one call); bounds the memory of the members trained side by side")  # fmt: skip
 
     row_fields = CORE_FIELDS + OWN_FIELDS
 
@@ -156,15 +160,22 @@ class Exp4Spec(Study):
         return len(self.widths)
 
     def config(self) -> dict:
+        """The JSON config that defines the results (hashed; without the member chunking, which changes no number)."""
         out = dataclasses.asdict(self)
+        out.pop("max_members_per_call")
         for k, v in out.items():
             if isinstance(v, tuple):
                 out[k] = list(v)
         return out
 
+    def resolve(self, meta: dict | None, memory_bytes: int | None = None) -> tuple:
+        """The member chunking is recorded (``meta['resolved']``), not hashed: a resume may change it."""
+        return self, {"max_members_per_call": self.max_members_per_call}, None
+
     @classmethod
     def from_config(cls, config: dict, resolved: dict | None = None) -> "Exp4Spec":
-        return make_spec(**{k: v for k, v in config.items() if k != "experiment"})
+        mm = (resolved or {}).get("max_members_per_call")
+        return make_spec(**{k: v for k, v in config.items() if k != "experiment"}, max_members_per_call=mm)
 
     # -- the target, data and models -------------------------------------------------------
 
@@ -335,7 +346,7 @@ def _run_deep(spec: Exp4Spec, cell: Cell, regime: str, devices=None, progress=No
     data, keys = _stacked(spec, cell.n)
     t0 = time.perf_counter()
     res = train.train(model, data, keys, list(spec.lrs), list(spec.wds), spec.train_config(regime), devices=devices,
-                      progress=progress)  # fmt: skip
+                      progress=progress, max_members=spec.max_members_per_call)  # fmt: skip
     wall = time.perf_counter() - t0
     quality = model.feature_quality_from_stats(res.probes)  # (S, Lr, W, R, levels)
     rows = _net_rows(spec, cell, res, wall, spec.width)
@@ -356,7 +367,7 @@ def _run_2nn(spec: Exp4Spec, cell: Cell, devices=None, progress=None) -> list[di
     return learners.get("sgd").run(
         data, keys, model=get_model("2nn", width, spec.d, 1), lrs=list(spec.lrs), wds=list(spec.wds), cfg=cfg,
         base=lambda i: dict(spec.base_row(cell, spec.seeds[i]), width=width, epochs=spec.epochs),
-        record=("timing", "curve"), devices=devices, progress=progress)  # fmt: skip
+        record=("timing", "curve"), devices=devices, progress=progress, max_members=spec.max_members_per_call)  # fmt: skip
 
 
 def _run_kernel(spec: Exp4Spec, cell: Cell, get: str) -> list[dict]:

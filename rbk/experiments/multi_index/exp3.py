@@ -52,10 +52,10 @@ from functools import partial
 import numpy as np
 
 from rbk import sweep
-from rbk._args import add_options, integer, option, option_values, options_of, validate
+from rbk._args import add_options, integer, option, option_values, optional, options_of, validate
 from rbk._checks import check_choice, check_int, check_ints, check_list, check_real, check_reals
-from rbk.experiments.multi_index.predicted import (EXTRA_DS, draw_curve, draw_n_star, kernel_predictions,
-                                                   predicted_slope, slope_lines)
+from rbk.experiments.multi_index.figures import plot
+from rbk.experiments.multi_index.predicted import EXTRA_DS, kernel_predictions, predicted_slope, slope_lines
 from rbk.experiments.common import entry_points
 
 EXPERIMENT = "exp3"
@@ -160,7 +160,8 @@ def _sgd(spec, data, key, d):
     model = models.get_model("2nn", spec.sgd_width, d, 1)
     cfg = train.config(spec.epochs, batch_size=min(50, data.n))
     return jnp.asarray(key)[None], {"model": model, "lrs": spec.lrs, "wds": spec.wds, "cfg": cfg,  # one seed
-                                    "inf_if_diverged": True, "base": {"width": spec.sgd_width, "epochs": spec.epochs}}
+                                    "inf_if_diverged": True, "max_members": spec.max_members_per_call,
+                                    "base": {"width": spec.sgd_width, "epochs": spec.epochs}}
 
 
 def _kernel(spec, data, key, d):
@@ -301,14 +302,24 @@ class Exp3Spec(sweep.Study):
                         conv=integer)
     n_test: int = option(10000, check=partial(check_int, lo=1), flag="--n-test", help="test points, >= 1",
                          conv=integer)
+    max_members_per_call: int | None = option(None, check=optional(partial(check_int, lo=1)),
+                                              flag="--max-members-per-call", conv=integer,
+                                              help="train at most this many (seed, lr, wd) members in one compiled call, >= 1 (default: all of a "
+                                                   "cell's in one call); bounds the memory of the members trained side by side")  # fmt: skip
     row_fields = ROW_FIELDS
 
     def config(self) -> dict:
-        return jsonable_config(dataclasses.asdict(self))
+        """The JSON config that defines the results (hashed; without the member chunking, which changes no number)."""
+        return jsonable_config({k: v for k, v in dataclasses.asdict(self).items() if k != "max_members_per_call"})
+
+    def resolve(self, meta: dict | None, memory_bytes: int | None = None) -> tuple:
+        """The member chunking of the SGD learner is recorded (``meta['resolved']``), not hashed."""
+        return self, {"max_members_per_call": self.max_members_per_call}, None
 
     @classmethod
     def from_config(cls, config: dict, resolved: dict | None = None) -> "Exp3Spec":
-        return make_spec(**{k: v for k, v in config.items() if k != "experiment"})
+        mm = (resolved or {}).get("max_members_per_call")
+        return make_spec(**{k: v for k, v in config.items() if k != "experiment"}, max_members_per_call=mm)
 
     def grid(self, learner: str) -> tuple:
         return getattr(self, LEARNERS[learner].grid)
@@ -579,90 +590,6 @@ def format_table(summary) -> str:
     return "\n".join(lines)
 
 
-_COLORS = {"two-stage": "C0", "giant-step": "C5", "2nn": "C2", "ntk-2nn": "C3", "nngp-2nn": "C1", "rf-2nn": "C4"}
-
-
-def _plain_ticks(axis) -> None:
-    from matplotlib import ticker
-
-    axis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
-    axis.set_minor_formatter(ticker.NullFormatter())
-
-
-def plot(summary, out_dir) -> list:
-    """Figure 1 ``exp3_error_vs_n``: mean test error (band: range over seeds) against N, one panel per d,
-    every learner, threshold line. Figure 2 ``exp3_nstar_vs_d``: ``n*`` against ``d`` (log-log)
-    with CIs (open markers with an arrow: censored at the grid bound), the fitted lines and the
-    theory's slopes (dotted, through the fit's centre)."""
-    from pathlib import Path
-
-    from rbk import plots
-
-    plt = plots.plt
-    out_dir = Path(out_dir)
-    ds = summary["instance"]["ds"]
-    learners = list(summary["n_star"])
-    fig, axes = plt.subplots(1, len(ds), figsize=(3.6 * len(ds), 3.4), sharey=True, squeeze=False)
-    for ax, d in zip(axes[0], ds):
-        for lr in learners:
-            rs = sorted((e for e in summary["rows"] if e["learner"] == lr and e["d"] == d), key=lambda e: e["n"])
-            rs = [e for e in rs if e["test_error_mean"] is not None]
-            if not rs:
-                continue
-            n = [e["n"] for e in rs]
-            m = np.array([e["test_error_mean"] for e in rs])
-            ax.plot(n, m, "o-", color=_COLORS.get(lr), label=lr, ms=3)
-            ax.fill_between(n, [e["test_error_min"] for e in rs], [e["test_error_max"] for e in rs],
-                            color=_COLORS.get(lr), alpha=0.15)
-        for lr, by_d in summary.get("predicted", {}).items():
-            if str(d) in by_d:
-                draw_curve(ax, by_d[str(d)], _COLORS.get(lr), max(e["n"] for e in summary["rows"]))
-        thr = summary["thresholds"].get(str(d))
-        if thr:
-            ax.axhline(thr, color="k", ls="--", lw=0.8)
-        ax.set(xscale="log", yscale="log", title=f"d = {d}", xlabel="N")
-        _plain_ticks(ax.xaxis)
-    axes[0][0].set_ylabel("test error / E[f*^2]")
-    axes[0][-1].legend(fontsize=7)
-    fig.suptitle(f"Experiment 3: {summary['instance']['target']}, p = {summary['instance']['p']} "
-                 f"(dashed black: threshold E_p; dashed: predicted from the spectrum)", fontsize=9)
-    made = list(plots.save(fig, out_dir, "exp3_error_vs_n"))
-    plt.close(fig)
-
-    fig, ax = plt.subplots(figsize=(5, 4))
-    for lr, by_d in summary.get("predicted", {}).items():
-        draw_n_star(ax, by_d, summary["slopes"].get(lr), _COLORS.get(lr), lr)
-    for lr, s in summary["slopes"].items():
-        if s["basis"] != "measured":
-            continue
-        c = _COLORS.get(lr)
-        x = np.array(s["x"])
-        by_d = summary["n_star"][lr]
-        for d, y in zip(x, s["n_star"]):
-            st = by_d[str(int(d))]
-            if st["censored"] == "none":
-                lo, hi = st["ci95"]
-                err = None if lo is None else [[y - lo], [hi - y]]
-                ax.errorbar([d], [y], yerr=err, fmt="o", color=c, ms=4, capsize=2)
-            else:
-                up = st["censored"] == "never_below"
-                ax.plot([d], [y], "^" if up else "v", mfc="none", color=c, ms=6)
-        xx = np.geomspace(x.min(), x.max(), 20)
-        ax.plot(xx, np.exp(s["intercept"]) * xx ** s["slope"], "-", color=c,
-                label=f"{lr}: {s['slope']:.2f} [{s['ci95'][0]:.2f}, {s['ci95'][1]:.2f}]")
-        um = np.mean(np.log(x))
-        vm = s["intercept"] + s["slope"] * um
-        ax.plot(xx, np.exp(vm + s["theory"] * (np.log(xx) - um)), ":", color=c, lw=1)
-    ax.set(xscale="log", yscale="log", xlabel="d", ylabel="n* (first crossing of the threshold)")
-    ax.set_xticks(sorted(set(ds) | {int(d) for by_d in summary.get("predicted", {}).values() for d in by_d}))
-    _plain_ticks(ax.xaxis)
-    ax.set_title("n* against d: fitted slopes [95% CI]; dotted: theory (2 networks, p kernels)", fontsize=8)
-    ax.legend(fontsize=7)
-    made += list(plots.save(fig, out_dir, "exp3_nstar_vs_d"))
-    plt.close(fig)
-    return made
-
-
 # --------------------------------------------------------------------------------------------
 # command line
 # --------------------------------------------------------------------------------------------
@@ -670,7 +597,8 @@ def plot(summary, out_dir) -> list:
 
 #: The command-line options of ``rbk exp3``: those of :class:`Exp3Spec`'s fields with a flag (the
 #: command adds ``--profile``, ``--out``, ``--seeds`` as a count, ...).
-OPTIONS = tuple(o for o in options_of(Exp3Spec) if o.field != "seeds")
+OPTIONS = tuple(o for o in options_of(Exp3Spec) if o.field not in ("seeds", "max_members_per_call"))
+_RESOURCES = tuple(o for o in options_of(Exp3Spec) if o.field == "max_members_per_call")
 
 
 def add_arguments(parser) -> None:
@@ -680,6 +608,11 @@ def add_arguments(parser) -> None:
     add_options(parser.add_argument_group("grid"), OPTIONS[4:])
 
 
+def add_resource_arguments(r) -> None:
+    """``--max-members-per-call``, in the command's "resources" group ``r``."""
+    add_options(r, _RESOURCES)
+
+
 def overrides(args) -> dict:
     """``make_spec`` keywords of the parsed options (``None``: not given)."""
-    return option_values(args, OPTIONS)
+    return option_values(args, OPTIONS + _RESOURCES)
