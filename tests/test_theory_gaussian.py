@@ -290,6 +290,35 @@ def test_learning_curves_over_d_and_the_solver_on_any_spectrum():
     assert theory.predict(e, p, 50, 1e-2)["test_error"] == theory.predict(s, p, 50, 1e-2)["test_error"]
 
 
+def test_the_lost_tail_acts_as_a_ridge():
+    """A truncated spectrum's ``mass_beyond`` enters the estimate as a ridge (``tail='ridge'``, the
+    default). Against the full spectrum: a plain Eigensystem with three learnable levels and a
+    tail of 10^8 modes of eigenvalue 1e-10 (trace 0.01, none of the target) predicts the same as
+    the three levels with the tail's trace added to the ridge, to the order of ``lambda / kappa``
+    of the tail; dropping the tail does not."""
+    from rbk.theory.solver import Eigensystem
+
+    full = Eigensystem(np.array([1.0, 0.1, 0.01, 1e-10]), np.array([1.0, 10.0, 100.0, 1e8]), 1.0)
+    kept = Eigensystem(full.eigenvalues[:3], full.multiplicities[:3], 1.0)
+    p_full, p_kept = np.array([0.3, 0.3, 0.4, 0.0]), np.array([0.3, 0.3, 0.4])
+    ns, ridge = np.array([20.0, 100.0, 500.0, 5000.0]), 1e-4
+    ref = theory.predict(full, p_full, ns, ridge)["test_error"]
+    as_ridge = theory.predict(kept, p_kept, ns, ridge + 0.01)["test_error"]
+    np.testing.assert_allclose(as_ridge, ref, rtol=2e-4)  # lambda_tail / kappa is 5e-5 at N = 5000
+    dropped = theory.predict(kept, p_kept, ns, ridge)["test_error"]
+    assert np.all(dropped[1:] < 0.9 * ref[1:])  # once kappa is near the tail's trace / N, dropping it predicts too low
+    # a HarmonicSpectrum does this by itself; with_tail('drop') leaves the mass out
+    g = theory.gaussian_spectrum(relu_ntk_numpy, 4, max_degree=6, **FAST)
+    pw = theory.harmonic_power(single(4), g)
+    assert g.tail == "ridge" and g.implicit_ridge == pytest.approx(g.mass_beyond) and g.mass_beyond > 0
+    drop = g.with_tail("drop")
+    assert drop.implicit_ridge == 0.0 and drop.precision()["tail"] == "drop"
+    np.testing.assert_allclose(theory.predict(g, pw, ns, ridge)["test_error"],
+                               theory.predict(drop, pw, ns, ridge + g.mass_beyond / g.scale)["test_error"], rtol=1e-12)
+    with pytest.raises(ValueError, match="tail must be one of"):
+        g.with_tail("keep")
+
+
 # ----------------------------------------------------------------------------- bad input
 
 

@@ -9,7 +9,9 @@ inputs), and a ``scale``: the unit of rbk's relative ridges (``rbk.kernels.fit_p
 eigenspace, summed over the eigenspace and over the outputs, one entry per eigenvalue.
 
 Any object with the attributes ``eigenvalues``, ``multiplicities`` (arrays of one shape) and
-``scale`` (a float) is a spectrum here: :class:`rbk.theory.cube.Spectrum` (the Boolean cube),
+``scale`` (a float) is a spectrum here (and, optionally, ``implicit_ridge``: an absolute ridge
+added to ``delta`` that stands for the trace of modes left out of a truncated spectrum;
+:class:`rbk.theory.sphere.HarmonicSpectrum` sets it to its ``mass_beyond``): :class:`rbk.theory.cube.Spectrum` (the Boolean cube),
 :class:`rbk.theory.sphere.HarmonicSpectrum` (the sphere and Gaussian inputs) or
 :class:`Eigensystem` (a plain list). The estimate (Bordelon, Canatar & Pehlevan, ICML 2020;
 Canatar, Bordelon & Pehlevan, Nat. Commun. 2021; Simon, Dickens, Karkada & DeWeese, "The
@@ -163,7 +165,7 @@ def predict(spectrum, power, n, ridge, *, noise_var: float = 0.0) -> dict:
     noise_var = check_real("noise_var", noise_var, lo=0.0)
     lam = np.asarray(spectrum.eigenvalues, np.float64)
     mult = np.asarray(spectrum.multiplicities, np.float64)
-    delta = r_ * spectrum.scale
+    delta = r_ * spectrum.scale + float(getattr(spectrum, "implicit_ridge", 0.0))
     kap = _solve_kappa(lam, mult, n_.ravel(), delta.ravel()).reshape(n_.shape)[..., None]
     zero = kap == 0
     safe = np.where(zero, 1.0, kap)

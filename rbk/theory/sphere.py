@@ -67,6 +67,8 @@ ROTATION_TOL = 1e-9
 #: Default largest degree kept and default angle nodes (Gauss-Jacobi).
 DEFAULT_MAX_DEGREE = 24
 DEFAULT_ANGLE_NODES = 512
+#: How the learning-curve estimate treats the spectral mass beyond the kept spectrum (:class:`HarmonicSpectrum`).
+TAILS = ("ridge", "drop")
 
 
 # ----------------------------------------------------------------------------- harmonic analysis on S^{d-1}
@@ -185,6 +187,13 @@ class HarmonicSpectrum:
         error estimate of the quadrature.
       angle_nodes: Gauss-Jacobi nodes used.
       description: where it came from.
+      tail: how the learning-curve estimate treats ``mass_beyond``: ``'ridge'`` (the default) adds
+        it to the absolute ridge (:attr:`implicit_ridge`), ``'drop'`` leaves it out. The modes
+        beyond the kept spectrum have eigenvalues far below ``kappa`` at any ``N`` the estimate is
+        used at, so they enter its equation ``sum m lambda / (lambda + kappa) + delta / kappa = N``
+        only through their trace, as ``mass_beyond / kappa``: exactly a ridge, and they carry none
+        of a polynomial target of degree ``<= max_degree``. Dropping them predicts a kernel that
+        interpolates more gently than the real one (``docs/learning_curves.md`` section 7).
     """
 
     d: int
@@ -203,6 +212,19 @@ class HarmonicSpectrum:
     error_estimate: np.ndarray
     angle_nodes: int
     description: Mapping = dataclasses.field(default_factory=dict)
+    tail: str = "ridge"
+
+    def __post_init__(self):
+        check_choice("tail", self.tail, TAILS)
+
+    @property
+    def implicit_ridge(self) -> float:
+        """The absolute ridge the estimate adds for the modes beyond the kept spectrum (see ``tail``)."""
+        return max(0.0, float(self.mass_beyond)) if self.tail == "ridge" else 0.0
+
+    def with_tail(self, tail: str) -> "HarmonicSpectrum":
+        """The same spectrum with ``tail`` (``'ridge'`` or ``'drop'``)."""
+        return dataclasses.replace(self, tail=tail)
 
     @property
     def power_layout(self) -> str:
@@ -218,7 +240,7 @@ class HarmonicSpectrum:
         """Radial nodes, angle nodes, largest degree kept, spectral mass beyond it (absolute and
         relative to the trace) and the largest quadrature error estimate (relative to the top eigenvalue)."""
         return {"radial_nodes": int(self.radii.size), "angle_nodes": self.angle_nodes, "max_degree": self.max_degree,
-                "mass_beyond": self.mass_beyond, "mass_beyond_relative": self.mass_beyond / self.scale,
+                "mass_beyond": self.mass_beyond, "mass_beyond_relative": self.mass_beyond / self.scale, "tail": self.tail,
                 "error_estimate_relative": float(np.max(self.error_estimate) / np.max(self.eigenvalues))}
 
     def degree_eigenvalues(self, l: int) -> np.ndarray:
