@@ -64,6 +64,23 @@ def test_cg_equals_dense_closed_form_blocks():
     assert mf["cg"]["cube"] and _max_rel(mf["pred_test"], dense["pred_test"]) < 1e-4
 
 
+def test_cg_takes_a_described_kernel():
+    """The exact NTK of a DeepQuad (a DescribedKernelFn, Experiment 4's kernel) on Gaussian inputs:
+    the matrix-free path equals the dense one, and solver='auto' may pick it."""
+    from rbk.models import get_deepquad
+
+    kfn = kernels.model_kernel_fn(get_deepquad(8, 6, levels=2, activation="hermite", parameterization="ntk",
+                                               head_init="random"))  # fmt: skip
+    assert isinstance(kfn, kernels.DescribedKernelFn) and not isinstance(kfn, kernels.KernelFn)
+    rng = np.random.default_rng(4)
+    xs = [rng.standard_normal((m, 6)) for m in (200, 40, 50)]
+    ys = [(x[:, :1] ** 2 - 1) + x[:, 1:2] * x[:, 2:3] for x in xs]
+    ds = data.Dataset(xs[0], ys[0], xs[1], ys[1], xs[2], ys[2])
+    dense, mf = _fits(kfn, ds, "ntk", rank=30, precision="float64")
+    assert mf["solver"] == "cg" and _max_rel(mf["pred_test"], dense["pred_test"]) < 1e-4
+    assert kernels.choose_solver(kernels.DENSE_MAX_N + 1, kfn) == "cg"
+
+
 def _tiny_cube(n=120, d=8, k=2, seed=0):
     rng = np.random.default_rng(seed)
     xs = [rng.choice([-1.0, 1.0], (m, d)) for m in (n, 30, 40)]
@@ -115,7 +132,7 @@ def test_cg_bad_input(kw, name, monkeypatch):
 
 def test_cg_bad_kernels_and_sizes(monkeypatch):
     ds = _tiny_cube()
-    with pytest.raises(ValueError, match="KernelFn"):
+    with pytest.raises(ValueError, match="exact rbk kernel"):
         kernels.fit_predict(lambda a, b, get: a @ b.T, ds, solver="cg")
     with pytest.raises(ValueError, match="dataset.x_train"):  # N < 1
         kernels.fit_predict(kernels.kernel_fn("2nn"), ds._replace(x_train=ds.x_train[:0], y_train=ds.y_train[:0]),

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from rbk._checks import check_choice, check_int, check_memory, check_real, host_memory_bytes
-from rbk.kernels.analytic import KernelFn
+from rbk.kernels.analytic import ClosedFormKernel
 from rbk.kernels.assemble import blocks, bucket, pad_rows
 from rbk.kernels.checks import (DEFAULT_BLOCK, GETS, check_block, check_dataset, check_model_params, check_ridges,
                                 check_time, x64)
@@ -88,7 +88,7 @@ def fit_bytes(n: int, block_size: int | None = None, *, gradient_flow: bool = Fa
 def _kernel_rows(kfn, x, x_train, get, block):
     """Row blocks ``(i0, i1, K(x[i0:i1], x_train))`` of a (possibly foreign) kernel function."""
     for i0, i1 in blocks(x.shape[0], block):
-        if isinstance(kfn, KernelFn):
+        if isinstance(kfn, ClosedFormKernel):
             kb = kfn(x[i0:i1], x_train, get=get, block_size=block)
         else:
             kb = kfn(x[i0:i1], x_train, get)
@@ -127,8 +127,8 @@ def fit_predict(
     kernels are streamed in ``block_size`` rows (N = 20000: about 6.4 GB + blocks).
 
     Args:
-      kernel_fn: a :class:`KernelFn`, or any ``kfn(x1, x2, get) -> (n1, n2)`` (e.g.
-        neural-tangents' ``kernel_fn``).
+      kernel_fn: an exact kernel (:class:`KernelFn`, :class:`DescribedKernelFn`), or any
+        ``kfn(x1, x2, get) -> (n1, n2)`` (e.g. neural-tangents' ``kernel_fn``).
       dataset: an :class:`rbk.data.Dataset` (2-d arrays, no seed axis).
       ridges: relative ridges (1 to 5 values ``>= 0``).
       get: ``'ntk'`` or ``'nngp'``.
@@ -136,8 +136,8 @@ def fit_predict(
       block_size: rows per streamed block (default 2048).
       return_predictions: also return ``'pred_val'`` and ``'pred_test'`` of the selected ridge.
       solver: ``'dense'`` (Cholesky of the stored Gram), ``'cg'`` (matrix-free preconditioned
-        conjugate gradients, the same problem without storing the Gram: an exact
-        :class:`KernelFn` and kernel ridge only) or ``'auto'`` (:func:`choose_solver`: ``'cg'``
+        conjugate gradients, the same problem without storing the Gram: an exact kernel and
+        kernel ridge only) or ``'auto'`` (:func:`choose_solver`: ``'cg'``
         above ``DENSE_MAX_N = 20000`` points or when two Grams would take half the memory).
       tol, rank, max_iter, precision: the ``'cg'`` solver's relative residual ``> 0`` (each
         ridge, checked in float64), Nystrom preconditioner rank, iteration budget per ridge,
@@ -171,8 +171,9 @@ def fit_predict(
     check_memory(f"a kernel fit with N = {n} training points (dataset.x_train)", need, host_memory_bytes(),
                  "fit on fewer training points")
     if solver == "cg":
-        if not isinstance(kernel_fn, KernelFn):
-            raise ValueError("solver='cg' needs an exact rbk.kernels.KernelFn as kernel_fn (it assembles blocks itself)")
+        if not isinstance(kernel_fn, ClosedFormKernel):
+            raise ValueError("solver='cg' needs an exact rbk kernel as kernel_fn (rbk.kernels.kernel_fn, described_kernel_fn "
+                             "or model_kernel_fn: it assembles blocks itself)")
         if t is not None:
             raise ValueError("solver='cg' solves kernel ridge only: t must be None (gradient flow needs solver='dense')")
         pred, ridge_abs, scale, info = cg_fit_predict(kernel_fn, ds, lams, get, tol=tol, rank=rank, max_iter=max_iter,
@@ -186,7 +187,7 @@ def fit_predict(
             out["pred_val"], out["pred_test"] = pred["val"][best], pred["test"][best]
         out["seconds"] = time.perf_counter() - t0
         return out
-    if isinstance(kernel_fn, KernelFn):
+    if isinstance(kernel_fn, ClosedFormKernel):
         K = kernel_fn(xtr, None, get=get, block_size=block)
     else:
         K = np.array(kernel_fn(xtr, None, get), np.float64)

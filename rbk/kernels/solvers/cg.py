@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from rbk._checks import check_int, host_memory_bytes
-from rbk.kernels.analytic import KernelFn
+from rbk.kernels.analytic import ClosedFormKernel
 from rbk.kernels.assemble import bucket
 from rbk.kernels.checks import GETS, x64
 from rbk.kernels.closed_form import closed_form
@@ -55,7 +55,7 @@ def cube_words(x: np.ndarray) -> np.ndarray | None:
     return np.sum(bits.reshape(n, w, 32) << np.arange(32, dtype=np.uint32), axis=-1, dtype=np.uint32)
 
 
-def cube_table(kfn: "KernelFn", d: int, get: str) -> np.ndarray:
+def cube_table(kfn: "ClosedFormKernel", d: int, get: str) -> np.ndarray:
     """The kernel at Hamming distance ``h = 0..d`` on ``{-1, 1}^d`` (float64, through the closed form;
     ``h = 0`` is a diagonal entry of the Gram, computed as such)."""
     z = np.ones((d + 1, d))
@@ -71,7 +71,7 @@ def _cube_block(rows, cols, table, ri, cj, row_diag):
 
 
 @functools.lru_cache(maxsize=64)
-def _closed_block(kfn: "KernelFn", get: str):
+def _closed_block(kfn: "ClosedFormKernel", get: str):
     """Closed-form block ``(rows, cols, table, ri, cj, row_diag)`` -> float64 ``(B, C)`` of ``kfn``;
     with ``row_diag``, the entries whose global row index equals the column index (``ri, cj``)
     are set to it (the diagonal of the Gram, computed apart)."""
@@ -128,7 +128,7 @@ class KernelOperator:
     closed form. Arrays live on JAX's default device.
     """
 
-    def __init__(self, kfn: "KernelFn", get: str, xtr: np.ndarray, block: tuple[int, int]):
+    def __init__(self, kfn: "ClosedFormKernel", get: str, xtr: np.ndarray, block: tuple[int, int]):
         self.n, d = xtr.shape
         words = cube_words(xtr)
         self.cube = words is not None
@@ -331,14 +331,15 @@ def _phys_bytes() -> float:
 
 def choose_solver(n: int, kernel_fn=None, t=None) -> str:
     """What ``solver='auto'`` picks for ``n`` training points: ``'cg'`` (matrix-free) for an exact
-    :class:`KernelFn` in kernel ridge (``t is None``) when ``n > DENSE_MAX_N`` or the dense path's
-    two float64 Grams (``16 n^2`` bytes) exceed half the physical memory; else ``'dense'``."""
+    kernel (:class:`KernelFn`, :class:`DescribedKernelFn`) in kernel ridge (``t is None``) when
+    ``n > DENSE_MAX_N`` or the dense path's two float64 Grams (``16 n^2`` bytes) exceed half the
+    physical memory; else ``'dense'``."""
     n = check_int("n", n, lo=1)
     big = n > DENSE_MAX_N or 16.0 * n * n > 0.5 * _phys_bytes()
-    return "cg" if big and t is None and (kernel_fn is None or isinstance(kernel_fn, KernelFn)) else "dense"
+    return "cg" if big and t is None and (kernel_fn is None or isinstance(kernel_fn, ClosedFormKernel)) else "dense"
 
 
-def cg_fit_predict(kfn: KernelFn, ds: dict, lams, get: str, *, tol, rank, max_iter, precision, block):
+def cg_fit_predict(kfn: ClosedFormKernel, ds: dict, lams, get: str, *, tol, rank, max_iter, precision, block):
     """Kernel ridge on the checked splits ``ds`` for each relative ridge in ``lams``, matrix-free.
 
     Returns ``(pred, ridge_abs, scale, info)``: predictions ``{split: (L, n_split, k)}``, the absolute
