@@ -184,7 +184,8 @@ def table(measured, predicted, max_degree, radial_nodes) -> str:
         e = np.asarray([m["test_error"] for m in rows])
         mean = float(e.mean())
         se = float(e.std(ddof=1) / math.sqrt(e.size)) if e.size > 1 else float("nan")
-        picked = ",".join(f"{m['lam']:g}" for m in rows)
+        lams = [m["lam"] for m in rows]
+        picked = ", ".join(f"{v:g}" + (f" x{lams.count(v)}" if len(set(lams)) > 1 else "") for v in sorted(set(lams)))
         lines.append(f"| {case} | {d} | {n} | {tail[i]:.4f} | {mean:.4f} +- {se:.4f} ({se / mean:.1%}) | "
                      f"{tail[i] / mean - 1:+.1%} | {drop[i]:.4f} | {drop[i] / mean - 1:+.1%} | "
                      f"{e.size} | {p['grid_ridge'][i]:g} / {picked} |")  # fmt: skip
