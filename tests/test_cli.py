@@ -303,8 +303,12 @@ def test_ctrl_c_during_a_dry_run_is_one_line_and_status_130(tmp_path):
 
     out = tmp_path / "never"
     env = dict(os.environ, PYTHONUNBUFFERED="1")
+    # a command started in the background by a non-interactive shell (as CI may start this suite)
+    # inherits SIGINT ignored, and Python then installs no Ctrl-C handler: the child gets the
+    # default disposition back, as a terminal's command has it
     p = subprocess.Popen([sys.executable, "-m", "rbk.cli", "exp1", "--profile", "paper", "--dry-run",
-                          "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+                          "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # fmt: skip
     first = p.stdout.readline()
     assert first.startswith("dry run"), first
     p.send_signal(signal.SIGINT)
