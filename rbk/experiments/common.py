@@ -6,7 +6,25 @@ the module by name; an experiment module calls these with itself, never the regi
 from __future__ import annotations
 
 import numbers
+from functools import partial
 from pathlib import Path
+
+from rbk._args import add_options, integer, option, optional, options_of
+from rbk._checks import check_int
+
+
+def member_chunking_option():
+    """The ``max_members_per_call`` field of a study whose network cells train all their (seed, lr,
+    wd) members in one call unless told otherwise (Experiments 3 and 4; :func:`rbk.train.train`'s
+    ``max_members``). List it in the study's ``resource_fields``: it changes no number."""
+    return option(None, check=optional(partial(check_int, lo=1)), flag="--max-members-per-call", conv=integer,
+                  help="train at most this many (seed, lr, wd) members in one compiled call, >= 1 (default: all of "
+                       "a cell's in one call); bounds the memory of the members trained side by side")  # fmt: skip
+
+
+def add_resource_arguments_of(study, group) -> None:
+    """The command-line options of ``study``'s ``resource_fields``, in the command's "resources" ``group``."""
+    add_options(group, [o for o in options_of(study) if o.field in study.resource_fields])
 
 
 def profile_spec_of(mod, profile: str, **overrides):

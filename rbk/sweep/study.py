@@ -31,10 +31,14 @@ class Study:
     * optional: ``memory_problems`` (refuse up front what cannot fit), ``format_plan`` (the dry
       run), ``cell_cost`` (``(training FLOPs, dense FLOPs, program key)`` of a cell: the dry
       run's wall-time estimate, :func:`rbk.sweep.cost.estimate_seconds`), ``member_epochs`` (the inner progress bar), ``resolve`` (machine-dependent values
-      fixed at the first run, and extensions of a finished sweep) and ``extends``.
+      fixed at the first run, and extensions of a finished sweep) and ``extends``;
+    * ``resource_fields``: fields that change how the work is laid out but no number (e.g. the
+      member chunking of network calls): ``config()`` leaves them out, so they are not hashed and a
+      resume may change them; the default :meth:`resolve` records their values (``meta.json``).
     """
 
     row_fields: tuple[str, ...] = CORE_FIELDS
+    resource_fields: tuple[str, ...] = ()
 
     def config(self) -> dict:
         raise NotImplementedError
@@ -69,8 +73,9 @@ class Study:
     def resolve(self, meta: dict | None, memory_bytes: int | None = None) -> tuple:
         """``(study, resolved, extension)`` for a run into a directory whose ``meta.json`` is ``meta``:
         the study to run, the machine-dependent values to record (``meta['resolved']``) and the
-        ``meta.json`` fields of an extension of a finished sweep (``None``: not an extension)."""
-        return self, {}, None
+        ``meta.json`` fields of an extension of a finished sweep (``None``: not an extension). By
+        default: this study, the values of its ``resource_fields``, no extension."""
+        return self, {f: getattr(self, f) for f in self.resource_fields}, None
 
     def extends(self, meta: dict) -> bool:
         """Whether this study extends the (different) one recorded in ``meta``, keeping its cells."""

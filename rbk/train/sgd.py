@@ -301,9 +301,10 @@ def train(
         raise ValueError(f"progress must be None or a callable taking a count, got {progress!r}")
     if max_members is not None:
         max_members = check_int("max_members", max_members, lo=1)
-        keys_, lrs_, wds_ = _validate(model, _as_batched(data), keys, lrs, wds, cfg)
+        batched = _as_batched(data)
+        keys_, lrs_, wds_ = _validate(model, batched, keys, lrs, wds, cfg)
         if keys_.shape[0] * lrs_.size * wds_.size > max_members:
-            return _train_split(model, _as_batched(data), keys_, lrs_, wds_, cfg, max_members,
+            return _train_split(model, batched, keys_, lrs_, wds_, cfg, max_members,
                                 dict(return_params=return_params, devices=devices, progress=progress))
     fn, args, (S, L, W, M), lrs, wds = prepare(model, data, keys, lrs, wds, cfg, devices, progress is not None)
     t0 = time.perf_counter()

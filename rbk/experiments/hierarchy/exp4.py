@@ -52,7 +52,7 @@ from rbk.experiments.hierarchy.study import (  # noqa: F401
 )  # fmt: skip
 from rbk.experiments.hierarchy.summary import format_table, summarize  # noqa: F401
 from rbk._args import add_options, option_values, options_of
-from rbk.experiments.common import entry_points
+from rbk.experiments.common import add_resource_arguments_of, entry_points
 
 PROFILES = {
     "quick": dict(
@@ -94,12 +94,12 @@ PROFILES = {
 
 #: Experiment 4's command-line options: those of :class:`Exp4Spec`'s fields with a flag (each
 #: overrides the profile's value; ``make_spec`` checks them).
-OPTIONS = tuple(o for o in options_of(Exp4Spec) if o.field != "max_members_per_call")
+OPTIONS = tuple(o for o in options_of(Exp4Spec) if o.field not in Exp4Spec.resource_fields)
 
 
 def add_resource_arguments(r) -> None:
     """``--max-members-per-call``, in the command's "resources" group ``r``."""
-    add_options(r, [o for o in options_of(Exp4Spec) if o.field == "max_members_per_call"])
+    add_resource_arguments_of(Exp4Spec, r)
 
 
 def add_arguments(parser) -> None:
@@ -110,7 +110,7 @@ def add_arguments(parser) -> None:
 def overrides(args) -> dict:
     """``make_spec`` keywords of the parsed options (``None``: not given), the command's
     ``--matmul-precision`` included."""
-    return dict(option_values(args, options_of(Exp4Spec)), matmul_precision=args.matmul_precision)
+    return dict(option_values(args, options_of(Exp4Spec)), matmul_precision=args.matmul_precision)  # resources too
 
 
 #: ``spec(profile, **overrides)``: the study of a profile; ``run(out_dir, profile, ...)``: run it, summarise it.

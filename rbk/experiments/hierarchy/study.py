@@ -14,6 +14,7 @@ from typing import Callable
 
 from rbk._args import integer, option, optional, validate
 from rbk._checks import check_bool, check_choice, check_int, check_ints, check_list, check_real, check_reals
+from rbk.experiments.common import member_chunking_option
 from rbk.sweep import CORE_FIELDS, Study
 
 EXPERIMENT = "exp4"
@@ -148,34 +149,27 @@ class Exp4Spec(Study):
     kernel_max_n: int = option(20000, check=partial(check_int, lo=1), flag="--kernel-max-n",
                                help="largest N of the exact kernels", conv=integer)
     matmul_precision: str = option("highest", check=partial(check_choice, choices=MATMUL_PRECISIONS))
-    max_members_per_call: int | None = option(None, check=optional(partial(check_int, lo=1)),
-                                              flag="--max-members-per-call", conv=integer,
-                                              help="train at most this many (seed, lr, wd) members in one compiled call, >= 1 (default: all of a "
-                                                   "cell's in one call); bounds the memory of the members trained side by side")  # fmt: skip
+    max_members_per_call: int | None = member_chunking_option()
 
     row_fields = CORE_FIELDS + OWN_FIELDS
+    resource_fields = ("max_members_per_call",)
 
     @property
     def levels(self) -> int:
         return len(self.widths)
 
     def config(self) -> dict:
-        """The JSON config that defines the results (hashed; without the member chunking, which changes no number)."""
-        out = dataclasses.asdict(self)
-        out.pop("max_members_per_call")
+        """The JSON config that defines the results (hashed; without the ``resource_fields``, which change no number)."""
+        out = {k: v for k, v in dataclasses.asdict(self).items() if k not in self.resource_fields}
         for k, v in out.items():
             if isinstance(v, tuple):
                 out[k] = list(v)
         return out
 
-    def resolve(self, meta: dict | None, memory_bytes: int | None = None) -> tuple:
-        """The member chunking is recorded (``meta['resolved']``), not hashed: a resume may change it."""
-        return self, {"max_members_per_call": self.max_members_per_call}, None
-
     @classmethod
     def from_config(cls, config: dict, resolved: dict | None = None) -> "Exp4Spec":
-        mm = (resolved or {}).get("max_members_per_call")
-        return make_spec(**{k: v for k, v in config.items() if k != "experiment"}, max_members_per_call=mm)
+        res = {f: (resolved or {}).get(f) for f in cls.resource_fields}
+        return make_spec(**{k: v for k, v in config.items() if k != "experiment"}, **res)
 
     # -- the target, data and models -------------------------------------------------------
 

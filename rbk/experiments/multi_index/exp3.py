@@ -52,11 +52,11 @@ from functools import partial
 import numpy as np
 
 from rbk import sweep
-from rbk._args import add_options, integer, option, option_values, optional, options_of, validate
+from rbk._args import add_options, integer, option, option_values, options_of, validate
 from rbk._checks import check_choice, check_int, check_ints, check_list, check_real, check_reals
 from rbk.experiments.multi_index.figures import plot
 from rbk.experiments.multi_index.predicted import EXTRA_DS, kernel_predictions, predicted_slope, slope_lines
-from rbk.experiments.common import entry_points
+from rbk.experiments.common import add_resource_arguments_of, entry_points, member_chunking_option
 
 EXPERIMENT = "exp3"
 TARGETS = ("single_index", "sum_of_products", "random")
@@ -302,24 +302,18 @@ class Exp3Spec(sweep.Study):
                         conv=integer)
     n_test: int = option(10000, check=partial(check_int, lo=1), flag="--n-test", help="test points, >= 1",
                          conv=integer)
-    max_members_per_call: int | None = option(None, check=optional(partial(check_int, lo=1)),
-                                              flag="--max-members-per-call", conv=integer,
-                                              help="train at most this many (seed, lr, wd) members in one compiled call, >= 1 (default: all of a "
-                                                   "cell's in one call); bounds the memory of the members trained side by side")  # fmt: skip
+    max_members_per_call: int | None = member_chunking_option()  # of the SGD 2nn
     row_fields = ROW_FIELDS
+    resource_fields = ("max_members_per_call",)
 
     def config(self) -> dict:
-        """The JSON config that defines the results (hashed; without the member chunking, which changes no number)."""
-        return jsonable_config({k: v for k, v in dataclasses.asdict(self).items() if k != "max_members_per_call"})
-
-    def resolve(self, meta: dict | None, memory_bytes: int | None = None) -> tuple:
-        """The member chunking of the SGD learner is recorded (``meta['resolved']``), not hashed."""
-        return self, {"max_members_per_call": self.max_members_per_call}, None
+        """The JSON config that defines the results (hashed; without the ``resource_fields``, which change no number)."""
+        return jsonable_config({k: v for k, v in dataclasses.asdict(self).items() if k not in self.resource_fields})
 
     @classmethod
     def from_config(cls, config: dict, resolved: dict | None = None) -> "Exp3Spec":
-        mm = (resolved or {}).get("max_members_per_call")
-        return make_spec(**{k: v for k, v in config.items() if k != "experiment"}, max_members_per_call=mm)
+        res = {f: (resolved or {}).get(f) for f in cls.resource_fields}
+        return make_spec(**{k: v for k, v in config.items() if k != "experiment"}, **res)
 
     def grid(self, learner: str) -> tuple:
         return getattr(self, LEARNERS[learner].grid)
@@ -597,8 +591,12 @@ def format_table(summary) -> str:
 
 #: The command-line options of ``rbk exp3``: those of :class:`Exp3Spec`'s fields with a flag (the
 #: command adds ``--profile``, ``--out``, ``--seeds`` as a count, ...).
-OPTIONS = tuple(o for o in options_of(Exp3Spec) if o.field not in ("seeds", "max_members_per_call"))
-_RESOURCES = tuple(o for o in options_of(Exp3Spec) if o.field == "max_members_per_call")
+OPTIONS = tuple(o for o in options_of(Exp3Spec) if o.field != "seeds" and o.field not in Exp3Spec.resource_fields)
+
+
+def add_resource_arguments(r) -> None:
+    """``--max-members-per-call``, in the command's "resources" group ``r``."""
+    add_resource_arguments_of(Exp3Spec, r)
 
 
 def add_arguments(parser) -> None:
@@ -608,11 +606,6 @@ def add_arguments(parser) -> None:
     add_options(parser.add_argument_group("grid"), OPTIONS[4:])
 
 
-def add_resource_arguments(r) -> None:
-    """``--max-members-per-call``, in the command's "resources" group ``r``."""
-    add_options(r, _RESOURCES)
-
-
 def overrides(args) -> dict:
-    """``make_spec`` keywords of the parsed options (``None``: not given)."""
-    return option_values(args, OPTIONS + _RESOURCES)
+    """``make_spec`` keywords of the parsed options (``None``: not given; the resources too)."""
+    return option_values(args, tuple(o for o in options_of(Exp3Spec) if o.field != "seeds"))
