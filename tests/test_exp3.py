@@ -90,7 +90,8 @@ def test_scaling_slope_censored_point_enters_at_its_bound():
 # --------------------------------------------------------------------------------------------
 
 TINY = dict(ds=(4, 6), seeds=(0, 1), learners=("two-stage", "ntk-2nn"), ns=(60, 120), kernel_ns=(60, 120), width=16,
-            etas=(0.5, 1.0), ridges=(1e-3, 1e-1), kernel_ridges=(1e-3, 1e-1), n_val=200, n_test=300)  # fmt: skip
+            etas=(0.5, 1.0), ridges=(1e-3, 1e-1), kernel_ridges=(1e-3, 1e-1), n_val=200, n_test=300,
+            folds=0)  # fmt: skip  (the direct-call checks select on the validation split; folds: below)
 
 
 def test_data_are_nested_in_n_and_fixed_per_d_and_seed():
@@ -176,11 +177,11 @@ def test_tiny_profile_end_to_end(tmp_path, monkeypatch):
     ts = train.two_stage(ds, key, train.two_stage_config(16, [m * math.sqrt(6) for m in (0.5, 1.0)],
                                                           ridges=(1e-3, 1e-1)))
     best = stats.select([r for r in rows if r["cell"] == "two-stage_d6_n120_s1"], keys=("learner",))[0]
-    assert best["test_error"] == pytest.approx(ts["test_error"], rel=1e-6)
+    assert best["test_error_raw"] == pytest.approx(ts["test_error"], rel=1e-6)
     assert best["eta"] == pytest.approx(ts["eta"]) and best["ridge"] == pytest.approx(ts["lam"])
     _, ds = exp3.dataset(spec, 4, 0, 120)
     kr = kernels.fit_predict(kernels.kernel_fn("2nn", b_std=1.0), ds, (1e-3, 1e-1), get="ntk")
-    got = sorted((r["ridge"], r["test_error"]) for r in rows if r["cell"] == "ntk-2nn_d4_n120_s0")
+    got = sorted((r["ridge"], r["test_error_raw"]) for r in rows if r["cell"] == "ntk-2nn_d4_n120_s0")
     assert [e for _, e in got] == pytest.approx(kr["test_errors"], rel=1e-9)
 
     # summary.json
@@ -214,12 +215,12 @@ def test_nngp_and_random_feature_cells_against_direct_calls():
     _, ds = exp3.dataset(spec, 4, 1, 60)
     rows = spec.run_cell(cells["nngp-2nn_d4_n60_s1"])
     kr = kernels.fit_predict(kernels.kernel_fn("2nn", b_std=1.0), ds, (1e-3, 1e-1), get="nngp")
-    assert [r["test_error"] for r in rows] == pytest.approx(kr["test_errors"], rel=1e-9)
+    assert [r["test_error_raw"] for r in rows] == pytest.approx(kr["test_errors"], rel=1e-9)
     assert all(r["kind"] == "nngp" and r["b_std"] == 1.0 for r in rows)
     rows = spec.run_cell(cells["rf-2nn_d4_n60_s1"])
     model = models.get_model("2nn", 16, 4, 1, parameterization="ntk", b_std=1.0)
     rf = kernels.random_features_fit_predict(model, model.init(exp3._keys(1, 4)[2]), ds, (1e-3, 1e-1))
-    assert [r["test_error"] for r in rows] == pytest.approx(rf["test_errors"], rel=1e-9)
+    assert [r["test_error_raw"] for r in rows] == pytest.approx(rf["test_errors"], rel=1e-9)
     assert all(r["kind"] == "rf" and r["width"] == 16 for r in rows)
 
 
@@ -313,7 +314,7 @@ def test_giant_step_cell_is_the_direct_call():
     res = train.two_stage(ds, exp3._keys(1, 4)[2], train.giant_step(16))
     (path,) = res["ridge_paths"]
     assert len(rows) == 1 and rows[0]["eta"] == 10.0 and rows[0]["ridge"] == 1.0 and rows[0]["width"] == 16
-    assert rows[0]["test_error"] == pytest.approx(float(path["test_errors"][0]), rel=1e-9)
+    assert rows[0]["test_error_raw"] == pytest.approx(float(path["test_errors"][0]), rel=1e-9)
     assert rows[0]["val_error"] == pytest.approx(float(path["val_errors"][0]), rel=1e-9)
 
 
@@ -333,3 +334,111 @@ def test_a_diverging_member_is_recorded_and_the_sweep_finishes(tmp_path):
     assert all(not r["diverged"] and math.isfinite(r["test_error"]) for r in res.rows if r["lr"] == 0.01)
     on_disk = [json.loads(line) for line in (tmp_path / "run" / "results.jsonl").read_text().splitlines()]
     assert len(on_disk) == len(res.rows) and any(r["diverged"] and r["test_error"] is None for r in on_disk)
+
+
+# --------------------------------------------------------------------------------------------
+# every label counted: selection by cross-validation inside N; the test error's exact identity
+# --------------------------------------------------------------------------------------------
+
+
+def test_no_selection_reads_a_label_outside_the_n_training_samples(monkeypatch):
+    """With ``folds``, every run of a learner sees labelled points only among the cell's N training
+    points (its training and validation splits both inside them) and the test split only in the
+    final run; the rows' ``val_error`` is the cross-validation error, each setting's test error that
+    of the run on all N, and ``test_error`` the exact identity's (plain MSE minus the test set's own
+    error in ``E f*^2 = 1``)."""
+    from rbk import learners
+    from rbk.experiments import exp3
+
+    spec = exp3.make_spec(**dict(TINY, folds=3, learners=("two-stage", "ntk-2nn")))
+    seen = []
+    for name in ("two-stage", "ntk"):
+        real = learners.get(name)
+        monkeypatch.setitem(learners.LEARNERS, name, dataclasses.replace(
+            real, run=lambda data, key, _r=real.run, **kw: seen.append(data) or _r(data, key, **kw)))
+    for cell_id in ("two-stage_d6_n120_s1", "ntk-2nn_d6_n120_s1"):
+        seen.clear()
+        cell = next(c for c in spec.plan() if c.id == cell_id)
+        rows = spec.run_cell(cell)
+        t, data = exp3.dataset(spec, 6, 1, 120)
+        train_x = {tuple(np.round(np.asarray(x, np.float64), 6)) for x in np.asarray(data.x_train)}
+        assert len(seen) == 4  # 3 folds, then all N
+        for i, ds in enumerate(seen):
+            for split in (ds.x_train, ds.x_val) + ((ds.x_test,) if i < 3 else ()):
+                assert {tuple(np.round(np.asarray(x, np.float64), 6)) for x in np.asarray(split)} <= train_x
+        assert seen[-1].x_train.shape[0] == 120 and np.array_equal(np.asarray(seen[-1].x_test), np.asarray(data.x_test))
+        assert all(r["cv_folds"] == 3 and r["folds"] == 3 and r["n_val"] == 0 for r in rows)
+        shift = float(np.mean(np.asarray(data.y_test, np.float64) ** 2)) - 1.0
+        for r in rows:
+            assert r["test_error"] == pytest.approx(r["test_error_raw"] - r["test_beta"] * shift, rel=1e-12)
+
+
+def test_cross_validated_kernel_rows_equal_a_brute_force_k_fold():
+    """The CV error of each ridge against fits by :func:`rbk.kernels.fit_predict` on the folds built
+    here by hand, and the final rows against the fit on all N."""
+    from rbk import kernels
+    from rbk.data import Dataset
+    from rbk.experiments import exp3
+
+    spec = exp3.make_spec(**dict(TINY, folds=4, learners=("ntk-2nn",)))
+    rows = spec.run_cell(next(c for c in spec.plan() if c.id == "ntk-2nn_d4_n120_s0"))
+    _, data = exp3.dataset(spec, 4, 0, 120)
+    x, y = np.asarray(data.x_train), np.asarray(data.y_train)
+    kfn = kernels.kernel_fn("2nn", b_std=1.0)
+    errs = []
+    for j in range(4):
+        held = np.arange(30 * j, 30 * (j + 1))
+        keep = np.setdiff1d(np.arange(120), held)
+        ds = Dataset(x[keep], y[keep], x[held], y[held], x[held], y[held])
+        errs.append(kernels.fit_predict(kfn, ds, (1e-3, 1e-1))["val_errors"])
+    full = Dataset(x, y, x[:1], y[:1], data.x_test, data.y_test)
+    yt = np.asarray(data.y_test, np.float64)[:, 0]
+    for i, r in enumerate(sorted(rows, key=lambda r: r["ridge"])):
+        assert r["val_error"] == pytest.approx(np.mean([e[i] for e in errs]), rel=1e-9)
+        fit = kernels.fit_predict(kfn, full, (r["ridge"],), return_predictions=True)
+        assert r["test_error_raw"] == pytest.approx(fit["test_error"], rel=1e-9)
+        # the control variate by hand: mean r^2 - beta (mean y^2 - 1), beta = cov(r^2, y^2) / var(y^2)
+        r2 = (np.asarray(fit["pred_test"])[:, 0] - yt) ** 2
+        beta = np.cov(r2, yt**2, bias=True)[0, 1] / np.var(yt**2)
+        assert r["test_beta"] == pytest.approx(beta, rel=1e-9)
+        assert r["test_error"] == pytest.approx(r2.mean() - beta * (np.mean(yt**2) - 1.0), rel=1e-9)
+
+
+def test_separations_recover_a_known_exponent_gap():
+    """Synthetic rows: a network with ``n* ~ d^2`` and a kernel with ``n* ~ d^3.5`` (per-seed factors
+    shared by the two, as shared data would make them): the separation's difference is 1.5 with a
+    narrow paired interval around it; a kernel censored at the grid's top enters as intervals
+    (``censored`` counted), and the predicted basis uses the predicted ``n*``."""
+    from rbk.experiments import exp3
+    from rbk.experiments.multi_index import separations as sp
+
+    rng = np.random.default_rng(0)
+    ds, seeds, ns = (8, 16, 32), range(6), [2.0**k for k in range(6, 21)]
+    rows = []
+    for d in ds:
+        for s in seeds:
+            f = math.exp(rng.normal(0, 0.2))
+            for lr, kind, nstar in (("two-stage", "net", 3 * d**2 * f), ("ntk-2nn", "ntk", 0.5 * d**3.5 * f)):
+                for n in ns:
+                    if kind == "ntk" and n > 4e4:
+                        continue  # the kernel's grid stops at N = 32768: censored at d = 32
+                    rows.append({"learner": lr, "d": d, "seed": s, "n": n, "threshold": 0.5,
+                                 "test_error": 0.5 * (nstar / n) ** 0.7, "val_error": 0.0})
+    spec = exp3.make_spec(**dict(TINY, ds=ds, seeds=tuple(seeds), theta=1.0))
+    pred = {"ntk-2nn": {str(d): {"n_star": 0.5 * d**3.5} for d in ds}}
+    by, seps = sp.by_threshold(spec, rows, {"two-stage": "net", "ntk-2nn": "ntk"}, pred, n_boot=200)
+    net = by["1"]["slopes"]["two-stage"]
+    assert net["slope"] == pytest.approx(2.0, abs=0.3) and net["censored"] == 0  # 0.2 noise on 18 points: s.e. 0.08
+    got = {e["basis"]: e for e in seps}
+    assert set(got) == {"measured", "predicted", "mixed"}
+    assert got["measured"]["censored"]["kernel"] == 6  # every seed at d = 32: above the grid
+    for basis in ("measured", "mixed"):
+        e = got[basis]
+        assert e["difference"]["mean"] == pytest.approx(1.5, abs=0.25)
+        lo, hi = e["difference"]["ci95"]
+        assert lo - 0.1 <= 1.5 <= hi + 0.1 and hi - lo < 0.6  # (censoring at one d biases a little)
+    e = got["predicted"]  # a kernel exact per d: the difference's CI is the network's, mirrored
+    assert e["difference"]["ci95"] == pytest.approx([3.5 - e["ci95_network"][1], 3.5 - e["ci95_network"][0]], abs=1e-6)
+    assert got["predicted"]["slope_kernel"] == pytest.approx(3.5, abs=1e-6)
+    assert by["1"]["theory"] == {"two-stage": 2.0, "ntk-2nn": 3.0}  # (2 + p) / 2 at E_p
+    assert sp.theory_exponent("ntk", 0.5, 4) == 4.0 and sp.theory_exponent("net", 0.5, 4) == 2.0

@@ -519,7 +519,8 @@ def test_bar_paper_instance_ntk_above_threshold():
 
 def test_large_cholesky_runs_on_one_blas_thread():
     """Above SINGLE_THREAD_CHOLESKY_N the dense solver's factorisation runs on one BLAS thread (a
-    bundled-OpenBLAS dpotrf crash, rbk.kernels.solvers.dense); below it the thread count is untouched."""
+    bundled-OpenBLAS dpotrf crash, rbk.kernels.solvers.dense), and up to SMALL_CHOLESKY_N (thread
+    teams cost more than they save there); between the two the thread count is untouched."""
     threadpool_info = pytest.importorskip("threadpoolctl").threadpool_info  # (absent in the nt lane's pinned env)
     from rbk.kernels.solvers import dense
 
@@ -528,4 +529,8 @@ def test_large_cholesky_runs_on_one_blas_thread():
         assert all(i["num_threads"] == 1 for i in threadpool_info() if i["user_api"] == "blas")
     with dense._blas_threads_for_cholesky(dense.SINGLE_THREAD_CHOLESKY_N):
         assert [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"] == before
+    with dense._blas_threads_for_cholesky(dense.SMALL_CHOLESKY_N + 1):
+        assert [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"] == before
+    with dense._blas_threads_for_cholesky(dense.SMALL_CHOLESKY_N):
+        assert all(i["num_threads"] == 1 for i in threadpool_info() if i["user_api"] == "blas")
     assert [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"] == before

@@ -36,10 +36,11 @@ def test_kernel_rows_are_fit_predicts_numbers(ds, kfn):
         assert r["ridge_abs"] == out["ridges"][i] and r["diverged"] is False and r["solver"] == "dense"
         assert r["compile_s"] == 0.0 and r["call_wall_s"] == r["run_s"] > 0
         assert "iterations" not in r
-    plain = learners.kernel_rows(kfn, ds, RIDGES, get="ntk")  # record=(): ridge and the errors only
-    assert set(plain[0]) == {"ridge", "train_error", "val_error", "test_error"}
+    plain = learners.kernel_rows(kfn, ds, RIDGES, get="ntk")  # record=(): ridge, the errors and test_cov only
+    assert set(plain[0]) == {"ridge", "train_error", "val_error", "test_error", "test_cov"}
+    assert [r["test_cov"] for r in plain] == out["test_covs"]
     best = min(plain, key=lambda r: r["val_error"])
-    assert learners.selected_row(out) == best
+    assert learners.selected_row(out) == {k: v for k, v in best.items() if k != "test_cov"}
 
 
 def test_kernel_rows_match_a_hand_written_kernel_ridge(ds, kfn):

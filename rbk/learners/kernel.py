@@ -63,8 +63,9 @@ def random_features_fit(model, params, data, ridges: Sequence[float]) -> tuple[d
 def ridge_rows(out: Mapping, base: Mapping | None = None, *, record: Sequence[str] = (),
                wall: float | None = None) -> list[dict]:
     """One row per ridge of a fit's result ``out``: ``base``'s fields, then ``train_error``,
-    ``val_error``, ``test_error``, ``ridge`` (the relative ridge, ``out['lams'][i]``) and what
-    ``record`` names (``RECORD``; ``'timing'`` needs ``wall``)."""
+    ``val_error``, ``test_error``, ``ridge`` (the relative ridge, ``out['lams'][i]``), ``test_cov``
+    (the sample covariance over test points of squared error and squared label, where ``out`` has
+    ``test_covs``: a control variate's ingredient) and what ``record`` names (``RECORD``; ``'timing'`` needs ``wall``)."""
     record = check_list("record", record, lambda n, v: _check_record(n, v), empty=True)
     if "timing" in record and wall is None:
         raise ValueError("wall (the fit's seconds) is required when record includes 'timing'")
@@ -74,6 +75,8 @@ def ridge_rows(out: Mapping, base: Mapping | None = None, *, record: Sequence[st
         errs = {sp: float(out[f"{sp}_errors"][i]) for sp in SPLITS}
         r.update({f"{sp}_error": e for sp, e in errs.items()})
         r["ridge"] = float(lam)
+        if "test_covs" in out:  # the control variate's covariance of squared error and squared label
+            r["test_cov"] = float(out["test_covs"][i])
         if "ridge_abs" in record:
             r["ridge_abs"] = float(out["ridges"][i])
         if "diverged" in record:

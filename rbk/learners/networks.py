@@ -90,7 +90,8 @@ def regime_rows(regime: str, model, data, keys, lrs: Sequence[float], wds: Seque
 def two_stage_rows(data, key, cfg=None, *, base: Mapping | None = None, eta_scale: float = 1.0) -> list[dict]:
     """:func:`rbk.train.two_stage` on one split: one row per ``(eta, ridge)``, eta-major, with
     ``eta`` (divided by ``eta_scale``, e.g. ``sqrt(d)`` for multipliers), ``ridge`` and the three
-    errors at that pair; an eta whose step diverged gives ``inf`` errors at every ridge."""
+    errors at that pair, and ``test_cov`` (:func:`rbk.learners.ridge_rows`'); an eta whose step diverged gives
+    ``inf`` errors at every ridge."""
     from rbk import train
 
     cfg = train.two_stage_config() if cfg is None else cfg
@@ -102,7 +103,8 @@ def two_stage_rows(data, key, cfg=None, *, base: Mapping | None = None, eta_scal
             rows += [dict(head, ridge=lam, train_error=math.inf, val_error=math.inf, test_error=math.inf)
                      for lam in cfg.ridges]
             continue
-        rows += [dict(head, ridge=lam, train_error=float(tr), val_error=float(va), test_error=float(te))
-                 for lam, tr, va, te in zip(path["lams"], path["train_errors"], path["val_errors"],
-                                            path["test_errors"])]
+        rows += [dict(head, ridge=lam, train_error=float(tr), val_error=float(va), test_error=float(te),
+                      test_cov=float(cv))
+                 for lam, tr, va, te, cv in zip(path["lams"], path["train_errors"], path["val_errors"],
+                                                path["test_errors"], path["test_covs"])]
     return rows

@@ -295,7 +295,7 @@ def two_stage(data: Dataset, key: jax.Array, cfg: TwoStageConfig | None = None) 
     Returns the selected ``(eta, ridge)``'s ``val_error, test_error, train_error`` (test: mean
     squared error on clean labels), ``eta`` (the learning rate used), ``ridge``, ``lam``, ``etas`` (all used), per-eta ``val_errors`` and
     ``test_errors`` (each at its best ridge), ``ridge_paths`` (per eta, ``None`` where it diverged:
-    ``lams`` and the ``train/val/test_errors`` of every ridge), ``n1, n2`` (points per stage), ``features`` (the
+    ``lams``, the ``train/val/test_errors`` and ``test_covs`` of every ridge), ``n1, n2`` (points per stage), ``features`` (the
     selected first layer ``{'W', 'b1'}``, numpy, for :func:`fit_readout`), ``diverged`` and
     ``seconds``. An eta whose step gives non-finite weights is skipped (all of them: diverged).
     """
@@ -351,7 +351,7 @@ def two_stage(data: Dataset, key: jax.Array, cfg: TwoStageConfig | None = None) 
         "val_errors": [math.inf if r is None else r[2]["val_error"] for r in runs],
         "test_errors": [math.inf if r is None else r[2]["test_error"] for r in runs],
         "ridge_paths": [None if r is None else {k: list(r[2][k]) for k in ("lams", "train_errors", "val_errors",
-                                                                            "test_errors")} for r in runs],
+                                                                            "test_errors", "test_covs")} for r in runs],
         "n1": int(idx1.size),
         "n2": int(idx2.size),
         "features": feats,

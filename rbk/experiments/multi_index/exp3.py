@@ -55,7 +55,9 @@ from rbk import sweep
 from rbk._args import add_options, integer, option, option_values, options_of, validate
 from rbk._checks import check_choice, check_int, check_ints, check_list, check_real, check_reals
 from rbk.experiments.multi_index.figures import plot
-from rbk.experiments.multi_index.predicted import EXTRA_DS, kernel_predictions, predicted_slope, slope_lines
+from rbk.experiments.multi_index.predicted import EXTRA_DS, kernel_predictions, predicted_slope
+from rbk.experiments.multi_index.separations import by_threshold, rse
+from rbk.experiments.multi_index.table import format_table
 from rbk.experiments.common import add_resource_arguments_of, entry_points, member_chunking_option
 
 EXPERIMENT = "exp3"
@@ -63,17 +65,19 @@ TARGETS = ("single_index", "sum_of_products", "random")
 #: Training points per chunk of the per-(d, seed) stream (the set of size N is its first N points).
 CHUNK = 1000
 ROW_FIELDS = sweep.CORE_FIELDS + ("d", "r", "p", "target", "threshold", "width", "eta", "lr", "wd", "epochs",
-                                  "ridge", "b_std", "n_val", "n_test")  # fmt: skip
+                                  "ridge", "b_std", "n_val", "n_test", "folds", "cv_folds", "test_error_raw", "test_beta")  # fmt: skip
 
 PROFILES = {
     "quick": dict(
         target="single_index",
         p=4,
-        ds=(8, 12, 16, 24),
-        seeds=(0, 1, 2),
+        ds=(8, 12, 16, 24, 32, 48),
+        seeds=tuple(range(10)),
         learners=("two-stage", "ntk-2nn"),
-        ns=(125, 250, 500, 1000, 2000, 4000),
-        kernel_ns=(250, 500, 1000, 2000, 4000, 8000),
+        ns=(125, 250, 500, 1000, 2000, 4000, 8000, 16000),
+        n_window=(0.5, 16.0),
+        kernel_ns=(250, 500, 1000, 2000, 4000),
+        kernel_ds=(8, 12),
         width=512,
         etas=(0.5, 1.0, 2.0),
         ridges=(1e-4, 1e-3, 1e-2, 1e-1, 1.0),
@@ -83,16 +87,20 @@ PROFILES = {
         epochs=20,
         lrs=(0.02,),
         wds=(0.0,),
+        folds=5,
+        theta=0.5,
+        thetas=(0.25, 1.0),
         n_val=2000,
         n_test=10000,
     ),
     "paper": dict(
         target="single_index",
         p=4,
-        ds=(8, 12, 16, 24, 32, 48),
-        seeds=(0, 1, 2, 3, 4),
+        ds=(8, 12, 16, 24, 32, 48, 64),
+        seeds=tuple(range(10)),
         learners=("two-stage", "2nn", "ntk-2nn", "nngp-2nn", "rf-2nn"),
-        ns=(125, 250, 500, 1000, 2000, 4000, 8000, 16000),
+        ns=(125, 250, 500, 1000, 2000, 4000, 8000, 16000, 32000, 64000),
+        n_window=(0.5, 16.0),
         kernel_ns=(250, 500, 1000, 2000, 4000, 8000, 16000, 32000),
         width=1024,
         etas=(0.25, 0.5, 1.0, 2.0, 4.0),
@@ -103,6 +111,9 @@ PROFILES = {
         epochs=200,
         lrs=(0.005, 0.01, 0.02, 0.05),
         wds=(0.0, 1e-4, 1e-3),
+        folds=5,
+        theta=0.5,
+        thetas=(0.25, 1.0),
         n_val=4000,
         n_test=20000,
     ),
@@ -130,12 +141,18 @@ class Learner:
     theory: str
 
     def run(self, spec, data, key, d, devices=None, progress=None) -> list[dict]:
+        """The rows of every setting; with ``spec.folds``, each ``val_error`` is the setting's
+        cross-validation error inside the N training points (:func:`rbk.learners.cross_validated`)."""
         from rbk import learners
 
         key, settings = self.settings(spec, data, key, d)
-        if learners.get(self.shared).kind == "sgd":
+        shared = learners.get(self.shared)
+        if shared.kind == "sgd":
             settings.update(devices=devices, progress=progress)
-        return learners.get(self.shared).run(data, key, **settings)
+        if not spec.folds:
+            return shared.run(data, key, **settings)
+        return learners.cross_validated(shared.run, data, key, folds=min(spec.folds, data.n), grid=shared.grid,
+                                        **settings)  # fmt: skip
 
 
 def _two_stage(spec, data, key, d):
@@ -225,7 +242,8 @@ def dataset(spec, d: int, seed: int, n: int):
     k_tr, k_va, k_te = jax.random.split(k_data, 3)
     x = jnp.concatenate([jax.random.normal(jax.random.fold_in(k_tr, c), (CHUNK, d), jnp.float32)
                          for c in range(-(-n // CHUNK))])[:n]  # fmt: skip
-    xv = jax.random.normal(k_va, (spec.n_val, d), jnp.float32)
+    # with cross-validation no validation label exists: one placeholder point, never read
+    xv = jax.random.normal(k_va, (spec.n_val if not spec.folds else 1, d), jnp.float32)
     xt = jax.random.normal(k_te, (spec.n_test, d), jnp.float32)
     return t, Dataset(x, t(x), xv, t(xv), xt, t(xt))
 
@@ -246,6 +264,20 @@ class Cell:
 
 
 _LIST = dict(scalar=False, order="sorted")  # a list of numbers: sorted, a repeated value refused
+
+
+def _folds(name: str, value) -> int:
+    v = check_int(name, value, lo=0)
+    if v == 1:
+        raise ValueError(f"{name} must be 0 (selection on extra validation labels) or an integer >= 2, got 1")
+    return v
+
+
+def _window(name: str, value) -> tuple:
+    v = check_reals(name, value, lo=0.0, lo_open=True, scalar=False, order="sorted")
+    if len(v) != 2:
+        raise ValueError(f"{name} must be two numbers 0 < a < b, got {list(v)}")
+    return v
 
 
 @dataclasses.dataclass(frozen=True)
@@ -302,6 +334,23 @@ class Exp3Spec(sweep.Study):
                         conv=integer)
     n_test: int = option(10000, check=partial(check_int, lo=1), flag="--n-test", help="test points, >= 1",
                          conv=integer)
+    folds: int = option(5, check=lambda n, v: _folds(n, v), flag="--folds",
+                        help="selection by k-fold cross-validation inside the N training labels (every label counted), "
+                             "k >= 2 (default 5); 0: on n_val extra validation labels that n* does not count",
+                        conv=integer)  # fmt: skip
+    theta: float = option(1.0, check=partial(check_real, lo=0.0, lo_open=True), flag="--theta",
+                          help="the threshold theta E_p of n*, slopes and separations, theta > 0 (default 1)", conv=float)
+    thetas: tuple = option((), check=partial(check_reals, lo=0.0, lo_open=True, scalar=False, order="sorted",
+                                             empty=True),
+                           flag="--thetas", help="more thresholds theta E_p reported (n*, slopes, separations)",
+                           conv=float, many=True, what="numbers")  # fmt: skip
+    n_window: tuple | None = option(None, check=lambda n, v: v if v is None else _window(n, v), flag="--n-window",
+                                    help="two numbers a < b: at each d the networks run the N of --n within "
+                                         "[a d^2, b d^2] (default: all)", conv=float, many=True, what="numbers")
+    kernel_ds: tuple | None = option(None, check=lambda n, v: v if v is None else check_ints(
+                                         n, v, lo=2, scalar=False, order="sorted"), flag="--kernel-d",
+                                     help="the d at which the exact kernels are measured (default: every --d; "
+                                          "predicted at every d)", conv=integer, many=True, what="integers")
     max_members_per_call: int | None = member_chunking_option()  # of the SGD 2nn
     row_fields = ROW_FIELDS
     resource_fields = ("max_members_per_call",)
@@ -315,12 +364,24 @@ class Exp3Spec(sweep.Study):
         res = {f: (resolved or {}).get(f) for f in cls.resource_fields}
         return make_spec(**{k: v for k, v in config.items() if k != "experiment"}, **res)
 
-    def grid(self, learner: str) -> tuple:
-        return getattr(self, LEARNERS[learner].grid)
+    def grid(self, learner: str, d: int | None = None) -> tuple:
+        """The N grid of ``learner`` (at ``d``: the networks' within ``n_window``, scaled by ``d^2``)."""
+        ns = getattr(self, LEARNERS[learner].grid)
+        if d is None or self.n_window is None or LEARNERS[learner].grid != "ns":
+            return ns
+        lo, hi = self.n_window
+        return tuple(n for n in ns if lo * d * d <= n <= hi * d * d)
+
+    def learner_ds(self, learner: str) -> tuple:
+        """The ``d`` at which ``learner`` is measured (the kernels: ``kernel_ds`` when given)."""
+        if self.kernel_ds is not None and LEARNERS[learner].kind in ("ntk", "nngp"):
+            return tuple(d for d in self.ds if d in self.kernel_ds)
+        return self.ds
 
     def plan(self) -> list[Cell]:
         return [Cell(f"{lr}_d{d}_n{n}_s{s}", lr, LEARNERS[lr].kind, d, n, s)
-                for d in self.ds for s in self.seeds for lr in self.learners for n in self.grid(lr)]  # fmt: skip
+                for d in self.ds for s in self.seeds for lr in self.learners if d in self.learner_ds(lr)
+                for n in self.grid(lr, d)]  # fmt: skip
 
     def run_cell(self, cell: Cell, devices=None, progress=None) -> list[dict]:
         import time
@@ -330,13 +391,24 @@ class Exp3Spec(sweep.Study):
         t0 = time.perf_counter()
         settings = LEARNERS[cell.learner].run(self, data, key, cell.d, devices=devices, progress=progress)
         wall = time.perf_counter() - t0
+        # the test error with E f*^2 exact: the plain test MSE minus beta times the test set's own error in
+        # E f*^2 (a control variate; beta = 1 is the identity E(f - f*)^2 = E f^2 - 2 E f f* + E f*^2, the
+        # least-variance beta = cov(r^2, f*^2) / var(f*^2) is estimated on the test points; see test_value)
+        y2 = np.sum(np.square(np.asarray(data.y_test, np.float64)), axis=-1)
+        shift, var_y2 = float(y2.mean()) - float(t.info["second_moment"]), float(y2.var())
         base = {f: None for f in ROW_FIELDS}
         base.update(experiment=self.experiment, learner=cell.learner, kind=cell.kind, n=cell.n, seed=cell.seed,
-                    call_wall_s=wall, cell=cell.id, d=cell.d, r=self.r, p=self.p,
-                    target=self.target, threshold=float(t.threshold), n_val=self.n_val, n_test=self.n_test)  # fmt: skip
+                    call_wall_s=wall, cell=cell.id, d=cell.d, r=self.r, p=self.p, folds=self.folds,
+                    target=self.target, threshold=float(t.threshold), n_val=self.n_val if not self.folds else 0,
+                    n_test=self.n_test)  # fmt: skip
         rows = []
         for s in settings:
             row = dict(base, **s)
+            cov = row.pop("test_cov", None)
+            row["test_beta"] = cov / var_y2 if cov is not None and math.isfinite(cov) and var_y2 > 0 else 0.0
+            row["test_error_raw"] = row["test_error"]
+            row["test_error"] = row["test_error"] - row["test_beta"] * shift
+            row.pop("cv_errors", None)
             errs = (row["train_error"], row["val_error"], row["test_error"])
             row["diverged"] = not all(math.isfinite(e) for e in errs)
             rows.append(row)
@@ -460,7 +532,7 @@ def summarize(spec, rows, *, quiet: bool = False, n_boot: int = 2000) -> dict | 
     bad = {d: sorted(v) for d, v in thr_by_d.items() if len(v) > 1}
     if bad:
         raise ValueError(f"rows mix thresholds at one d: {bad}")
-    thr_by_d = {d: v.pop() for d, v in thr_by_d.items()}
+    thr_by_d = {d: spec.theta * v.pop() for d, v in thr_by_d.items()}  # theta E_p
     learners = [lr for lr in LEARNERS if any(r["learner"] == lr for r in sel)]
     entries, nstar, slopes = [], {}, {}
     for lr in learners:
@@ -476,7 +548,9 @@ def summarize(spec, rows, *, quiet: bool = False, n_boot: int = 2000) -> dict | 
                 fin = [t for t in tests if math.isfinite(t)]
                 m, lo, hi = stats.t_ci(fin)
                 entries.append({"learner": lr, "kind": LEARNERS[lr].kind, "d": d, "n": n, "threshold": thr_by_d[d],
-                                "test_error_mean": m, "test_error_ci95": [lo, hi], "seeds": len(fin),
+                                "test_error_mean": m, "test_error_ci95": [lo, hi], "test_error_rse": rse(fin),
+                                "test_error_raw_rse": rse([r.get("test_error_raw", math.nan) for r in cell]),
+                                "seeds": len(fin),
                                 "diverged_seeds": len(tests) - len(fin), "test_error_min": min(fin, default=None),
                                 "test_error_max": max(fin, default=None),
                                 "selected": [{k: r.get(k) for k in ("seed", "eta", "lr", "ridge")} for r in cell]})
@@ -490,6 +564,7 @@ def summarize(spec, rows, *, quiet: bool = False, n_boot: int = 2000) -> dict | 
         if s is not None:  # the predicted slope next to the measured one (alone if none)
             slopes[lr] = dict(slopes[lr], predicted=s) if lr in slopes else s
     thresholds = sorted(set(thr_by_d.values()))
+    by_theta, seps = by_threshold(spec, sel, {lr: LEARNERS[lr].kind for lr in learners}, predicted, n_boot=n_boot)
     return stats.jsonable({
         "experiment": EXPERIMENT,
         "threshold": thresholds[0] if len(thresholds) == 1 else None,
@@ -501,6 +576,11 @@ def summarize(spec, rows, *, quiet: bool = False, n_boot: int = 2000) -> dict | 
         "slopes": slopes,
         "predicted": predicted,
         "separation": separation({lr: s for lr, s in slopes.items() if s["basis"] == "measured"}, nstar),
+        "theta": spec.theta,
+        "by_theta": by_theta,
+        "separations": seps,
+        "selection": f"{spec.folds}-fold cross-validation inside the N training labels" if spec.folds else
+                     f"on {spec.n_val} extra validation labels (not counted in N)",
     })  # fmt: skip
 
 
@@ -512,7 +592,8 @@ def predictions(spec) -> dict:
         names.setdefault("ntk-2nn", "ntk")
     target = lambda d: make_target(spec.target, d, spec.r, spec.p, _keys(spec.seeds[0], d)[0])  # noqa: E731
     return kernel_predictions(names, tuple(spec.ds) + EXTRA_DS, sorted(set(spec.ns) | set(spec.kernel_ns)),
-                              spec.kernel_ridges, target, W_std=spec.W_std, b_std=spec.b_std)  # fmt: skip
+                              spec.kernel_ridges, target, W_std=spec.W_std, b_std=spec.b_std, theta=spec.theta,
+                              thetas=spec.thetas)  # fmt: skip
 
 
 def separation(slopes: dict, nstar: dict) -> dict | None:
@@ -538,50 +619,6 @@ def separation(slopes: dict, nstar: dict) -> dict | None:
         out["kernels"][k] = {"slope": s["slope"], "slope_bound": s["bound"], "ci95": s["ci95"],
                              "holds": bool(point_ok and s["slope"] > upper), "holds_ci": bool(s["ci95"][0] > upper)}
     return out
-
-
-# --------------------------------------------------------------------------------------------
-# table and figures
-# --------------------------------------------------------------------------------------------
-
-
-def _fmt(x, nd=3) -> str:
-    return "-" if x is None or (isinstance(x, float) and not math.isfinite(x)) else f"{x:.{nd}g}"
-
-
-def _fmt_nstar(s: dict) -> str:
-    if s["censored"] == "never_below":
-        return f"> {s['bound']:.0f}"
-    if s["censored"] == "below_at_min_n":
-        return f"<= {s['bound']:.0f}"
-    lo, hi = s["ci95"]
-    ci = f" [{lo:.0f}, {hi:.0f}]" if lo is not None and hi is not None else ""
-    return f"{s['estimate']:.0f}{ci}"
-
-
-def format_table(summary) -> str:
-    """Mean test error per (learner, d) against N, ``n*(d)`` and the fitted slopes."""
-    lines = [f"Experiment 3: target {summary['instance']['target']} (r = {summary['instance']['r']}, "
-             f"p = {summary['instance']['p']}), threshold {_fmt(summary['threshold'])}"]
-    for lr, by_d in summary["n_star"].items():
-        rows = [e for e in summary["rows"] if e["learner"] == lr]
-        ns = sorted({e["n"] for e in rows})
-        lines += ["", f"{lr}: mean test error (seeds) by N, and n*",
-                  "  d    " + "".join(f"{n:>8d}" for n in ns) + "   n* [95% CI]"]
-        for d, s in by_d.items():
-            val = {e["n"]: e["test_error_mean"] for e in rows if str(e["d"]) == d}
-            lines.append(f"  {d:<5s}" + "".join(f"{_fmt(val.get(n)):>8s}" for n in ns) + f"   {_fmt_nstar(s)}")
-    lines += ["", "slope of log n* against log d (bootstrap 95% CI over seeds; theory: 2 networks, p kernels)"]
-    for lr, s in summary["slopes"].items():
-        lines += slope_lines(lr, s)
-    sep = summary.get("separation")
-    if sep:
-        for k, v in sep["kernels"].items():
-            what = f"slope {v['slope']:.2f}" + (f" (a {v['slope_bound']} bound: censored)" if v["slope_bound"] else "")
-            lines.append(f"  {k} {what} vs {sep['network']}'s upper 95% limit {sep['network_ci95_upper']:.2f}: "
-                         f"{'separated' if v['holds'] else 'NOT separated'}; the kernel's whole CI "
-                         f"[{v['ci95'][0]:.2f}, {v['ci95'][1]:.2f}] {'above' if v['holds_ci'] else 'not above'} it")
-    return "\n".join(lines)
 
 
 # --------------------------------------------------------------------------------------------

@@ -19,14 +19,24 @@ EXTRA_DS = (32, 48, 64, 96, 128)
 CURVE_MAX = 1e7
 
 
-def kernel_predictions(names: dict, ds, ns, ridges, target_of_d, *, W_std: float, b_std: float) -> dict:
+def kernel_predictions(names: dict, ds, ns, ridges, target_of_d, *, W_std: float, b_std: float, theta: float = 1.0,
+                       thetas=()) -> dict:
     """``{learner: predicted_curves(...)}`` for ``names = {learner: 'ntk' or 'nngp'}`` (kernels of
-    the two-layer ReLU net with ``W_std, b_std``) at each ``d`` of ``ds``; ``target_of_d(d)`` the target."""
+    the two-layer ReLU net with ``W_std, b_std``) at each ``d`` of ``ds``; ``target_of_d(d)`` the target.
+
+    ``n_star`` at ``theta`` times the target's threshold ``E_p`` and, with ``thetas``,
+    ``n_star_by_threshold[f"{theta:g}"]`` at each of ``{theta} | thetas``."""
     from rbk import kernels, theory
 
     kfn = kernels.kernel_fn("2nn", W_std=W_std, b_std=b_std)
-    return {lr: theory.predicted_curves(kfn, target_of_d, sorted(set(ds)), ns, ridges, get=get, curve_max=CURVE_MAX)
-            for lr, get in names.items()}  # fmt: skip
+    out = {lr: {} for lr in names}
+    for d in sorted(set(ds)):
+        e_p = float(target_of_d(d).threshold)
+        more = {f"{float(t):g}": float(t) * e_p for t in sorted({float(theta), *map(float, thetas)})} if thetas else None
+        for lr, get in names.items():
+            out[lr].update(theory.predicted_curves(kfn, target_of_d, [d], ns, ridges, get=get, curve_max=CURVE_MAX,
+                                                   threshold=float(theta) * e_p, more_thresholds=more))
+    return out
 
 
 def seed_mean_prediction(kfn, get: str, heads: dict, ns, ridges, *, curve_max: float = CURVE_MAX) -> dict:
