@@ -442,3 +442,28 @@ def test_separations_recover_a_known_exponent_gap():
     assert got["predicted"]["slope_kernel"] == pytest.approx(3.5, abs=1e-6)
     assert by["1"]["theory"] == {"two-stage": 2.0, "ntk-2nn": 3.0}  # (2 + p) / 2 at E_p
     assert sp.theory_exponent("ntk", 0.5, 4) == 4.0 and sp.theory_exponent("net", 0.5, 4) == 2.0
+
+
+@pytest.mark.slow  # ~15 s: two exp3 runs
+def test_r_sweep_collects_each_runs_n_star_beside_the_theory(tmp_path, monkeypatch):
+    """``r_sweep.run``: one exp3 results directory per r, and ``r_sweep.json`` holding each run's
+    own seed-mean n* per threshold, the theory's ``d^2 r + d r^p`` (by hand) and their ratio."""
+    from rbk.experiments import exp3
+    from rbk.experiments.multi_index import r_sweep
+
+    monkeypatch.setattr(exp3, "EXTRA_DS", ())
+    kw = dict(ds=(4,), seeds=(0, 1), ns=(30, 60, 120), width=16, etas=(1.0,), ridges=(1e-2,), n_test=300, folds=2,
+              theta=1.0, thetas=(0.5,))  # fmt: skip
+    out = r_sweep.run(tmp_path, (2, 1), quiet=True, **kw)
+    assert out["rs"] == [1, 2] and out["theory"] == {"1": 4 * 4 * 1 + 4 * 1, "2": 4 * 4 * 2 + 4 * 2**4}
+    assert json.loads((tmp_path / "r_sweep.json").read_text()) == out
+    for r in (1, 2):
+        sub = json.loads((tmp_path / f"r{r}" / "summary.json").read_text())
+        assert sub["instance"]["r"] == r and sub["instance"]["target"] == "sum_of_products"
+        for key in ("0.5", "1"):
+            assert out["by_theta"][key]["n_star"]["two-stage"][str(r)] == sub["by_theta"][key]["n_star"]["two-stage"]["4"]
+            v, q = sub["by_theta"][key]["n_star"]["two-stage"]["4"], out["by_theta"][key]["ratio_to_theory"]["two-stage"]
+            assert q[str(r)] == (v["estimate"] / out["theory"][str(r)] if v["censored"] == "none" else None)
+    assert "theory d^2 r + d r^p" in r_sweep.format_table(out)
+    with pytest.raises(ValueError, match="ds must hold one d"):
+        r_sweep.run(tmp_path / "x", (1,), quiet=True, **dict(kw, ds=(4, 6)))
