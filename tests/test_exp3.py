@@ -202,6 +202,9 @@ def test_tiny_profile_end_to_end(tmp_path, monkeypatch):
     assert summary["slopes"] == on_disk["slopes"]
     assert set(on_disk["predicted"]["ntk-2nn"]) == {"4", "6", "8"}  # checked against rbk.theory in the test above
     assert {"exp3_error_vs_n.png", "exp3_nstar_vs_d.png", "exp3_nstar_vs_d.pdf"} <= {p.name for p in tmp_path.iterdir()}
+    assert on_disk["by_theta"]["1"]["theory"] == {"two-stage": 2.0, "ntk-2nn": 3.0}
+    if on_disk["separations"]:  # (whether the tiny grid's n* reach two d depends on the draws)
+        assert "exp3_separations.png" in {p.name for p in tmp_path.iterdir()}
     text = exp3.format_table(on_disk)
     assert "slope of log n*" in text and "ntk-2nn" in text and "predicted from the spectrum" in text
 
@@ -299,6 +302,27 @@ def test_profiles_are_valid_and_round_trip():
         assert exp3.Exp3Spec.from_config(spec.config()).config_hash() == spec.config_hash()
     q = exp3.spec("quick")
     assert len(q.ds) >= 3 and len(q.seeds) >= 3 and dataclasses.replace(q).learners[0] == "two-stage"
+    # issue 18's quick profile: >= 10 seeds, the network measured at d = 8 and d >= 48, selection inside N
+    assert len(q.seeds) >= 10 and min(q.learner_ds("two-stage")) == 8 and max(q.learner_ds("two-stage")) >= 48
+    assert q.folds >= 2 and q.theta <= 0.5 and "2nn" in exp3.spec("sgd").learners
+
+
+def test_cost_model_counts_the_folds():
+    """A cell with ``folds = k``: k runs on ``(k - 1) N / k`` points and one on all N (the kernels'
+    fold fits predicting their held-out block only); without folds the old single fit."""
+    from rbk import sweep
+    from rbk.experiments import exp3
+
+    spec = exp3.make_spec(**dict(TINY, folds=4, kernel_ns=(120,)))
+    cell = next(c for c in spec.plan() if c.id == "ntk-2nn_d4_n120_s0")
+    full = sweep.cost.kernel_fit_cost(120, 300, 2)
+    fold = sweep.cost.kernel_fit_cost(90, 30, 2)
+    assert spec.cell_cost(cell)[1:3] == pytest.approx((full[0] + 4 * fold[0], full[1] + 4 * fold[1]))
+    plain = exp3.make_spec(**dict(TINY, kernel_ns=(120,)))  # folds = 0: validation on n_val = 200 more points
+    assert plain.cell_cost(cell)[1:3] == pytest.approx(sweep.cost.kernel_fit_cost(120, 500, 2))
+    net = next(c for c in spec.plan() if c.id == "two-stage_d4_n120_s0")
+    one = 2 * (6 * 120 * 4 * 16 + sweep.cost.readout_flops(120, 300, 4, 16, 2))  # 2 etas: a step and a read-out each
+    assert spec.cell_cost(net)[1] == pytest.approx(4 * one)
 
 
 def test_giant_step_cell_is_the_direct_call():

@@ -93,6 +93,31 @@ PROFILES = {
         n_val=2000,
         n_test=10000,
     ),
+    "sgd": dict(  # SGD-trained 2nn beside the two-stage learner and its NTK (under an hour on 2 cores)
+        target="single_index",
+        p=4,
+        ds=(8, 12, 16, 24),
+        seeds=tuple(range(10)),
+        learners=("two-stage", "2nn", "ntk-2nn"),
+        ns=(125, 250, 500, 1000, 2000, 4000, 8000),
+        n_window=(1.0, 16.0),
+        kernel_ns=(250, 500, 1000, 2000, 4000),
+        kernel_ds=(8, 12),
+        width=512,
+        etas=(0.5, 1.0, 2.0),
+        ridges=(1e-4, 1e-3, 1e-2, 1e-1, 1.0),
+        kernel_ridges=(1e-4, 1e-2),
+        b_std=1.0,
+        sgd_width=256,
+        epochs=30,
+        lrs=(0.01, 0.03),
+        wds=(0.0, 1e-3),
+        folds=5,
+        theta=0.5,
+        thetas=(0.25, 1.0),
+        n_val=2000,
+        n_test=10000,
+    ),
     "paper": dict(
         target="single_index",
         p=4,
@@ -416,10 +441,22 @@ class Exp3Spec(sweep.Study):
 
     def cell_cost(self, cell) -> tuple:
         """``(training FLOPs, dense FLOPs, kernel entries, compiled program)`` of ``cell`` (the dry run's time estimate,
-        :func:`rbk.sweep.cost.estimate_seconds`); a rough model of each learner's dominant work."""
-        n, d, ev = cell.n, cell.d, self.n_val + self.n_test
+        :func:`rbk.sweep.cost.estimate_seconds`); a rough model of each learner's dominant work. With
+        ``folds = k`` a cell is k runs on ``(k - 1) / k`` of its points and one on all of them: the
+        work linear in N counts ``k`` times, the kernels' cubic algebra ``1 + k ((k - 1) / k)^3`` times."""
+        k = self.folds
+        n, d, ev = cell.n, cell.d, (self.n_val if not k else 0) + self.n_test
         program = (cell.learner, d, n)  # the seeds of a (learner, d, N) share one compiled program
         shared = LEARNERS[cell.learner].shared
+        train, dense, entries, program = self._unfolded(cell, n, d, ev, shared, program)
+        if not k:
+            return train, dense, entries, program
+        if shared in ("ntk", "nngp"):  # the run on all N, then k fits on (k - 1) N / k points
+            fold_dense, fold_entries = sweep.cost.kernel_fit_cost(n * (k - 1) // k, n // k, len(self.kernel_ridges))
+            return train, dense + k * fold_dense, entries + k * fold_entries, program
+        return train * k, dense * k, entries, program
+
+    def _unfolded(self, cell, n, d, ev, shared, program) -> tuple:
         if shared in ("ntk", "nngp"):
             return (0.0, *sweep.cost.kernel_fit_cost(n, ev, len(self.kernel_ridges)), program)
         if shared == "sgd":
@@ -461,8 +498,10 @@ class Exp3Spec(sweep.Study):
         for lr in self.learners:
             mine = [c for c in cells if c.learner == lr]
             left = [c for c in mine if c.id not in done]
+            window = (f" within [{self.n_window[0]:g} d^2, {self.n_window[1]:g} d^2]"
+                      if self.n_window and LEARNERS[lr].grid == "ns" else "")
             lines.append(f"  {lr:10s} ({LEARNERS[lr].kind}): {len(mine)} cells ({len(left)} to run), "
-                         f"d in {list(self.ds)}, N in {list(self.grid(lr))}, seeds {list(self.seeds)}")
+                         f"d in {list(self.learner_ds(lr))}, N in {list(self.grid(lr))}{window}, seeds {list(self.seeds)}")
         kern = [c.n for c in cells if c.kind in ("ntk", "nngp")]
         if kern:
             from rbk import kernels

@@ -89,4 +89,71 @@ def plot(summary, out_dir) -> list:
     ax.legend(fontsize=7)
     made += list(plots.save(fig, out_dir, "exp3_nstar_vs_d"))
     plt.close(fig)
+    if summary.get("separations"):
+        made += plot_separations(summary, out_dir)
     return made
+
+
+def plot_separations(summary, out_dir) -> list:
+    """Figure 3 ``exp3_separations``: one panel per threshold ``theta``, each (d, seed)'s ``n*`` of
+    the network (dots) and the kernel (filled: measured; open diamonds: predicted from the spectrum;
+    triangles: censored bounds), the interval-regression lines and the bands of their paired
+    bootstrap slopes (pivoting at the mean ``log d``), for the entry of basis ``mixed`` (else the
+    first) of each threshold."""
+    from pathlib import Path
+
+    from rbk import plots
+
+    plt = plots.plt
+    pick = {}
+    for e in summary["separations"]:
+        if e["theta"] not in pick or e["basis"] == "mixed":
+            pick[e["theta"]] = e
+    fig, axes = plt.subplots(1, len(pick), figsize=(4.2 * len(pick), 3.8), squeeze=False, sharey=True)
+    for ax, (theta, e) in zip(axes[0], sorted(pick.items())):
+        for who, name in (("network", e["network"]), ("kernel", e["kernel"])):
+            c = COLORS.get(name)
+            pts = np.array(e[f"points_{who}"], float)  # (d, seed, lo, hi); hi null on disk: infinite
+            pts[:, 3] = np.where(np.isnan(pts[:, 3]), np.inf, pts[:, 3])
+            exact = pts[:, 2] == pts[:, 3]
+            pred = np.zeros(len(pts), bool)
+            if who == "kernel":  # the kernel's predicted points (open diamonds), not measured crossings
+                pred = exact & np.array([_is_predicted(summary, e, p) for p in pts])
+            ax.plot(pts[exact & ~pred, 0], pts[exact & ~pred, 2], "o", color=c, ms=3, alpha=0.6)
+            ax.plot(pts[pred, 0], pts[pred, 2], "D", mfc="none", color=c, ms=5)
+            up = np.isinf(pts[:, 3])
+            ax.plot(pts[up, 0], pts[up, 2], "^", mfc="none", color=c, ms=5)
+            slope, icpt = e[f"slope_{who}"], e[f"intercept_{who}"]
+            if icpt is None:
+                continue
+            x = np.geomspace(pts[:, 0].min(), pts[:, 0].max(), 20)
+            um = np.mean(np.log(pts[:, 0]))
+            vm = icpt + slope * um
+            ax.plot(x, np.exp(vm + slope * (np.log(x) - um)), "-", color=c,
+                    label=f"{name} ({who}): {slope:.2f}")
+            ci = e[f"ci95_{who}"]
+            if ci:
+                lo, hi = (np.exp(vm + s * (np.log(x) - um)) for s in ci)
+                ax.fill_between(x, np.minimum(lo, hi), np.maximum(lo, hi), color=c, alpha=0.15)
+        lo, hi = e["difference"]["ci95"] or (np.nan, np.nan)
+        ax.set(xscale="log", yscale="log", xlabel="d",
+               title=f"theta = {theta:g} ({e['basis']}): difference {e['difference']['mean']:.2f} "
+                     f"[{lo:.2f}, {hi:.2f}]")
+        ax.title.set_fontsize(8)
+        plain_ticks(ax.xaxis)
+        ax.legend(fontsize=7)
+    axes[0][0].set_ylabel("n* per (d, seed)")
+    made = list(plots.save(fig, Path(out_dir), "exp3_separations"))
+    plt.close(fig)
+    return made
+
+
+def _is_predicted(summary, e, point) -> bool:
+    """Whether a kernel point of a separation entry is its predicted ``n*`` (not a measured crossing)."""
+    if e["basis"] == "predicted":
+        return True
+    if e["basis"] == "measured":
+        return False
+    by = summary["by_theta"].get(f"{e['theta']:g}", {}).get("predicted_n_star", {}).get(e["kernel"], {})
+    v = by.get(str(int(point[0])))
+    return v is not None and abs(point[2] - v) <= 1e-9 * v

@@ -109,13 +109,18 @@ def separation_entry(kernel: str, network: str, theta: float, basis: str, kb: di
                                           seed=seed)  # fmt: skip
     if res["slope_first"] is None or res["slope_second"] is None:
         return None
+    fits = {w: _slope_entry({k: b[k] for k in shared}) for w, b in (("kernel", kb), ("network", nb))}
     censored = {"kernel": sum(not (kb[k][0] == kb[k][1]) for k in shared),
                 "network": sum(not (nb[k][0] == nb[k][1]) for k in shared)}
     return {"kernel": kernel, "network": network, "theta": float(theta), "basis": basis,
             "slope_kernel": res["slope_first"], "slope_network": res["slope_second"],
             "ci95_kernel": res["ci95_first"], "ci95_network": res["ci95_second"],
             "difference": res["difference"], "ds": res["ds"], "pairs": res["pairs"], "censored": censored,
-            "n_boot": res["n_boot"], "n_valid": res["n_valid"]}  # fmt: skip
+            "n_boot": res["n_boot"], "n_valid": res["n_valid"],
+            "intercept_kernel": fits["kernel"]["intercept"] if fits["kernel"] else None,
+            "intercept_network": fits["network"]["intercept"] if fits["network"] else None,
+            "points_kernel": [[k[0], k[1], *kb[k]] for k in shared],
+            "points_network": [[k[0], k[1], *nb[k]] for k in shared]}  # fmt: skip
 
 
 def by_threshold(spec, sel_rows, kinds: dict, predicted: dict, *, n_boot: int) -> tuple[dict, list]:
