@@ -464,6 +464,7 @@ def test_separations_recover_a_known_exponent_gap():
     e = got["predicted"]  # a kernel exact per d: the difference's CI is the network's, mirrored
     assert e["difference"]["ci95"] == pytest.approx([3.5 - e["ci95_network"][1], 3.5 - e["ci95_network"][0]], abs=1e-6)
     assert got["predicted"]["slope_kernel"] == pytest.approx(3.5, abs=1e-6)
+    assert by["1"]["predicted_slopes"]["ntk-2nn"]["profile"]["slope"] == pytest.approx(3.5, abs=1e-9)
     assert by["1"]["theory"] == {"two-stage": 2.0, "ntk-2nn": 3.0}  # (2 + p) / 2 at E_p
     assert sp.theory_exponent("ntk", 0.5, 4) == 4.0 and sp.theory_exponent("net", 0.5, 4) == 2.0
 

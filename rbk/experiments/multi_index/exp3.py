@@ -1,42 +1,45 @@
 """Experiment 3 (Damian, Lee & Soltanolkotabi, COLT 2022): test error against N for several d.
 
 Target ``f*(x) = g(U x)`` with ``x ~ N(0, I_d)`` (:mod:`rbk.targets`: ``single_index``,
-``sum_of_products`` or ``random_multi_index``), ``U`` drawn from ``(seed, d)``; threshold the
-target's exact degree-``p`` energy ``E_p`` (error of a learner that has learned everything but
-the degree-``p`` part). For every ``d`` the learners run on the same data of each seed (the
-training set of size N is the first N points of one stream, so the sets are nested in N;
-validation and test sets are fixed per ``(d, seed)``):
+``sum_of_products`` or ``random_multi_index``), ``U`` drawn from ``(seed, d)``; thresholds
+``theta E_p`` (``E_p`` the target's exact degree-``p`` energy: the error of a learner that has
+learned everything but the degree-``p`` part; ``theta`` and ``thetas``). For every ``d`` the
+learners run on the same data of each seed (the training set of size N is the first N points of
+one stream, so the sets are nested in N; the test set is fixed per ``(d, seed)``):
 
 ``two-stage``  Algorithm 1 (:func:`rbk.train.two_stage`): symmetric init, one gradient step on
                the first layer with weight decay ``1/eta``, re-drawn biases, ridge read-out on
                the other half of the points; ``eta = m sqrt(d)`` for ``m`` in ``etas``.
 ``giant-step`` the one giant step of Dandi et al. 2023 (:func:`rbk.train.giant_step`: Gaussian
                init kept, ``eta = 10 sqrt(N m)``, both stages on the same N points, one absolute
-               ridge 1; nothing is selected, so no label outside N is read).
+               ridge 1; nothing is selected).
 ``2nn``        rbk's SGD training of the standard two-layer ReLU net (:func:`rbk.train.train`).
 ``ntk-2nn``, ``nngp-2nn``  the exact kernels of the same net (:func:`rbk.kernels.kernel_fn`, valid
                for Gaussian inputs), kernel ridge (:func:`rbk.kernels.fit_predict`).
 ``rf-2nn``     random features of a drawn net of the two-stage width (only its read-out fitted).
 
-A row per hyper-parameter setting (eta x ridge, lr x wd, ridge); the summary selects per
-``(learner, d, n, seed)`` on validation (:func:`rbk.stats.select`), then gives ``n*(d)`` per
-learner (:func:`rbk.stats.n_star`) and the slope of ``log n*`` against ``log d``
-(:func:`rbk.stats.scaling_slope`) next to the theory's: 2 for the networks (``n ~ d^2 r + d
-r^p`` at fixed ``r``), ``p`` for the kernels (``n ~ d^p``).
+A row per hyper-parameter setting (eta x ridge, lr x wd, ridge). Every label is counted: with
+``folds = k`` each setting's ``val_error`` is its k-fold cross-validation error *inside* the N
+training points and its test error that of the run on all N (:func:`rbk.learners.cross_validated`;
+``folds = 0``: selection on ``n_val`` extra labels that N does not count). ``test_error`` removes the
+test set's own error in ``E f*^2 = 1`` as a control variate (``test_error_raw`` the plain MSE). The
+summary selects per ``(learner, d, n, seed)`` (:func:`rbk.stats.select`), then gives ``n*(d)`` per
+learner, the slope of ``log n*`` against ``log d`` next to the theory's, per threshold the
+exponents by interval regression, and ``separations``: kernel minus network exponent with a paired
+bootstrap CI (:mod:`.separations`).
 
 Profiles
 --------
-``quick``  (minutes on a 2-core CPU) ``single_index(d, p=4)`` (``g = (h_2 + h_4)/sqrt 2``,
-           threshold 0.5), ``d`` in {8, 12, 16, 24}, 3 seeds; ``two-stage`` (width 512, eta in
-           {0.5, 1, 2} sqrt(d), five read-out ridges) at N in {125, ..., 4000}; ``ntk-2nn``
-           (``b_std = 1``, ridges {1e-4, 1e-2}) at N in {250, ..., 8000}. *Our choice:* no SGD
-           ``2nn`` here: with the short recipe (width 256, 20-30 epochs) it stays above the
-           threshold at d >= 16 up to N = 4000 (``docs/multi_index.md``; 0.54 at d = 8, N = 2000
-           in a first run) and its 72 cells, one compilation each (10-20 s per cell measured
-           under load), would about double the CPU time; ``--learners two-stage 2nn
-           ntk-2nn`` adds it.
-``paper``  every learner, ``d`` in {8, 12, 16, 24, 32, 48}, 5 seeds, N from 125 to 16000
-           (networks) and 250 to 32000 (kernels; 16 GiB of host memory at the largest); for a large machine (see ``rbk exp3 --profile paper --dry-run``).
+``quick``  (about 20 minutes on a 2-core CPU) ``single_index(d, p=4)`` (``g = (h_2 + h_4)/sqrt 2``,
+           ``E_4 = 0.5``), headline threshold ``0.5 E_4`` (and 0.25, 1), ``d`` in {8, 12, 16, 24, 32,
+           48}, 10 seeds, 5-fold selection inside N; ``two-stage`` (width 512, eta in {0.5, 1, 2}
+           sqrt(d), five read-out ridges) at N in {125, ..., 16000} within ``[0.5 d^2, 16 d^2]``;
+           ``ntk-2nn`` (``b_std = 1``, ridges {1e-4, 1e-2}) measured at d = 8, 12 for N in {250, ...,
+           4000} and predicted from its spectrum at every d (and 32 ... 128).
+``sgd``    the SGD ``2nn`` (width 256, 30 epochs, 2 lr x 2 wd) beside them, d in {8, 12, 16, 24}.
+``paper``  every learner, ``d`` up to 64, 10 seeds, N up to 64000 (networks) and 32000 (kernels;
+           16 GiB of host memory at the largest); for a large machine (see ``rbk exp3 --profile paper
+           --dry-run``).
 
 Run ``rbk exp3 --help`` for the options (``python experiments/exp3_multi_index.py`` in a clone takes the
 same).

@@ -87,6 +87,16 @@ def mixed_bounds(measured: dict, predicted: dict) -> dict:
     return out
 
 
+def _loglog(pts: dict, ds) -> dict | None:
+    """The least-squares slope of the predicted ``log n*`` on ``log d`` over ``ds`` (``None`` below two)."""
+    from rbk import stats
+
+    if len(ds) < 2:
+        return None
+    slope, intercept = stats.loglog_slope(ds, [pts[d] for d in ds])
+    return {"slope": slope, "intercept": intercept, "ds": list(ds)}
+
+
 def _slope_entry(bounds: dict) -> dict | None:
     from rbk import scaling
 
@@ -129,7 +139,9 @@ def by_threshold(spec, sel_rows, kinds: dict, predicted: dict, *, n_boot: int) -
     ``kinds``: ``{learner: kind}`` of the learners with rows; ``predicted``: ``summary["predicted"]``
     (its curves carry ``n_star_by_threshold`` for every ``theta``). ``by_theta[theta_key]`` holds the
     thresholds per ``d``, each learner's seed-mean ``n*`` per ``d`` (:func:`rbk.stats.n_star`), its
-    measured exponent by interval regression (``slopes``) and the predicted ``n*``; ``separations``
+    measured exponent by interval regression (``slopes``), the predicted ``n*`` and the least-squares
+    slope of the predicted ``log n*`` over the profile's ``d`` and over every predicted ``d``
+    (``predicted_slopes``: ``"profile"``, ``"all"``); ``separations``
     lists every (kernel, network learner, ``theta``, basis) entry (:func:`separation_entry`).
     """
     from rbk import stats
@@ -160,6 +172,10 @@ def by_threshold(spec, sel_rows, kinds: dict, predicted: dict, *, n_boot: int) -
                 d: (v["n_star"] if "n_star_by_threshold" not in v else v["n_star_by_threshold"].get(theta_key(th)))
                 for d, v in by_d.items()}
             entry["theory"].setdefault(lr, theory_exponent("ntk", th, spec.p))
+            pts = {int(d): v for d, v in entry["predicted_n_star"][lr].items() if v is not None}
+            entry.setdefault("predicted_slopes", {})[lr] = {
+                span: _loglog(pts, ds) for span, ds in (("profile", [d for d in spec.ds if d in pts]),
+                                                         ("all", sorted(pts)))}  # fmt: skip
         out[theta_key(th)] = entry
         nets = [lr for lr, k in kinds.items() if k not in KERNEL_KINDS]
         kers = sorted(set(lr for lr, k in kinds.items() if k in KERNEL_KINDS) | set(predicted))

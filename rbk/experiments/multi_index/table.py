@@ -55,7 +55,10 @@ def format_table(summary) -> str:
             lines.append(f"  {lr:10s} " + ", ".join(f"{d}: {_fmt_nstar(v)}" for d, v in by_d.items())
                          + f"; exponent {fit} (theory {entry['theory'].get(lr, math.nan):g})")
         for lr, by_d in entry.get("predicted_n_star", {}).items():
-            lines.append(f"  {lr:10s} predicted: " + ", ".join(f"{d}: {_fmt(v, 3)}" for d, v in by_d.items()))
+            sl = entry.get("predicted_slopes", {}).get(lr) or {}
+            tail = "; ".join(f"slope {v['slope']:.2f} over d = {v['ds'][0]}..{v['ds'][-1]}" for v in sl.values() if v)
+            lines.append(f"  {lr:10s} predicted: " + ", ".join(f"{d}: {_fmt(v, 3)}" for d, v in by_d.items())
+                         + (f"; {tail}" if tail else ""))
     lines += ["", "slope of log n* against log d (bootstrap 95% CI over seeds; theory: 2 networks, p kernels)"]
     for lr, s in summary["slopes"].items():
         lines += slope_lines(lr, s)
