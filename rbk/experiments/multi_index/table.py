@@ -36,7 +36,7 @@ def format_table(summary) -> str:
     lines = [f"Experiment 3: target {summary['instance']['target']} (r = {summary['instance']['r']}, "
              f"p = {summary['instance']['p']}), threshold {_fmt(summary['threshold'])}"]
     if summary.get("selection"):
-        lines.append(f"selection: {summary['selection']}; test error by the exact identity E f^2 - 2 E f f* + E f*^2")
+        lines.append(f"selection: {summary['selection']}; test error with E f*^2 = 1 exact as a control variate")
     for lr, by_d in summary["n_star"].items():
         rows = [e for e in summary["rows"] if e["learner"] == lr]
         ns = sorted({e["n"] for e in rows})
