@@ -77,8 +77,9 @@ def plot(summary, out_dir) -> list:
                 up = st["censored"] == "never_below"
                 ax.plot([d], [y], "^" if up else "v", mfc="none", color=c, ms=6)
         xx = np.geomspace(x.min(), x.max(), 20)
-        ax.plot(xx, np.exp(s["intercept"]) * xx ** s["slope"], "-", color=c,
-                label=f"{lr}: {s['slope']:.2f} [{s['ci95'][0]:.2f}, {s['ci95'][1]:.2f}]")
+        bound = f" (censored: a {s['bound']} bound)" if s.get("censored") else ""
+        ax.plot(xx, np.exp(s["intercept"]) * xx ** s["slope"], "-" if not bound else "-.", color=c,
+                label=f"{lr}: {s['slope']:.2f} [{s['ci95'][0]:.2f}, {s['ci95'][1]:.2f}]{bound}")
         um = np.mean(np.log(x))
         vm = s["intercept"] + s["slope"] * um
         ax.plot(xx, np.exp(vm + s["theory"] * (np.log(xx) - um)), ":", color=c, lw=1)

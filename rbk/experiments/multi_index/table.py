@@ -63,7 +63,7 @@ def format_table(summary) -> str:
     for lr, s in summary["slopes"].items():
         lines += slope_lines(lr, s)
     sep = summary.get("separation")
-    if sep:
+    if sep and not summary.get("separations"):  # the earlier reading (seed-mean slopes, measured only)
         for k, v in sep["kernels"].items():
             what = f"slope {v['slope']:.2f}" + (f" (a {v['slope_bound']} bound: censored)" if v["slope_bound"] else "")
             lines.append(f"  {k} {what} vs {sep['network']}'s upper 95% limit {sep['network_ci95_upper']:.2f}: "
