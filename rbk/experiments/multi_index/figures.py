@@ -141,6 +141,7 @@ def plot_separations(summary, out_dir) -> list:
                title=f"theta = {theta:g} ({e['basis']}): difference {e['difference']['mean']:.2f} "
                      f"[{lo:.2f}, {hi:.2f}]")
         ax.title.set_fontsize(8)
+        ax.set_xticks(sorted({int(p[0]) for p in e["points_network"]}))
         plain_ticks(ax.xaxis)
         ax.legend(fontsize=7)
     axes[0][0].set_ylabel("n* per (d, seed)")
