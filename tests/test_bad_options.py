@@ -43,7 +43,9 @@ CASES = [
     ("exp3 --target foo", "--target"), ("exp3 --width 3", "--width"), ("exp3 --sgd-width 0", "--sgd-width"),
     ("exp3 --epochs 0", "--epochs"), ("exp3 --lr 0", "--lr"), ("exp3 --wd -1", "--wd"), ("exp3 --n-val 0", "--n-val"),
     ("exp3 --n-test 0", "--n-test"), ("exp3 --b-std -1", "--b-std"), ("exp3 --learners foo", "--learners"),
-    ("exp3 --n 1e9 " + " ".join(MEM), "--n"),
+    ("exp3 --n 1e9 --n-window 0.5 1e9 " + " ".join(MEM), "--n"), ("exp3 --n 1e9", "--n"),
+    ("exp3 --n-window 2", "--n-window"), ("exp3 --n-window 4 2", "--n-window"), ("exp3 --folds 1", "--folds"),
+    ("exp3 --theta 0", "--theta"), ("exp3 --thetas -1", "--thetas"), ("exp3 --kernel-d 7", "--kernel-d"),
     # exp3b: transfer
     ("exp3b --d 1", "--d"), ("exp3b --n2 1", "--n2"), ("exp3b --n2 40 40", "--n2"), ("exp3b --etas 0", "--etas"),
     ("exp3b --readout-ridges -1", "--readout-ridges"), ("exp3b --kernel-ridges 1 2 3 4 5 6", "--kernel-ridges"),
@@ -52,6 +54,7 @@ CASES = [
     ("exp3b --n1-factor 0", "--n1-factor"), ("exp3b --width 15", "--width"), ("exp3b --net-max-n 1", "--net-max-n"),
     ("exp3b --kernel-max-n 1", "--kernel-max-n"), ("exp3b --b-std -1", "--b-std"), ("exp3b --n-val 0", "--n-val"),
     ("exp3b --learners foo", "--learners"), ("exp3b --n2 1e9 " + " ".join(MEM), "--n2"),
+    ("exp3b --folds 1", "--folds"), ("exp3b --folds 0", "--folds"),
     # exp4: deep hierarchies
     ("exp4 --lr 0", "--lr"), ("exp4 --lr 0.1 0.1", "--lr"), ("exp4 --n 0", "--n"), ("exp4 --n 10", "--n"),
     ("exp4 --target-widths 8 8 8 --d 4", "--target-widths"), ("exp4 --target-widths 4", "--target-widths"),

@@ -31,6 +31,7 @@ def test_tiny_profile_end_to_end(tmp_path, ds, learners):
     assert {r["learner"] for r in rows} == set(learners)
     for r in rows:
         assert set(r) == set(exp3b.Exp3bSpec.row_fields) and r["n"] == r["n2"]
+        assert r["cv_folds"] == min(spec.folds, r["n2"]) == 5  # the selection is 5-fold CV inside n2
         assert r["threshold"] == pytest.approx(0.5)  # two head degrees of equal energy: the top one holds 1/2
         assert not r["diverged"] and 0 < r["test_error"] < 50
         assert (r["learner"] == "transfer") == (r["source_test_error"] is not None)  # NaN is written as null
@@ -121,7 +122,79 @@ def test_slopes_recover_the_exponent_of_a_power_law():
     assert sc["censored"] and sc["slope"] == pytest.approx(np.polyfit(np.log([4, 8, 16]), np.log([48, 192, 100]), 1)[0])
 
 
+# ---------------------------------------------------------------------- every label counted in n2
+
+#: 4 folds: equal blocks of 2 (n2 = 8) and 8 (n2 = 32) points
+CV = dict(TINY, seeds=(0,), folds=4, ridges=(1e-3, 1.0), kernel_ridges=(1e-3, 1e-1), eta_mults=(0.5, 2.0))
+
+
+def _cell_rows(spec, learner, monkeypatch=None, spoil=None):
+    """The rows of ``learner``'s cell at d = 4, seed 0; ``spoil(pool) -> pool`` replaces the head's pool."""
+    if spoil is not None:
+        real = exp3b.transfer_pool
+        monkeypatch.setattr(exp3b, "transfer_pool", lambda *a: spoil(real(*a)))
+    cell = next(c for c in spec.plan() if c.learner == learner)
+    rows = exp3b.run_cell(spec, cell)
+    if spoil is not None:
+        monkeypatch.setattr(exp3b, "transfer_pool", real)
+    return [{k: v for k, v in r.items() if k != "call_wall_s"} for r in rows]
+
+
+def _nan(a):
+    return np.full(np.shape(a), np.nan, np.float32)
+
+
+def _chosen(rows) -> str:
+    """What a selection decides, per row, exactly (NaN-aware)."""
+    return json.dumps([{k: r[k] for k in ("ridge", "eta", "val_error", "train_error", "cv_folds")} for r in rows])
+
+
+@pytest.mark.parametrize("learner", tuple(exp3b.LEARNERS))
+def test_no_selection_reads_a_label_outside_the_n2_training_samples(learner, monkeypatch):
+    """Every learner's ridge (and scratch's step size) is chosen inside its n2 samples: with the
+    pool's validation labels NaN the rows are finite and identical; with its test labels shifted
+    every selection (setting, CV error, training error) is the same and only test_error moves."""
+    spec = exp3b.make_spec(**dict(CV, learners=(learner,)))
+    rows = _cell_rows(spec, learner)
+    assert all(math.isfinite(r[f"{s}_error"]) for r in rows for s in ("train", "val", "test"))
+    assert [r["cv_folds"] for r in rows] == [4, 4] and not any(r["diverged"] for r in rows)
+    no_val = _cell_rows(spec, learner, monkeypatch, lambda p: p._replace(y_val=_nan(p.y_val)))
+    assert json.dumps(no_val, sort_keys=True) == json.dumps(rows, sort_keys=True)  # NaN-aware, exact
+    shifted = _cell_rows(spec, learner, monkeypatch, lambda p: p._replace(y_test=p.y_test + 10.0))
+    assert _chosen(shifted) == _chosen(rows)
+    assert all(s["test_error"] > r["test_error"] + 50 for s, r in zip(shifted, rows))  # the test labels give it alone
+
+
+def test_the_kernels_cv_row_is_a_brute_force_k_fold_on_the_n2_samples():
+    """The exact NTK's row at each n2: the 4-fold CV error of each ridge computed here with
+    rbk.kernels.fit_predict on the folds themselves (trained on 3 blocks, errors on the 4th), the
+    ridge of least mean error, refitted on all n2 for the test error."""
+    spec = exp3b.make_spec(**dict(CV, learners=("ntk-2nn",)))
+    rows = _cell_rows(spec, "ntk-2nn")
+    pool = exp3b.transfer_pool(spec, exp3b.instance(spec, 4, 0)[1], 4, 0)
+    kfn = kernels.kernel_fn("2nn", b_std=1.0)
+    for row in rows:
+        n2 = row["n2"]
+        x, y = np.asarray(pool.x_train)[:n2], np.asarray(pool.y_train)[:n2]
+        blocks = np.split(np.arange(n2), 4)
+        cv = np.zeros(len(spec.kernel_ridges))
+        for held in blocks:
+            keep = np.setdiff1d(np.arange(n2), held)
+            fold = data.Dataset(x[keep], y[keep], x[held], y[held], x[held], y[held])
+            cv += np.asarray(kernels.fit_predict(kfn, fold, spec.kernel_ridges)["val_errors"]) / 4
+        best = int(np.argmin(cv))
+        full = kernels.fit_predict(kfn, data.Dataset(x, y, x[:1], y[:1], pool.x_test, pool.y_test), spec.kernel_ridges)
+        assert row["ridge"] == spec.kernel_ridges[best] and row["cv_folds"] == 4
+        assert row["val_error"] == pytest.approx(cv[best], rel=1e-9)
+        assert row["test_error"] == pytest.approx(full["test_errors"][best], rel=1e-9)
+        assert row["train_error"] == pytest.approx(full["train_errors"][best], rel=1e-9)
+        assert len({round(v, 9) for v in cv}) == 2  # the ridges differ in CV error: the choice is a real one
+
+
 BAD = [
+    (dict(folds=1), "--folds"),
+    (dict(folds=0), "--folds"),
+    (dict(n2s=(2, 10)), "--n2"),  # scratch (a default learner): a fold of 2-fold CV at n2 = 2 trains on 1 point
     (dict(ds=(8, 8)), "--d"),
     (dict(ds=(1, 4)), "--d"),
     (dict(n2s=(40, 40)), "--n2"),

@@ -517,6 +517,14 @@ def make_spec(**kw) -> Exp3Spec:
     if kw["width"] % 2:
         raise ValueError(f"width (--width) must be an even integer >= 2 (the two-stage neurons come in pairs), "
                          f"got {kw['width']}")  # fmt: skip
+    if kw["n_window"] is not None:  # every N of --n must be run at some d
+        lo, hi = kw["n_window"]
+        outside = [n for n in kw["ns"] if not any(lo * d * d <= n <= hi * d * d for d in kw["ds"])]
+        if outside:
+            raise ValueError(f"ns (--n) values {outside} lie outside --n-window [{lo:g} d^2, {hi:g} d^2] at every d "
+                             f"of {list(kw['ds'])}: widen --n-window or drop them")
+    if kw["kernel_ds"] is not None and not set(kw["kernel_ds"]) <= set(kw["ds"]):
+        raise ValueError(f"kernel_ds (--kernel-d) must be among the d (--d) {list(kw['ds'])}, got {list(kw['kernel_ds'])}")
     for name, flag in (("ridges", "--readout-ridges"), ("kernel_ridges", "--kernel-ridges")):
         if len(kw[name]) > 5:
             raise ValueError(f"{name} ({flag}) must hold 1 to 5 numbers >= 0.0, got {list(kw[name])}")

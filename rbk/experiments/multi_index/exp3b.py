@@ -15,15 +15,20 @@ quality at every ``d``; the source test error is in every ``transfer`` row); dra
 head ``g'`` on the same ``U`` (:func:`transfer_head`: Gaussian coefficients on every
 multi-index of each degree in ``head_degrees``, each degree holding an equal share of
 ``E[g'^2] = 1``; threshold the Target's own, the energy of its top degree ``E'_p``); then for
-each ``n2`` fit ``g'`` on the *same* ``n2`` samples (nested prefixes of one pool; one
-validation and test set per (``d``, seed)) with
+each ``n2`` fit ``g'`` on the *same* ``n2`` samples (nested prefixes of one pool; one test
+set per (``d``, seed)) with
 
   ``transfer``  ridge on the learned features (:func:`rbk.train.fit_readout`);
   ``ntk-2nn``   exact NTK kernel ridge of the 2-layer ReLU net (``b_std``, default 1);
   ``rf-2nn``    random features of the same width (a fixed random first layer);
   ``scratch``   ``two_stage`` trained on ``g'`` alone with the ``n2`` samples.
 
-Ridges (and, for ``scratch``, the first-step learning rate) are chosen on validation.
+Every label is counted in ``n2``: each learner's ridge (and, for ``scratch``, the first-step
+learning rate) is chosen by ``min(folds, n2)``-fold cross-validation inside the ``n2`` training
+samples, then refitted on all of them (:func:`.transfer.fit_head`; the rows' ``val_error`` is
+the CV error, ``cv_folds`` the folds); no validation label of ``g'`` is drawn. The source
+features are not part of ``n2``: they keep their own selection on a validation set of the
+source (``n_val``, default ``max(1000, N1/5)``).
 A cell is one (learner, ``d``, seed) with a row per ``n2``; the ``transfer`` cell learns the
 features itself (they are used by no other cell). ``summarize`` gives the seed means per
 (learner, ``d``, ``n2``), ``n2*`` per (learner, ``d``) at the threshold with a bootstrap CI
@@ -35,7 +40,7 @@ the mean over the seeds' heads), with its ``n2*`` and slope beside the measured 
 Profiles
 --------
 ``quick``  ``d in {8, 16, 32}``, seeds 0-2, ``n2`` from 10 to 6400, width 512, ``N1 = 32 d^2``;
-           about 13 CPU-minutes (``docs/multi_index.md`` has what it measured).
+           about 30 CPU-minutes with the 5-fold CV (``docs/multi_index.md`` has what it measured).
 ``paper``  ``d in {8, 16, 32, 64}``, 5 seeds, ``n2`` up to 25600, ``N1 = 64 d^2``, width
            1024: for an accelerator (``--dry-run`` shows the plan).
 """
@@ -54,6 +59,7 @@ from rbk._args import add_options, integer, option, option_values, options_of, o
 from rbk._checks import check_choice, check_int, check_ints, check_list, check_real, check_reals
 from rbk.experiments.common import entry_points
 from rbk.experiments.multi_index.predicted import draw_curve, predicted_slope, seed_mean_prediction
+from rbk.experiments.multi_index.transfer import cv_fits, fit_head, keys, subset, transfer_pool
 
 EXPERIMENT = "exp3b"
 
@@ -145,8 +151,9 @@ class Exp3bSpec(sweep.Study):
                         help="hidden units of the two-stage net and the random features, even", conv=integer)
     eta_mults: tuple[float, ...] = option((0.5, 1.0, 2.0), check=partial(check_reals, lo=0.0, lo_open=True,
                                           order="sorted"), flag="--etas", aliases=("--eta-mults",),
-                                          help="two-stage step sizes as multiples of sqrt(d), > 0, chosen on "
-                                          "validation", conv=float, many=True, what="numbers > 0")  # fmt: skip
+                                          help="two-stage step sizes as multiples of sqrt(d), > 0 (the source's "
+                                          "chosen on --n-val, scratch's by --folds)", conv=float, many=True,
+                                          what="numbers > 0")  # fmt: skip
     ridges: tuple[float, ...] = option((1e-4, 1e-3, 1e-2, 1e-1, 1.0), check=_ridges, flag="--readout-ridges",
                                        aliases=("--ridges",),
                                        help="relative ridges of the read-outs (transfer, rf, scratch), 1 to 5",
@@ -157,7 +164,13 @@ class Exp3bSpec(sweep.Study):
     b_std: float = option(1.0, check=partial(check_real, lo=0.0), flag="--b-std",
                           help="bias scale of the NTK and random features, >= 0 (default 1)", conv=float)
     n_val: int | None = option(None, check=optional(partial(check_int, lo=1)), flag="--n-val",
-                               help="validation points (default max(1000, n2/5))", conv=integer)
+                               help="validation points of the source features' two-stage fit on N1 (default "
+                               "max(1000, N1/5)); the new head's fits read none (they select by --folds' CV inside n2)",
+                               conv=integer)  # fmt: skip
+    folds: int = option(5, check=partial(check_int, lo=2), flag="--folds",
+                        help="k of the k-fold cross-validation inside the n2 samples that selects every learner's "
+                        "ridge (and scratch's step size) before a refit on all n2, integer >= 2; a cell at n2 uses "
+                        "min(folds, n2) folds (default 5)", conv=integer)  # fmt: skip
     n_test: int = option(10000, check=partial(check_int, lo=1), flag="--n-test", help="test points (default 10000)",
                          conv=integer)
     net_max_n: int | None = option(None, flag="--net-max-n", help="largest n2 of transfer, rf-2nn and scratch",
@@ -166,7 +179,7 @@ class Exp3bSpec(sweep.Study):
                                       conv=integer)  # make_spec: >= n2s[0]
 
     row_fields = sweep.CORE_FIELDS + ("d", "n1", "n2", "width", "ridge", "eta", "source_test_error",
-                                      "threshold", "r", "p")  # fmt: skip
+                                      "threshold", "r", "p", "cv_folds")  # fmt: skip
 
     # ------------------------------------------------------------------ protocol
     def config(self) -> dict:
@@ -201,26 +214,25 @@ class Exp3bSpec(sweep.Study):
         learner) for the dry run's time estimate (:func:`rbk.sweep.cost.estimate_seconds`): a kernel
         fit per n2; a ridge read-out on ``width`` features per n2; the two-stage first step (the
         gradient on half the points, a read-out per eta) on the source's N1 (``transfer``, once)
-        or on each n2 (``scratch``)."""
+        or on each n2 (``scratch``); at each n2 one fit per fold (:func:`.transfer.cv_fits`) and the refit."""
         cost = sweep.cost
         d, w, etas = cell.d, self.width, len(self.eta_mults)
         dense = entries = 0.0
 
-        def two_stage(n):
-            return etas * (6 * n * d * w / 2 + cost.readout_flops(n, _n_val(self, n) + self.n_test, d, w,
-                                                                   len(self.ridges)))  # fmt: skip
+        def two_stage(n, ev):
+            return etas * (6 * n * d * w / 2 + cost.readout_flops(n, ev, d, w, len(self.ridges)))
 
         if cell.learner == "transfer":
-            dense += two_stage(self.n1(d))
+            dense += two_stage(self.n1(d), _n_val(self, self.n1(d)) + self.n_test)
         for n2 in self.learner_n2s(cell.learner):
-            ev = _n_val(self, n2) + self.n_test
-            if cell.kind == "ntk":
-                f, e = cost.kernel_fit_cost(n2, ev, len(self.kernel_ridges))
-                dense, entries = dense + f, entries + e
-            elif cell.learner == "scratch":
-                dense += two_stage(n2)
-            else:
-                dense += cost.readout_flops(n2, ev, d, w, len(self.ridges))
+            for n, ev in cv_fits(n2, min(self.folds, n2), self.n_test):  # each fold's fit, then the refit
+                if cell.kind == "ntk":
+                    f, e = cost.kernel_fit_cost(n, ev, len(self.kernel_ridges))
+                    dense, entries = dense + f, entries + e
+                elif cell.learner == "scratch":
+                    dense += two_stage(n, ev)
+                else:
+                    dense += cost.readout_flops(n, ev, d, w, len(self.ridges))
         return 0.0, dense, entries, (cell.learner, d)
 
     def memory_problems(self, cells, memory_bytes, n_devices=1, host_bytes=None) -> list[str]:
@@ -273,6 +285,14 @@ def make_spec(**kw) -> Exp3bSpec:
     for name in ("net_max_n", "kernel_max_n"):
         if v[name] is not None:
             v[name] = check_int(f"{name} (--{name.replace('_', '-')})", v[name], lo=n2s[0])
+    if "scratch" in v["learners"]:  # its two stages need a training point each in every fold
+        from rbk.learners.crossval import fold_bounds
+
+        for n in n2s:
+            k = min(v["folds"], n)
+            if n - max(b - a for a, b in fold_bounds(n, k)) < 2:
+                raise ValueError(f"n2s (--n2) must be >= 4 with learner scratch: at n2 = {n} a fold of the "
+                                 f"{k}-fold cross-validation (--folds) leaves its two stages one point")  # fmt: skip
     return Exp3bSpec(**v)
 
 
@@ -326,72 +346,22 @@ def instance(spec: Exp3bSpec, d: int, seed: int):
     return src, transfer_head(src, spec.head_degrees, jax.random.fold_in(_target_key(d, seed), 1))
 
 
-def _keys(d: int, seed: int):
-    """Data keys (source, transfer pool) and learner keys (two_stage, random features, scratch) of (d, seed)."""
-    import jax
-
-    from rbk import data
-
-    k_data, k_train = data.seed_keys(seed)
-    kd, kt = jax.random.fold_in(k_data, d), jax.random.fold_in(k_train, d)
-    return jax.random.fold_in(kd, 0), jax.random.fold_in(kd, 1), *jax.random.split(kt, 3)
-
-
 def learn_features(spec: Exp3bSpec, d: int, seed: int, source=None) -> dict:
     """``two_stage`` on ``N1 = n1(d)`` samples of the source: its result (``features``, errors, eta)."""
     from rbk import data, train
 
     source = source_target(spec, d, seed) if source is None else source
-    k_src, _, k_ts, _, _ = _keys(d, seed)
+    k_src, _, k_ts, _, _ = keys(d, seed)
     ds = data.make_dataset(k_src, source, spec.n1(d), n_val=_n_val(spec, spec.n1(d)), n_test=spec.n_test)
     cfg = train.two_stage_config(spec.width, tuple(m * math.sqrt(d) for m in spec.eta_mults), ridges=spec.ridges)
     return train.two_stage(ds, k_ts, cfg)
 
 
-def _n_val(spec: Exp3bSpec, n2: int) -> int:
+def _n_val(spec: Exp3bSpec, n: int) -> int:
+    """Validation points of the source's two-stage fit on ``n`` points (the head has none)."""
     from rbk import data
 
-    return data.default_n_val(n2) if spec.n_val is None else spec.n_val
-
-
-def transfer_pool(spec: Exp3bSpec, head, d: int, seed: int):
-    """One pool of labelled points of ``g'`` per (``d``, seed): the training sets are its prefixes
-    (:func:`subset`), so every learner and every ``n2`` sees the same points."""
-    from rbk import data
-
-    nmax = max(spec.n2s)
-    return data.make_dataset(_keys(d, seed)[1], head, nmax, n_val=_n_val(spec, nmax), n_test=spec.n_test)
-
-
-def subset(spec: Exp3bSpec, pool, n2: int):
-    """The first ``n2`` training and the first ``n_val(n2)`` validation points of ``pool``; its whole test set."""
-    from rbk.data import Dataset
-
-    nv = _n_val(spec, n2)
-    return Dataset(pool.x_train[:n2], pool.y_train[:n2], pool.x_val[:nv], pool.y_val[:nv], pool.x_test, pool.y_test)
-
-
-def fit_head(spec: Exp3bSpec, learner: str, ds, d: int, seed: int, features: dict | None = None) -> dict:
-    """Fit ``g'`` on ``ds`` with ``learner``: ``{train_error, val_error, test_error, ridge, eta}``."""
-    from rbk import kernels, models, train
-    from rbk.learners import kernel_fit, random_features_fit, selected_row
-
-    _, _, _, k_rf, k_scratch = _keys(d, seed)
-    eta = math.nan
-    if learner == "transfer":
-        row = selected_row(train.fit_readout(features, ds, spec.ridges))
-    elif learner == "ntk-2nn":
-        row = selected_row(kernel_fit(kernels.kernel_fn("2nn", b_std=spec.b_std), ds, spec.kernel_ridges, get="ntk")[0])
-    elif learner == "rf-2nn":
-        model = models.get_model("2nn", spec.width, d, 1, parameterization="ntk", b_std=spec.b_std)
-        row = selected_row(random_features_fit(model, model.init(k_rf), ds, spec.ridges)[0])
-    elif learner == "scratch":
-        cfg = train.two_stage_config(spec.width, tuple(m * math.sqrt(d) for m in spec.eta_mults), ridges=spec.ridges)
-        res = train.two_stage(ds, k_scratch, cfg)
-        row, eta = selected_row(res), res["eta"] / math.sqrt(d)
-    else:
-        raise ValueError(f"learner must be one of {list(LEARNERS)}, got {learner!r}")
-    return dict(row, eta=eta)
+    return data.default_n_val(n) if spec.n_val is None else spec.n_val
 
 
 def run_cell(spec: Exp3bSpec, cell: Cell, progress=None) -> list[dict]:
@@ -408,7 +378,7 @@ def run_cell(spec: Exp3bSpec, cell: Cell, progress=None) -> list[dict]:
         t1 = time.perf_counter()
         if cell.learner == "transfer" and features is None:  # the source's two_stage diverged
             fit = {"train_error": math.inf, "val_error": math.inf, "test_error": math.inf, "ridge": math.nan,
-                   "eta": math.nan}
+                   "eta": math.nan, "cv_folds": min(spec.folds, n2)}
         else:
             fit = fit_head(spec, cell.learner, subset(spec, pool, n2), d, seed, features)
             if cell.learner == "transfer":
@@ -420,7 +390,7 @@ def run_cell(spec: Exp3bSpec, cell: Cell, progress=None) -> list[dict]:
             "diverged": not all(map(math.isfinite, errs)), "call_wall_s": time.perf_counter() - t1, "cell": cell.id,
             "d": d, "n1": spec.n1(d), "n2": n2, "width": spec.width,
             "ridge": fit["ridge"], "eta": fit["eta"], "source_test_error": src_err, "threshold": head.threshold,
-            "r": spec.r, "p": spec.p,
+            "r": spec.r, "p": spec.p, "cv_folds": fit["cv_folds"],
         })  # fmt: skip
         if progress is not None:
             progress(1)
