@@ -209,11 +209,61 @@ def flops_per_example(model: Model) -> int:
     return 6 * macs
 
 
+# --------------------------------------------------------------------------- subspaces
+
+
+def _orth(a) -> np.ndarray:
+    """An orthonormal basis of the column span of ``a`` (SVD; rank tolerance as ``numpy.linalg.matrix_rank``)."""
+    a = np.asarray(a, np.float64)
+    if a.ndim != 2:
+        raise ValueError(f"a subspace must be given as a matrix (n, k) of spanning columns, got shape {a.shape}")
+    u, sv, _ = np.linalg.svd(a, full_matrices=False)
+    tol = (sv[0] if sv.size else 0.0) * max(a.shape) * np.finfo(np.float64).eps
+    return u[:, sv > tol] if sv.size and sv[0] > 0 else u[:, :0]
+
+
+def subspace_angles(a, b) -> np.ndarray:
+    """Principal angles (radians, ascending, in ``[0, pi/2]``) between the column spans of ``a (n, p)``
+    and ``b (n, q)``: ``min(rank a, rank b)`` of them.
+
+    With orthonormal bases ``Q_a``, ``Q_b``, the cosines are the singular values of ``Q_a^T Q_b``
+    (Bjorck & Golub 1973); angles below ``pi/4`` are taken from the sines instead, the singular
+    values of ``Q_b - Q_a Q_a^T Q_b`` (Knyazev & Argentati 2002), which keeps small angles accurate
+    (``arccos`` of a cosine near 1 loses half the digits). Float64, on the host.
+    """
+    qa, qb = _orth(a), _orth(b)
+    if qa.shape[0] != qb.shape[0]:
+        raise ValueError(f"the two subspaces must live in the same space, got {qa.shape[0]} and {qb.shape[0]} rows")
+    if qa.shape[1] < qb.shape[1]:
+        qa, qb = qb, qa
+    if qb.shape[1] == 0:
+        return np.zeros(0)
+    cos = np.clip(np.linalg.svd(qa.T @ qb, compute_uv=False), 0.0, 1.0)  # descending: angles ascending
+    sin = np.clip(np.sort(np.linalg.svd(qb - qa @ (qa.T @ qb), compute_uv=False)), 0.0, 1.0)
+    return np.where(cos * cos >= 0.5, np.arcsin(sin), np.arccos(cos))
+
+
+def span_overlap(a, b) -> float:
+    """Mean ``cos^2`` of the principal angles between the column spans of ``a`` and ``b``
+    (:func:`subspace_angles`): ``|Q_a^T Q_b|_F^2 / min(p, q)``. 1 when one span contains the other,
+    0 when they are orthogonal; for a fixed ``p``-dim span and a uniformly random ``q``-dim span of
+    ``R^n`` its expectation is ``max(p, q) / n`` (``E[P_b] = (q / n) I`` for the projector onto a
+    random span, so ``E|Q_a^T Q_b|_F^2 = p q / n``)."""
+    ang = subspace_angles(a, b)
+    return float(np.mean(np.cos(ang) ** 2)) if ang.size else float("nan")
+
+
 # --------------------------------------------------------------------------- deep quadratic networks
 
 DEEP_ACTIVATIONS = ("square", "hermite", "truncated")
 DEEP_READOUTS = ("post", "pre")
 HEAD_INITS = ("zero", "random")
+
+
+#: ``(model.level_features(params, x), the reference's levels at x)``, compiled once per model
+#: (``jax.jit`` of a bound method would trace anew at each call).
+_levels_pair = jax.jit(lambda model, params, x: (model.level_features(params, x), model.reference.parts["levels"](x)),
+                       static_argnums=0)
 
 
 def level_label(level: int) -> str:
@@ -248,8 +298,18 @@ class DeepQuad(Model):
 
     ``reference``: optional :class:`rbk.targets.Target` of the hierarchy family; when set,
     :meth:`probe` (evaluated by :func:`rbk.train.train` at each recorded epoch) returns the
-    statistics of every level's feature quality (:meth:`feature_quality_from_stats`). Build with
+    statistics of every level's feature quality (:meth:`feature_quality_from_stats`), and
+    :meth:`level_angles` / :meth:`subspace_quality` / :meth:`input_angles` compare the spans the
+    levels learned with the teacher's (principal angles, not saturated by the width). Build with
     :func:`get_deepquad`.
+
+    ``stop_gradient``: the levels ``j`` (sorted, in ``1 .. L-1``) whose output ``sigma(h_j)``
+    reaches the levels above only through ``jax.lax.stop_gradient`` (the regime ``'stopgrad'``
+    of :func:`rbk.train.regime_model` detaches every level). The forward pass is unchanged
+    (predictions are bit-identical); only the backward path from the levels above into levels
+    ``<= j`` is cut: with every level detached, level ``l``'s parameters receive gradient only
+    through its own read-out term ``sigma(h_l) A_l`` (the residual they see still holds every
+    level's output). The exact kernels (:func:`rbk.kernels.model_kernel_fn`) ignore it.
     """
 
     levels: int = 3
@@ -260,6 +320,7 @@ class DeepQuad(Model):
     head_init: str = "zero"
     reference: object = None
     probe_ridge: float = 1e-3
+    stop_gradient: tuple = ()
 
     @property
     def depth(self) -> int:
@@ -317,7 +378,9 @@ class DeepQuad(Model):
         return (sq - 1.0) / math.sqrt(2.0)
 
     def level_features(self, params: dict, x: jax.Array) -> list:
-        """Pre-activations ``[h_1, ..., h_L]``, each ``(n, m)``."""
+        """Pre-activations ``[h_1, ..., h_L]``, each ``(n, m)``. A level ``j`` in ``stop_gradient``
+        feeds the levels above with ``stop_gradient(sigma(h_j))`` (same values; its own ``h_j``,
+        returned here and read by its head, keeps its gradient)."""
         ntk = self.parameterization == "ntk"
         bs = self.b_std if ntk else 1.0
         hs, posts = [], [x]
@@ -326,8 +389,9 @@ class DeepQuad(Model):
             acc = 0.0
             for j in ins:
                 w = params[f"W{l}"] if j == l - 1 else params[f"V{l}"]
-                fan = posts[j].shape[-1]
-                acc = acc + (self.W_std / math.sqrt(fan) if ntk else 1.0) * (posts[j] @ w)
+                inp = jax.lax.stop_gradient(posts[j]) if j in self.stop_gradient else posts[j]
+                fan = inp.shape[-1]
+                acc = acc + (self.W_std / math.sqrt(fan) if ntk else 1.0) * (inp @ w)
             h = acc / math.sqrt(len(ins)) + bs * params[f"b{l}"]
             hs.append(h)
             posts.append(self.sigma(h))
@@ -392,6 +456,67 @@ class DeepQuad(Model):
         """:meth:`feature_quality_from_stats` of ``params`` on the points ``x`` (``(L,)``)."""
         return self.feature_quality_from_stats(jax.jit(self.probe_stats)(params, jnp.asarray(x)))
 
+    # ------------------------------------------------------------------ spans against the teacher's
+    def _teacher(self):
+        if self.reference is None:
+            raise ValueError("the span comparisons need the teacher: build the model with reference= "
+                             "(a hierarchy target, rbk.targets.hierarchy)")
+        return self.reference
+
+    def level_angles(self, params: dict, x) -> list[np.ndarray]:
+        """Per level ``l``: principal angles (:func:`subspace_angles`) between the teacher's level-``l``
+        span and the span level ``l`` learned, as functions of ``x``, on the points ``x (n, d)``.
+
+        Teacher's span: the ``k_l`` units of the reference's ``S_l``; learned span: the top ``k_l``
+        principal components of the network's ``h_l`` (``min(k_l, m)`` of them; ``k_l``: the rank of
+        the teacher's units on ``x``), both centred on ``x`` and compared in ``R^n`` (the empirical
+        ``L2`` of the inputs). Unlike the ridge quality
+        (:meth:`feature_quality`, which reads ``S_l`` from all ``m`` units and is 1 at level 1
+        whenever ``m >= d``), the learned span has the teacher's dimension, so it is not saturated by
+        the width: it asks whether the *dominant* ``k_l`` directions of level ``l`` are the teacher's
+        (a span hidden in low-variance directions of ``h_l`` does not count). Use ``n >> m`` points
+        (a random comparison has an upward bias of order ``k_l / n``). At level 1 with Gaussian
+        inputs it tends to :meth:`input_angles` (exact, from the weights) as ``n`` grows.
+        ``params``: one member's parameters (no leading axes). Returns ``L`` arrays, ascending.
+        """
+        self._teacher()
+        hs, ss = _levels_pair(self, params, jnp.asarray(x, jnp.float32))
+        out = []
+        for h, s_ in zip(hs, ss):
+            h = np.asarray(h, np.float64)
+            s_ = np.asarray(s_, np.float64)
+            h = h - h.mean(0)
+            s_ = s_ - s_.mean(0)
+            u, _, _ = np.linalg.svd(h, full_matrices=False)
+            out.append(subspace_angles(s_, u[:, : min(_orth(s_).shape[1], u.shape[1])]))
+        return out
+
+    def subspace_quality(self, params: dict, x) -> np.ndarray:
+        """Per level: mean ``cos^2`` of :meth:`level_angles` (``(L,)``): 1 when level ``l``'s top
+        ``k_l`` principal directions span the teacher's ``S_l``, near 0 for unrelated spans (see
+        :func:`span_overlap`). Compare against its value at initialisation, not a formula: the random
+        baseline of a level ``>= 2`` depends on the architecture (random polynomial features of the
+        same degree overlap ``S_l``'s low-degree parts)."""
+        return np.array([float(np.mean(np.cos(a) ** 2)) if a.size else np.nan for a in self.level_angles(params, x)])
+
+    def input_angles(self, params: dict) -> np.ndarray:
+        """Level 1 exactly, from the weights: principal angles between the teacher's level-1 span in
+        ``R^d`` (the directions ``S_1`` reads, ``span(U^T W_1^T)`` of :func:`rbk.targets.hierarchy`,
+        recovered as the Jacobian of the linear map ``x -> S_1``) and the span of the top ``k_1`` left
+        singular vectors of the network's ``W_1 (d, m)`` (the input directions it weighs most). With
+        Gaussian inputs these are the population values of :meth:`level_angles`' level 1. At a
+        Gaussian initialisation ``W_1``'s top span is uniformly random, so the mean ``cos^2`` is
+        ``k_1 / d`` in expectation (:func:`span_overlap`). Needs a linear first level
+        (``first='linear'``)."""
+        teacher = self._teacher()
+        if teacher.info.get("first") != "linear":
+            raise ValueError("input_angles needs a teacher with a linear first level (first='linear'); "
+                             "use level_angles (on points) otherwise")
+        s1 = np.asarray(teacher.parts["levels"](jnp.eye(self.d + 1, self.d, -1, jnp.float32))[0], np.float64)
+        jac = s1[1:] - s1[0]  # (d, k_1): S_1(e_i) - S_1(0), exact for a linear map
+        u, _, _ = np.linalg.svd(np.asarray(params["W1"], np.float64), full_matrices=False)
+        return subspace_angles(jac, u[:, : min(_orth(jac).shape[1], u.shape[1])])
+
     def probe(self, params: dict, data) -> jax.Array:
         """Diagnostics :func:`rbk.train.train` records at each recorded epoch: :meth:`probe_stats` on
         the validation inputs (needs ``reference``; without one, a single NaN)."""
@@ -422,11 +547,13 @@ def get_deepquad(
     b_std: float = 0.0,
     reference=None,
     probe_ridge: float = 1e-3,
+    stop_gradient=False,
 ) -> DeepQuad:
     """Validated constructor of :class:`DeepQuad` (``ValueError`` naming the bad argument).
 
     ``head_init`` defaults to ``'zero'`` (standard) and ``'random'`` (ntk). ``reference`` must be a
     hierarchy target with ``levels`` levels and ``d`` inputs (mismatched widths are an error).
+    ``stop_gradient``: ``False`` (none), ``True`` (every level ``1 .. L-1``) or the levels to detach.
     """
     width = check_int("width", width, lo=1)
     d = check_int("d", d, lo=1)
@@ -443,6 +570,7 @@ def get_deepquad(
     W_std = check_real("W_std", W_std, lo=0.0, lo_open=True)
     b_std = check_real("b_std", b_std, lo=0.0)
     probe_ridge = check_real("probe_ridge", probe_ridge, lo=0.0, lo_open=True)
+    stop_gradient = _stop_levels(stop_gradient, levels)
     if reference is not None:
         info = getattr(reference, "info", {}) or {}
         if info.get("family") != "hierarchy":
@@ -451,4 +579,21 @@ def get_deepquad(
             raise ValueError(f"reference must have levels={levels} and d={d} (the model's), got "
                              f"levels={info['levels']} and d={reference.d}")
     return DeepQuad("deepquad", width, d, k, parameterization, "practical", True, W_std, b_std, None, levels,
-                    activation, clip, skip, readout, head_init, reference, probe_ridge)
+                    activation, clip, skip, readout, head_init, reference, probe_ridge, stop_gradient)
+
+
+def _stop_levels(value, levels: int) -> tuple[int, ...]:
+    """``stop_gradient`` of :func:`get_deepquad` as the sorted tuple of detached levels."""
+    if isinstance(value, bool):
+        return tuple(range(1, levels)) if value else ()
+    bad = ValueError(f"stop_gradient must be True, False or a list of distinct levels in [1, {levels - 1}] "
+                     f"(levels whose output reaches the levels above without gradient), got {value!r}")
+    if not isinstance(value, (list, tuple, range)):
+        raise bad
+    try:
+        out = sorted(int(v) for v in value if not isinstance(v, bool) and int(v) == v)
+    except (TypeError, ValueError):
+        raise bad from None
+    if len(out) != len(value) or len(set(out)) != len(out) or any(not 1 <= v < levels for v in out):
+        raise bad
+    return tuple(out)

@@ -67,6 +67,30 @@ def test_profiles_build_and_kernel_max_n_drops_kernel_cells():
     assert {c.n for c in spec.plan() if c.kind == "ntk"} == {100}
 
 
+def test_deep_stopgrad_cell_trains_the_stop_gradient_network(monkeypatch):
+    """deep-stopgrad is offered (the registry's learner) and its cell trains rbk.train.regime_model's
+    network on the progressive schedule (the call is intercepted: nothing compiles)."""
+    from rbk import learners, train
+
+    assert exp4.LEARNERS["deep-stopgrad"].shared == "deep-stopgrad" and learners.get("deep-stopgrad").kind == "regime"
+    spec = exp4.make_spec(**{**TINY, "learners": ("deep-stopgrad", "deep-progressive")})
+    seen = {}
+
+    class Seen(Exception):
+        pass
+
+    def fake_train(model, data, keys, lrs, wds, cfg, **kw):
+        seen.update(model=model, cfg=cfg)
+        raise Seen
+
+    monkeypatch.setattr(train, "train", fake_train)
+    for name, stop in (("deep-stopgrad", (1,)), ("deep-progressive", ())):
+        with pytest.raises(Seen):
+            spec.run_cell(next(c for c in spec.plan() if c.learner == name))
+        assert seen["model"].stop_gradient == stop and seen["cfg"] == spec.train_config("progressive")
+        assert seen["model"].reference is spec.target()
+
+
 def _rows(spec, rng):
     """Synthetic rows: two lrs per network seed, two ridges per kernel seed."""
     rows = []

@@ -110,7 +110,7 @@ def test_two_stage_rows_hold_every_eta_and_ridge():
 
 def test_registry_lookups_and_bad_names():
     assert learners.get("ntk").kind == "kernel" and learners.get("ntk").grid == ("ridge",)
-    assert learners.names("regime") == ("deep-joint", "deep-layerwise", "deep-progressive")
+    assert learners.names("regime") == ("deep-joint", "deep-layerwise", "deep-progressive", "deep-stopgrad")
     assert set(learners.names()) == set(learners.LEARNERS)
     for lr in learners.LEARNERS.values():
         assert lr.kind in learners.KINDS and set(lr.grid) <= set(lr.fields) and set(learners.ERRORS) <= set(lr.fields)
@@ -169,7 +169,7 @@ def test_every_studys_learner_is_a_registered_learner_of_its_kind():
     offered = [(name, cc.parse_learner(name)[0], cc.learner(name)) for name in cc.LEARNERS]
     offered += [(name, lr.kind, learners.get(lr.shared)) for reg in (exp3.LEARNERS, hier.LEARNERS)
                 for name, lr in reg.items()]  # fmt: skip
-    assert len(offered) == len(cc.LEARNERS) + 6 + 6  # exp3: two-stage, giant-step, 2nn, ntk, nngp, rf
+    assert len(offered) == len(cc.LEARNERS) + 6 + 7  # exp3: two-stage, giant-step, 2nn, ntk, nngp, rf; exp4: 4 deep, 2 kernels, 2nn
     for name, kind, shared in offered:
         assert shared.kind in fits[kind], (name, kind, shared.name)
     assert cc.learner("ntk-3resnet") is learners.LEARNERS["ntk"] and cc.learner("3nn") is learners.LEARNERS["sgd"]

@@ -68,6 +68,12 @@ def _regime(regime: str) -> Callable:
     return run
 
 
+def _stopgrad(data, key, *, model, **kwargs):
+    from rbk.train import regime_model
+
+    return _regime("stopgrad")(data, key, model=regime_model("stopgrad", model), **kwargs)
+
+
 _RIDGE = ("ridge",)
 _NET = ("lr", "wd")
 LEARNERS: dict[str, Learner] = {
@@ -84,6 +90,9 @@ LEARNERS: dict[str, Learner] = {
     **{f"deep-{r}": Learner(f"deep-{r}", "regime", _NET, _NET + ERRORS + ("diverged", "regime"), _regime(r),
                             f"a DeepQuad trained {r} (rbk.train.regime_config): model=, lrs=, wds=, epochs=")
        for r in ("joint", "layerwise", "progressive")},
+    "deep-stopgrad": Learner("deep-stopgrad", "regime", _NET, _NET + ERRORS + ("diverged", "regime"), _stopgrad,
+                             "the stop-gradient ablation: a DeepQuad trained progressive with no gradient from a level "
+                             "into those below (rbk.train.regime_model): model=, lrs=, wds=, epochs="),
 }
 
 

@@ -40,7 +40,7 @@ from __future__ import annotations
 from rbk.train.recipe import MATMUL_PRECISIONS, SPLITS, TrainConfig, TrainResult, config
 from rbk.train.devices import CPU_MEMBER_GROUP, configure_cpu_devices, devices_used, member_group
 from rbk.train.sgd import batch_loss, error, fit, optimizer, prepare, progress_sinks, total_flops, train
-from rbk.train.regimes import REGIMES, regime_config
+from rbk.train.regimes import REGIMES, STOPGRAD_SCHEDULE, regime_config, regime_model
 from rbk.train.twostage import (ETA_RULES, INITS, PREPROCESS, RIDGE_KINDS, TwoStageConfig, first_step, fit_readout,
                                 gaussian_init, giant_step, linear_part, symmetric_init, two_stage, two_stage_config)
 
@@ -64,6 +64,8 @@ __all__ = [
     "train",
     "REGIMES",
     "regime_config",
+    "regime_model",
+    "STOPGRAD_SCHEDULE",
     "PREPROCESS",
     "TwoStageConfig",
     "first_step",

@@ -10,6 +10,9 @@ seed draws its own Gaussian data. Learners, all on the same data of a seed (the 
 * ``deep-layerwise``    the same network, level ``l`` trained only in stage ``l`` (lower levels
                         frozen), the same number of SGD steps;
 * ``deep-progressive``  level ``l`` trained from stage ``l`` to the end (optional);
+* ``deep-stopgrad``     the stop-gradient ablation of ``deep-progressive`` (optional): the same
+                        schedule, but no gradient from a level reaches the levels below
+                        (``rbk.train.regime_model('stopgrad', ...)``; predictions unchanged);
 * ``ntk-deep``, ``nngp-deep``  kernel ridge with the exact NTK / NNGP of the same architecture;
 * ``2nn``               rbk's ReLU two-layer network, the shallow reference.
 

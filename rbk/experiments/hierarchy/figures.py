@@ -24,7 +24,8 @@ def plot(summary, out_dir) -> list:
     fig, ax = plt.subplots(figsize=(6.0, 4.2))
     names = list(dict.fromkeys(r["learner"] for r in summary["rows"]))
     styles = {"deep-joint": ("C0", "o", "-"), "deep-layerwise": ("C1", "s", "-"), "deep-progressive": ("C4", "v", "-"),
-              "ntk-deep": ("C3", "^", "--"), "nngp-deep": ("C5", "D", "--"), "2nn": ("C2", "x", ":")}  # fmt: skip
+              "deep-stopgrad": ("C6", "P", "-."), "ntk-deep": ("C3", "^", "--"), "nngp-deep": ("C5", "D", "--"),
+              "2nn": ("C2", "x", ":")}  # fmt: skip
     for name in names:
         rs = sorted((r for r in summary["rows"] if r["learner"] == name), key=lambda r: r["n"])
         n = np.array([r["n"] for r in rs], float)

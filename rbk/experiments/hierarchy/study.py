@@ -80,7 +80,7 @@ _KERNEL = ("ridge",)
 
 LEARNERS = {
     **{f"deep-{r}": Learner(f"deep-{r}", "net", False, _deep_runner(r), _DEEP)
-       for r in ("joint", "layerwise", "progressive")},
+       for r in ("joint", "layerwise", "progressive", "stopgrad")},
     "ntk-deep": Learner("ntk", "ntk", True, _kernel_runner("ntk"), _KERNEL),
     "nngp-deep": Learner("nngp", "nngp", True, _kernel_runner("nngp"), _KERNEL),
     "2nn": Learner("sgd", "net", False, _shallow_runner, _NET),
@@ -333,10 +333,11 @@ def _stacked(spec: Exp4Spec, n: int):
 
 def _run_deep(spec: Exp4Spec, cell: Cell, regime: str, devices=None, progress=None) -> list[dict]:
     """A deep regime (rbk.learners' ``deep-<regime>``, run here to keep the call's probes: each row
-    also records its ``feature_quality``)."""
+    also records its ``feature_quality``; ``'stopgrad'`` trains :func:`rbk.train.regime_model`'s
+    stop-gradient network)."""
     from rbk import train
 
-    model = spec.deep_model(reference=spec.target())
+    model = train.regime_model(regime, spec.deep_model(reference=spec.target()))
     data, keys = _stacked(spec, cell.n)
     t0 = time.perf_counter()
     res = train.train(model, data, keys, list(spec.lrs), list(spec.wds), spec.train_config(regime), devices=devices,
