@@ -145,6 +145,7 @@ def by_threshold(spec, sel_rows, kinds: dict, predicted: dict, *, n_boot: int) -
     lists every (kernel, network learner, ``theta``, basis) entry (:func:`separation_entry`).
     """
     from rbk import stats
+    from rbk.theory.solver import N_MAX  # the predicted curves' search bound
 
     energy = {}
     for r in sel_rows:
@@ -182,7 +183,8 @@ def by_threshold(spec, sel_rows, kinds: dict, predicted: dict, *, n_boot: int) -
         for net in nets:
             for ker in kers:
                 meas = bounds.get(ker, {})
-                pred = predicted_bounds(predicted.get(ker, {}), th, bounds[net], 1e8) if ker in predicted else {}
+                pred = (predicted_bounds(predicted.get(ker, {}), th, bounds[net], N_MAX)  # no crossing: (N_MAX, inf)
+                        if ker in predicted else {})
                 cands = {"measured": meas, "predicted": pred, "mixed": mixed_bounds(meas, pred) if meas and pred else {}}
                 for basis in BASES:
                     if not cands[basis]:
