@@ -523,7 +523,8 @@ def make_spec(**kw) -> Exp3Spec:
         if outside:
             raise ValueError(f"ns (--n) values {outside} lie outside --n-window [{lo:g} d^2, {hi:g} d^2] at every d "
                              f"of {list(kw['ds'])}: widen --n-window or drop them")
-    if kw["kernel_ds"] is not None and not set(kw["kernel_ds"]) <= set(kw["ds"]):
+    kernels_run = any(LEARNERS[lr].kind in ("ntk", "nngp") for lr in kw["learners"])
+    if kernels_run and kw["kernel_ds"] is not None and not set(kw["kernel_ds"]) <= set(kw["ds"]):
         raise ValueError(f"kernel_ds (--kernel-d) must be among the d (--d) {list(kw['ds'])}, got {list(kw['kernel_ds'])}")
     for name, flag in (("ridges", "--readout-ridges"), ("kernel_ridges", "--kernel-ridges")):
         if len(kw[name]) > 5:
