@@ -8,7 +8,7 @@ directions; ``r = 1`` is ``single_index``), each into ``out_dir/r{r}`` (a resuma
 directory of its own), and writes ``out_dir/r_sweep.json``: per threshold ``theta`` and learner
 the seed-mean ``n*`` per ``r`` (:func:`rbk.stats.n_star`, bootstrap CI), the theory's
 ``d^2 r + d r^p`` and the ratio of the two (constant in ``r`` if the theory's form holds; the
-theory fixes no constant). Command line: ``python experiments/exp3_r_sweep.py --out DIR``.
+theory fixes no constant). Command line: ``python scripts/exp3_r_sweep.py --out DIR``.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 """Experiment 3 at fixed d, varying the number of directions r: n*(r) next to the theory's d^2 r + d r^p.
 
 The sweep itself is :mod:`rbk.experiments.multi_index.r_sweep` (one ``rbk exp3`` run per r, each
-into ``OUT/r{r}``, resumable, then ``OUT/r_sweep.json``): ``python experiments/exp3_r_sweep.py
+into ``OUT/r{r}``, resumable, then ``OUT/r_sweep.json``): ``python scripts/exp3_r_sweep.py
 --out results/exp3-r`` (defaults: d = 16, r in {1, 2, 3}, 10 seeds, the two-stage learner).
 """
 
