@@ -91,7 +91,7 @@ def test_scaling_slope_censored_point_enters_at_its_bound():
 
 TINY = dict(ds=(4, 6), seeds=(0, 1), learners=("two-stage", "ntk-2nn"), ns=(60, 120), kernel_ns=(60, 120), width=16,
             etas=(0.5, 1.0), ridges=(1e-3, 1e-1), kernel_ridges=(1e-3, 1e-1), n_val=200, n_test=300,
-            folds=0)  # fmt: skip  (the direct-call checks select on the validation split; folds: below)
+            folds=0, kernel_ds=(4, 6), theta=1.0, thetas=())  # fmt: skip  (the direct-call checks select on the validation split; folds: below)
 
 
 def test_data_are_nested_in_n_and_fixed_per_d_and_seed():

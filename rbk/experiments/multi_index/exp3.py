@@ -358,8 +358,8 @@ class Exp3Spec(sweep.Study):
                                          "[a d^2, b d^2] (default: all)", conv=float, many=True, what="numbers")
     kernel_ds: tuple | None = option(None, check=lambda n, v: v if v is None else check_ints(
                                          n, v, lo=2, scalar=False, order="sorted"), flag="--kernel-d",
-                                     help="the d at which the exact kernels are measured (default: every --d; "
-                                          "predicted at every d)", conv=integer, many=True, what="integers")
+                                     help="the d at which the exact kernels are measured, those among --d (default: every "
+                                          "--d; predicted at every d)", conv=integer, many=True, what="integers")
     max_members_per_call: int | None = member_chunking_option()  # of the SGD 2nn
     row_fields = ROW_FIELDS
     resource_fields = ("max_members_per_call",)
@@ -524,8 +524,9 @@ def make_spec(**kw) -> Exp3Spec:
             raise ValueError(f"ns (--n) values {outside} lie outside --n-window [{lo:g} d^2, {hi:g} d^2] at every d "
                              f"of {list(kw['ds'])}: widen --n-window or drop them")
     kernels_run = any(LEARNERS[lr].kind in ("ntk", "nngp") for lr in kw["learners"])
-    if kernels_run and kw["kernel_ds"] is not None and not set(kw["kernel_ds"]) <= set(kw["ds"]):
-        raise ValueError(f"kernel_ds (--kernel-d) must be among the d (--d) {list(kw['ds'])}, got {list(kw['kernel_ds'])}")
+    if kernels_run and kw["kernel_ds"] is not None and not set(kw["kernel_ds"]) & set(kw["ds"]):
+        raise ValueError(f"kernel_ds (--kernel-d) {list(kw['kernel_ds'])}: the exact kernels are measured at the d of "
+                         f"--d {list(kw['ds'])} among them, and there are none: give --kernel-d among --d")
     for name, flag in (("ridges", "--readout-ridges"), ("kernel_ridges", "--kernel-ridges")):
         if len(kw[name]) > 5:
             raise ValueError(f"{name} ({flag}) must hold 1 to 5 numbers >= 0.0, got {list(kw[name])}")
