@@ -67,6 +67,7 @@ def test_profiles_build_and_kernel_max_n_drops_kernel_cells():
     assert {c.n for c in spec.plan() if c.kind == "ntk"} == {100}
 
 
+@pytest.mark.slow  # ~4 s cold; tests/test_stopgrad.py keeps the ablation's own checks in the default lane
 def test_deep_stopgrad_cell_trains_the_stop_gradient_network(monkeypatch):
     """deep-stopgrad is offered (the registry's learner) and its cell trains rbk.train.regime_model's
     network on the progressive schedule (the call is intercepted: nothing compiles)."""

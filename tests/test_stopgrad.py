@@ -38,7 +38,8 @@ def _of_levels(tree, levels):
     return [v for n, v in tree.items() if int(n[1:]) in levels]
 
 
-@pytest.mark.parametrize("readout, skip", [("post", True), ("pre", True), ("post", False)])
+@pytest.mark.parametrize("readout, skip", [("post", True), pytest.param("pre", True, marks=pytest.mark.slow),
+                                           pytest.param("post", False, marks=pytest.mark.slow)])
 def test_no_gradient_from_a_level_reaches_the_levels_below(readout, skip):
     """(a) the loss of level l+1's term alone gives exactly 0 to every parameter of levels <= l
     with stop-gradient, not without; (c) level l's own term gives level l the same gradient."""
@@ -121,6 +122,7 @@ class _WatchLevel1(models.DeepQuad):
         return jnp.concatenate([params[n].ravel() for n in ("W1", "b1", "A1")])
 
 
+@pytest.mark.slow  # ~10 s cold (two trainings compiled): the default lane keeps the gradient and forward checks
 def test_deep_stopgrad_through_the_registry():
     """(d) the registry's deep-stopgrad trains the stop-gradient network on the progressive schedule
     (finite rows); until level 2 starts it follows deep-progressive step for step (zero heads: no
@@ -188,6 +190,7 @@ def test_span_overlap_of_random_subspaces_monte_carlo():
         assert abs(v.mean() - max(p, q) / n) < 5 * v.std() / math.sqrt(v.size)
 
 
+@pytest.mark.slow  # ~4 s cold: the default lane keeps the angles against scipy and the known cases
 def test_level_spans_against_the_teacher():
     """A network whose W_1 spans the teacher's level-1 directions scores 1 exactly at level 1; a
     random one near k_1 / d (exact expectation at a Gaussian initialisation); the sample version of
