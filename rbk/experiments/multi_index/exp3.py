@@ -282,6 +282,11 @@ def _folds(name: str, value) -> int:
     return v
 
 
+def in_window(n: int, d: int, window: tuple) -> bool:
+    """Whether ``n`` lies in ``[a d^2, b d^2]`` for ``window = (a, b)`` (``--n-window``)."""
+    return window[0] * d * d <= n <= window[1] * d * d
+
+
 def _window(name: str, value) -> tuple:
     v = check_reals(name, value, lo=0.0, lo_open=True, scalar=False, order="sorted")
     if len(v) != 2:
@@ -343,7 +348,7 @@ class Exp3Spec(sweep.Study):
                         conv=integer)
     n_test: int = option(10000, check=partial(check_int, lo=1), flag="--n-test", help="test points, >= 1",
                          conv=integer)
-    folds: int = option(5, check=lambda n, v: _folds(n, v), flag="--folds",
+    folds: int = option(5, check=_folds, flag="--folds",
                         help="selection by k-fold cross-validation inside the N training labels (every label counted), "
                              "k >= 2 (default 5); 0: on n_val extra validation labels that n* does not count",
                         conv=integer)  # fmt: skip
@@ -378,8 +383,7 @@ class Exp3Spec(sweep.Study):
         ns = getattr(self, LEARNERS[learner].grid)
         if d is None or self.n_window is None or LEARNERS[learner].grid != "ns":
             return ns
-        lo, hi = self.n_window
-        return tuple(n for n in ns if lo * d * d <= n <= hi * d * d)
+        return tuple(n for n in ns if in_window(n, d, self.n_window))
 
     def learner_ds(self, learner: str) -> tuple:
         """The ``d`` at which ``learner`` is measured (the kernels: ``kernel_ds`` when given)."""
@@ -402,7 +406,7 @@ class Exp3Spec(sweep.Study):
         wall = time.perf_counter() - t0
         # the test error with E f*^2 exact: the plain test MSE minus beta times the test set's own error in
         # E f*^2 (a control variate; beta = 1 is the identity E(f - f*)^2 = E f^2 - 2 E f f* + E f*^2, the
-        # least-variance beta = cov(r^2, f*^2) / var(f*^2) is estimated on the test points; see test_value)
+        # least-variance beta = cov(r^2, f*^2) / var(f*^2) is estimated on the test points)
         y2 = np.sum(np.square(np.asarray(data.y_test, np.float64)), axis=-1)
         shift, var_y2 = float(y2.mean()) - float(t.info["second_moment"]), float(y2.var())
         base = {f: None for f in ROW_FIELDS}
@@ -519,7 +523,7 @@ def make_spec(**kw) -> Exp3Spec:
                          f"got {kw['width']}")  # fmt: skip
     if kw["n_window"] is not None:  # every N of --n must be run at some d
         lo, hi = kw["n_window"]
-        outside = [n for n in kw["ns"] if not any(lo * d * d <= n <= hi * d * d for d in kw["ds"])]
+        outside = [n for n in kw["ns"] if not any(in_window(n, d, kw["n_window"]) for d in kw["ds"])]
         if outside:
             raise ValueError(f"ns (--n) values {outside} lie outside --n-window [{lo:g} d^2, {hi:g} d^2] at every d "
                              f"of {list(kw['ds'])}: widen --n-window or drop them")
