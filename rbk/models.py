@@ -414,42 +414,81 @@ class DeepQuad(Model):
         """Sufficient statistics of the feature-quality read-outs (matrix products only, cheap to
         compile inside training): per level, with ``h = h_l``, ``s = S_l`` of the reference target,
         fit split = first half of ``x``, evaluation split = second half, both centred by the fit
-        means: ``H_f^T H_f``, ``H_f^T S_f``, ``H_e^T H_e``, ``H_e^T S_e``, ``|S_e|^2``, flattened and
-        concatenated. :meth:`feature_quality_from_stats` turns them into the quality."""
+        means: ``H_f^T H_f``, ``H_f^T S_f``, ``H_e^T H_e``, ``H_e^T S_e``, ``|S_e|^2``; then the
+        evaluation split centred by its own means, ``H_c^T H_c``, ``H_c^T S_c``, ``S_c^T S_c``;
+        flattened and concatenated. :meth:`feature_quality_from_stats` turns them into the ridge
+        quality, :meth:`subspace_quality_from_stats` into the span quality."""
         levels = self.reference.parts["levels"](x)
         n = x.shape[0] // 2
         parts = []
         for h, s in zip(self.level_features(params, x), levels):
             hm, sm = jnp.mean(h[:n], 0), jnp.mean(s[:n], 0)
             hf, sf, he, se = h[:n] - hm, s[:n] - sm, h[n : 2 * n] - hm, s[n : 2 * n] - sm
+            hc, sc = he - jnp.mean(he, 0), se - jnp.mean(se, 0)
             parts += [(hf.T @ hf).ravel(), (hf.T @ sf).ravel(), (he.T @ he).ravel(), (he.T @ se).ravel(),
-                      jnp.sum(se * se)[None]]
+                      jnp.sum(se * se)[None], (hc.T @ hc).ravel(), (hc.T @ sc).ravel(), (sc.T @ sc).ravel()]
         return jnp.concatenate(parts)
+
+    def _stat_blocks(self, stats) -> list[list[np.ndarray]]:
+        """:meth:`probe_stats` split per level into its eight matrices (float64, leading axes kept)."""
+        stats = np.asarray(stats, np.float64)
+        m, lead = self.width, stats.shape[:-1]
+        per = [((m, m), (m, k), (m, m), (m, k), (1,), (m, m), (m, k), (k, k)) for k in self.reference.info["widths"]]
+        size = sum(int(np.prod(sh)) for shapes in per for sh in shapes)
+        if stats.shape[-1] != size:
+            raise ValueError(f"stats must hold {size} numbers per record (this model's probe_stats), got {stats.shape[-1]}")
+        out, off = [], 0
+        for shapes in per:
+            blocks = []
+            for shape in shapes:
+                size = int(np.prod(shape))
+                blocks.append(stats[..., off : off + size].reshape(lead + shape))
+                off += size
+            out.append(blocks)
+        return out
 
     def feature_quality_from_stats(self, stats) -> np.ndarray:
         """Per level ``l``: held-out fraction of the reference's ``S_l`` variance (pooled over its
         units) explained by the best ridge read-out of ``h_l`` (ridge ``probe_ridge * mean diag
         H_f^T H_f``, with intercept); ``stats (..., P)`` from :meth:`probe_stats` (host, float64).
         Returns ``(..., L)``; can be negative for useless features."""
-        stats = np.asarray(stats, np.float64)
         m = self.width
-        ks = self.reference.info["widths"]
-        out, off = [], 0
-        for k in ks:
-            sizes = (m * m, m * k, m * m, m * k, 1)
-            blocks = []
-            for size in sizes:
-                blocks.append(stats[..., off : off + size])
-                off += size
-            G = blocks[0].reshape(stats.shape[:-1] + (m, m))
-            C = blocks[1].reshape(stats.shape[:-1] + (m, k))
-            Ge = blocks[2].reshape(stats.shape[:-1] + (m, m))
-            Ce = blocks[3].reshape(stats.shape[:-1] + (m, k))
-            see = blocks[4][..., 0]
+        out = []
+        for G, C, Ge, Ce, see, *_ in self._stat_blocks(stats):
+            see = see[..., 0]
             lam = self.probe_ridge * np.trace(G, axis1=-2, axis2=-1) / m + 1e-12
             B = np.linalg.solve(G + lam[..., None, None] * np.eye(m), C)
             err = see - 2 * np.einsum("...ij,...ij->...", B, Ce) + np.einsum("...ij,...ik,...kj->...", B, Ge, B)
             out.append(1.0 - err / see)
+        return np.stack(out, axis=-1)
+
+    def subspace_quality_from_stats(self, stats) -> np.ndarray:
+        """Per level ``l``: :meth:`subspace_quality` from :meth:`probe_stats` (the evaluation half of
+        the probe's points, centred on itself): the mean ``cos^2`` of the principal angles between
+        the span of the teacher's ``S_l`` units and that of the top ``k_l`` principal components of
+        ``h_l``, as functions on those points. With ``H^T H = V diag(w) V^T`` the components are
+        ``H V_k w_k^{-1/2}`` and, with ``Q = S (S^T S)^{-1/2}``, the cosines are the singular values
+        of ``(S^T S)^{-1/2} S^T H V_k w_k^{-1/2}``: only the three Gram blocks are needed. Components
+        and teacher directions below round-off (``1e-10`` of the largest eigenvalue) are dropped,
+        as :func:`subspace_angles` drops a rank-deficient basis. ``(..., L)``, host float64."""
+        out = []
+        for *_, G, C, T in self._stat_blocks(stats):
+            k = T.shape[-1]
+            bad = ~(np.isfinite(G).all((-2, -1)) & np.isfinite(C).all((-2, -1)) & np.isfinite(T).all((-2, -1)))
+            if bad.any():  # a diverged member's record: NaN quality, and the others computed on
+                G, C, T = (np.where(bad[..., None, None], 0.0, a) for a in (G, C, T))
+            w, V = np.linalg.eigh(G)  # ascending
+            w, V = w[..., ::-1][..., :k], V[..., ::-1][..., :k]
+            keep_h = w > 1e-10 * np.maximum(w[..., :1], 1e-300)
+            t, P = np.linalg.eigh(T)
+            keep_s = t > 1e-10 * np.maximum(t[..., -1:], 1e-300)
+            inv_h = np.where(keep_h, 1.0 / np.sqrt(np.where(keep_h, w, 1.0)), 0.0)
+            inv_s = np.where(keep_s, 1.0 / np.sqrt(np.where(keep_s, t, 1.0)), 0.0)
+            # cosines: singular values of P diag(inv_s) P^T C^T V diag(inv_h); |.|_F^2 is basis-free
+            M = np.swapaxes(P, -1, -2) @ np.swapaxes(C, -1, -2) @ V
+            M = inv_s[..., :, None] * M * inv_h[..., None, :]
+            r = np.minimum(keep_h.sum(-1), keep_s.sum(-1))
+            out.append(np.where((r > 0) & ~bad, np.sum(M * M, axis=(-2, -1)) / np.maximum(r, 1), np.nan))
         return np.stack(out, axis=-1)
 
     def feature_quality(self, params: dict, x) -> np.ndarray:

@@ -220,3 +220,24 @@ def test_level_spans_against_the_teacher():
     assert [a.shape for a in ang] == [(2,), (2,), (2,)] and all(np.all(np.diff(a) >= 0) for a in ang)
     with pytest.raises(ValueError, match="reference"):
         models.get_deepquad(m, d, levels=3).subspace_quality(params, x)
+
+
+def test_span_quality_from_the_training_probes_equals_the_direct_one():
+    """The span quality Experiment 4 records over training (from the probe's Gram blocks, no points
+    kept) equals DeepQuad.subspace_quality on the probe's evaluation half, for a trained-looking
+    (planted) and a random network; the ridge quality read from the longer stats is unchanged."""
+    d, m = 10, 12
+    t = targets.hierarchy(KEY, d=d, widths=(3, 2, 2), alphas=(1.0, 0.6, 0.3), readout="square")
+    model = models.get_deepquad(m, d, levels=3, activation="truncated", reference=t, head_init="random")
+    x = np.random.default_rng(3).standard_normal((1600, d)).astype(np.float32)
+    params = jax.jit(model.init)(KEY)
+    U = np.linalg.qr(np.random.default_rng(4).standard_normal((d, 3)))[0]
+    planted = dict(params, W1=params["W1"] * 1e-2 + jnp.asarray(np.hstack([U, np.zeros((d, m - 3))]), jnp.float32))
+    for p in (params, planted):
+        stats = jax.jit(model.probe_stats)(p, jnp.asarray(x))
+        np.testing.assert_allclose(model.subspace_quality_from_stats(stats), model.subspace_quality(p, x[800:]),
+                                   rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(model.feature_quality_from_stats(stats[None, None]),
+                                   model.feature_quality(p, x)[None, None], rtol=1e-6)
+    with pytest.raises(ValueError, match="probe_stats"):
+        model.subspace_quality_from_stats(np.zeros(7))
