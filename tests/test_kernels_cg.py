@@ -81,6 +81,28 @@ def test_cg_takes_a_described_kernel():
     assert kernels.choose_solver(kernels.DENSE_MAX_N + 1, kfn) == "cg"
 
 
+@pytest.mark.parametrize("cube", [False, True])
+def test_stored_float32_gram_and_on_the_fly_blocks_agree(monkeypatch, cube):
+    """precision='mixed' keeps the float32 Gram when it fits (CG_STORE_FRACTION of the memory) and
+    multiplies by it; with no room it assembles the float32 blocks on the fly. Both reach the
+    dense solution (closed-form blocks on Gaussian inputs; the popcount table on the cube)."""
+    if cube:
+        ds, kf = _tiny_cube(), kernels.kernel_fn("2nn")
+    else:
+        rng = np.random.default_rng(5)
+        xs = [rng.standard_normal((m, 5)) for m in (300, 40, 60)]
+        ys = [np.cos(x[:, :1]) + x[:, 1:2] * x[:, 2:3] for x in xs]
+        ds, kf = data.Dataset(xs[0], ys[0], xs[1], ys[1], xs[2], ys[2]), kernels.kernel_fn("3resnet", b_std=0.5)
+    got = {}
+    for frac in (cg.CG_STORE_FRACTION, 0.0):
+        monkeypatch.setattr(cg, "CG_STORE_FRACTION", frac)
+        dense, got[frac] = _fits(kf, ds, "ntk", rank=25)
+        assert got[frac]["cg"]["stored_gram"] is (frac > 0) and got[frac]["cg"]["converged"]
+        assert _max_rel(got[frac]["pred_test"], dense["pred_test"]) < 1e-4
+    monkeypatch.setattr(cg, "CG_STORE_FRACTION", 0.4)
+    assert not cg.store_gram(10**9) and cg.store_gram(10)
+
+
 def _tiny_cube(n=120, d=8, k=2, seed=0):
     rng = np.random.default_rng(seed)
     xs = [rng.choice([-1.0, 1.0], (m, d)) for m in (n, 30, 40)]

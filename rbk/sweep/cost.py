@@ -173,6 +173,18 @@ def kernel_fit_cost(n: int, n_eval: int, ridges: int) -> tuple[float, float]:
     return float(ridges * (n**3 / 3 + 2 * n * n + 2 * n_eval * n)), float((n + n_eval) * n)
 
 
+def cg_fit_cost(n: int, n_eval: int, ridges: int, *, iterations: int = 400, passes: int = 4,
+                rank: int = 2000) -> tuple[float, float]:
+    """``(dense FLOPs, kernel entries)`` of the matrix-free kernel ridge (``rbk.kernels``' CG path)
+    on ``n`` points predicting ``n_eval`` more: ``iterations`` products of the stored float32 Gram
+    with one column per ridge (``2 n^2`` each) and the Nystrom factor (``rank^3``); the entries of
+    the stored Gram, of ``passes - 1`` float64 refinement passes, the Nystrom columns and the
+    predictions. ``iterations = 400`` is ``max_iter``, where Experiment 4's DeepQuad NTK ends at
+    N = 32000 (it converges no sooner)."""
+    return (float(iterations * 2 * n * n * ridges + rank**3),
+            float(passes * n * n + n * rank + n_eval * n))
+
+
 def readout_flops(n: int, n_eval: int, d: int, width: int, ridges: int) -> float:
     """Rough FLOPs of a ridge read-out on ``width`` ReLU features of ``d`` inputs (random features,
     the two-stage learner's second step): the features of every point, their ``width x width``

@@ -37,6 +37,11 @@ CG_RANK = 2000
 CG_MAX_ITER = 400
 CG_BLOCK = (256, 4096)  # rows x columns of one kernel block in the products
 _F32_FLOOR = 1e-5  # inner float32 iterations stop here; float64 refinement takes over
+#: With ``precision='mixed'``, the float32 Gram (``4 N^2`` bytes) is computed once and kept when it
+#: takes at most this fraction of the physical memory: the float32 iterations then multiply by it
+#: instead of assembling ``K`` again (the float64 passes still assemble it on the fly).
+CG_STORE_FRACTION = 0.4
+_STORE_ROWS = 2048  # rows of K assembled per call while storing it
 _MAX_REFINE = 4
 
 
@@ -128,7 +133,8 @@ class KernelOperator:
     closed form. Arrays live on JAX's default device.
     """
 
-    def __init__(self, kfn: "ClosedFormKernel", get: str, xtr: np.ndarray, block: tuple[int, int]):
+    def __init__(self, kfn: "ClosedFormKernel", get: str, xtr: np.ndarray, block: tuple[int, int], *,
+                 store_f32: bool = False):
         self.n, d = xtr.shape
         words = cube_words(xtr)
         self.cube = words is not None
@@ -148,6 +154,20 @@ class KernelOperator:
                                         diag=True)
             self.diag = jax.jit(jax.vmap(lambda z: one(z)[GETS.index(get)][0, 0]))(self.x)
         self.row_diag = self._split(self.diag, self.B)
+        self.k32 = self._stored() if store_f32 else None
+
+    def _stored(self) -> np.ndarray:
+        """The float32 Gram (diagonal set exactly), assembled in float64 ``_STORE_ROWS`` rows at a time."""
+        out = np.empty((self.n, self.n), np.float32)
+        step = max(1, _STORE_ROWS // self.B)
+        for i in range(0, self.rows.shape[0], step):
+            block = np.asarray(_krows(self.rows[i : i + step], self.data, self.table, block=self.block))
+            lo = i * self.B
+            hi = min(self.n, lo + block.shape[0])
+            out[lo:hi] = block[: hi - lo]
+        if not self.cube:
+            out[np.arange(self.n), np.arange(self.n)] = np.asarray(self.diag, np.float32)
+        return out
 
     @staticmethod
     def _split(a, b: int):
@@ -155,7 +175,10 @@ class KernelOperator:
         return _pad_to(a, m).reshape((m // b, b) + a.shape[1:])
 
     def matvec(self, v, *, f32: bool = False):
-        """``K @ v`` for ``v (n, m)`` float64 (``f32``: float32 blocks and block products)."""
+        """``K @ v`` for ``v (n, m)`` float64 (``f32``: float32 blocks and block products, or the
+        stored float32 Gram's product)."""
+        if f32 and self.k32 is not None:
+            return jnp.asarray(self.k32 @ np.asarray(v, np.float32), jnp.float64)
         out = _kmv(self.rows, self.cols, self._split(v, self.C), self.table, self.row_diag, block=self.block,
                    f32=f32, same=not self.cube)
         return out[: self.n]
@@ -312,6 +335,7 @@ def _cg_solve(op: KernelOperator, y: np.ndarray, ridges: Sequence[float], *, tol
             break
     info = {"iterations": its.tolist(), "residuals": res.tolist(), "tol": tol, "converged": bool(np.all(res <= tol)),
             "rounds": rounds, "rank": pre.rank, "precision": precision, "cube": op.cube, "block": [op.B, op.C],
+            "stored_gram": op.k32 is not None,
             "max_iter": max_iter, "passes": passes, "float64_passes": rounds, "preconditioner_s": t_pre,
             "iterations_s": float(np.sum(iter_s)), "iteration_s_median": float(np.median(iter_s)) if iter_s else 0.0,
             "solve_s": time.perf_counter() - t0}
@@ -327,6 +351,12 @@ def _cg_solve(op: KernelOperator, y: np.ndarray, ridges: Sequence[float], *, tol
 def _phys_bytes() -> float:
     mem = host_memory_bytes()
     return math.inf if mem is None else float(mem)
+
+
+def store_gram(n: int) -> bool:
+    """Whether the mixed-precision iterations keep the float32 Gram of ``n`` points
+    (:data:`CG_STORE_FRACTION` of the physical memory)."""
+    return 4.0 * n * n <= CG_STORE_FRACTION * _phys_bytes()
 
 
 def choose_solver(n: int, kernel_fn=None, t=None) -> str:
@@ -347,7 +377,7 @@ def cg_fit_predict(kfn: ClosedFormKernel, ds: dict, lams, get: str, *, tol, rank
     """
     xtr, ytr = ds["x_train"], ds["y_train"]
     with x64():
-        op = KernelOperator(kfn, get, xtr, block)
+        op = KernelOperator(kfn, get, xtr, block, store_f32=precision == "mixed" and store_gram(xtr.shape[0]))
         diag = np.asarray(op.diag, np.float64)
         if np.any(diag < 0):
             raise ValueError(f"kernel_fn has a negative diagonal entry ({diag.min():.3g}): not positive semi-definite")
