@@ -63,7 +63,9 @@ CASES = [
     ("exp4 --kernel-max-n 0", "--kernel-max-n"), ("exp4 --epochs 91", "--epochs"), ("exp4 --width 0", "--width"),
     ("exp4 --kernel-ridges -1", "--kernel-ridges"), ("exp4 --wd -1", "--wd"), ("exp4 --n-val 1", "--n-val"),
     ("exp4 --n-test 0", "--n-test"), ("exp4 --d 0", "--d"), ("exp4 --learners foo", "--learners"),
-    ("exp4 --readout cube", "--readout"), ("exp4 --seeds 0", "--seeds"), ("exp4 --n 1e9 " + " ".join(MEM), "--n"),
+    ("exp4 --readout cube", "--readout"), ("exp4 --seeds 0", "--seeds"), ("exp4 --kernel-n 0", "--kernel-n"),
+    ("exp4 --kernel-large-seeds 0", "--kernel-large-seeds"), ("exp4 --two-stage-width 7", "--two-stage-width"),
+    ("exp4 --etas 0", "--etas"), ("exp4 --readout-ridges -1", "--readout-ridges"), ("exp4 --n 1e9 " + " ".join(MEM), "--n"),
 ]
 
 

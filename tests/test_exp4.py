@@ -280,3 +280,98 @@ def test_cli_help_dry_run_and_bad_option(capsys, tmp_path):
     with pytest.raises(SystemExit) as e:
         cli.main(["exp4", "--target-alphas", "1", "1", "0.5", "--out", str(tmp_path / "never")])
     assert e.value.code == 2 and "alphas" in capsys.readouterr().err and not (tmp_path / "never").exists()
+
+
+def test_correction_is_the_gain_after_the_next_level_starts_minus_the_ablations():
+    """summary['correction'] against a hand computation on synthetic rows: per level l < L, regime
+    and measure, the quality at the end minus at the end of stage l (epoch E l / L), the same for
+    deep-stopgrad, and their difference paired by seed (each regime's own selected row); n* counts
+    the n_val selection labels."""
+    spec = exp4.make_spec(**{**TINY, "widths": (2, 2, 2), "alphas": (1.0, 0.5, 0.25), "epochs": 6, "lrs": (1e-3, 3e-3),
+                             "learners": ("deep-joint", "deep-progressive", "deep-stopgrad")})  # fmt: skip
+    rng = np.random.default_rng(2)
+    rows = _rows(spec, rng)
+    for r in rows:  # three stages of 2 epochs, recorded at 2, 4, 6
+        r.update(record_epochs=[2, 4, 6], feature_quality=rng.uniform(size=(3, 3)).tolist(),
+                 subspace_quality=rng.uniform(size=(3, 3)).tolist())  # fmt: skip
+    s = exp4.summarize(spec, rows)
+    n = max(spec.ns)
+
+    def best(learner):
+        out = {}
+        for r in rows:
+            if r["learner"] == learner and r["n"] == n and (r["seed"] not in out or r["val_error"] < out[r["seed"]]["val_error"]):
+                out[r["seed"]] = r
+        return out
+
+    abl = best("deep-stopgrad")
+    got = {(c["level"], c["regime"], c["measure"]): c for c in s["correction"]}
+    assert len(got) == 2 * 2 * 2 and all(c["n"] == n for c in s["correction"])
+    for (lvl, regime, measure), c in got.items():
+        field = {"subspace": "subspace_quality", "ridge_r2": "feature_quality"}[measure]
+        reg = best(f"deep-{regime}")
+        start = lvl  # the end of stage l is the l-th record here (epochs 2, 4)
+        gain = {sd: r[field][-1][lvl - 1] - r[field][start - 1][lvl - 1] for sd, r in reg.items()}
+        ab = {sd: r[field][-1][lvl - 1] - r[field][start - 1][lvl - 1] for sd, r in abl.items()}
+        diff = [gain[sd] - ab[sd] for sd in spec.seeds]
+        h = sps.t.ppf(0.975, len(diff) - 1) * np.std(diff, ddof=1) / math.sqrt(len(diff))
+        assert c["from_epoch"] == 2 * lvl and c["gain"]["mean"] == pytest.approx(np.mean(list(gain.values())))
+        assert c["ablation_gain"]["mean"] == pytest.approx(np.mean(list(ab.values())))
+        assert c["difference"]["ci95"] == pytest.approx([np.mean(diff) - h, np.mean(diff) + h])
+    # n* in labels (two learning rates: a selection on the n_val labels): its censoring bound is a grid point N + n_val
+    assert s["n_star"]["deep-joint"]["bound"] in {n_ + spec.n_val for n_ in spec.ns}
+    assert set(s["quality_over_training"]) == {"joint", "progressive", "stopgrad"}
+    assert "backward correction" in exp4.format_table(s)
+
+
+def test_kernel_grid_two_stage_control_and_variance_reduced_errors(tmp_path, monkeypatch):
+    """--kernel-n sets the kernels' N apart from the networks'; the two-stage control (one row per
+    (eta, ridge), eta as a multiple of sqrt(d)) and the kernel run through the engine; every row's
+    test error is its plain MSE minus beta times the test set's error in the exact E[y^2]."""
+    spec = exp4.make_spec(**{**TINY, "learners": ("two-stage", "ntk-deep"), "kernel_ns": (80,), "etas": (0.5, 1.0),
+                             "readout_ridges": (1e-2, 1.0), "two_stage_width": 16})  # fmt: skip
+    assert [(c.learner, c.n) for c in spec.plan()] == [("two-stage", n) for n in spec.ns for _ in spec.seeds] + [
+        ("ntk-deep", 80)] * 3
+    monkeypatch.setitem(exp4.PROFILES, "tiny", {k: v for k, v in spec.config().items() if k != "experiment"})
+    s = exp4.run(tmp_path / "e", "tiny", quiet=True, plot=False)
+    assert s["complete"] and {(r["learner"], r["n"]) for r in s["rows"]} == {("two-stage", 60), ("two-stage", 120),
+                                                                              ("ntk-deep", 80)}  # fmt: skip
+    rows = [json.loads(x) for x in (tmp_path / "e" / "results.jsonl").read_text().splitlines()]
+    two = [r for r in rows if r["learner"] == "two-stage"]
+    assert len(two) == 2 * 3 * 2 * 2 and {r["eta"] for r in two} == {0.5, 1.0}
+    m2 = spec.target().info["second_moment"]
+    for r in rows:
+        y2 = np.sum(np.square(np.asarray(spec.dataset(r["n"], r["seed"]).y_test, np.float64)), axis=-1)
+        # two-stage selects among 2 x 2 settings on the n_val labels; the kernel has one ridge, no selection
+        assert r["labels"] == r["n"] + (spec.n_val if r["learner"] == "two-stage" else 0) and r["test_beta"] != 0.0
+        assert r["test_error"] == pytest.approx(r["test_error_raw"] - r["test_beta"] * (y2.mean() - m2), rel=1e-9)
+    assert s["comparison"]["two-stage"] is not None and "ntk-deep (predicted)" in s["comparison"]
+
+
+@pytest.mark.slow
+def test_network_rows_beta_from_the_final_parameters(monkeypatch):
+    """A network row's control variate: the raw error is the trainer's final test MSE, and beta is
+    cov(r^2, y^2) / var(y^2) of the final parameters' test predictions, recomputed here."""
+    from rbk import train
+    from rbk.data import seed_keys
+
+    spec = exp4.make_spec(**{**TINY, "ns": (60,), "seeds": (0,), "learners": ("deep-joint",)})
+    kept = {}
+    real = train.train
+
+    def keep(*a, **kw):
+        kept["res"] = real(*a, **kw)
+        return kept["res"]
+
+    monkeypatch.setattr(train, "train", keep)
+    (row,) = spec.run_cell(spec.plan()[0])
+    assert kept["res"].params is not None
+    data = spec.dataset(60, 0)
+    model = train.regime_model("joint", spec.deep_model(reference=spec.target()))
+    p = {k: v[0, 0, 0] for k, v in kept["res"].params.items()}
+    pred = np.asarray(model.apply(p, data.x_test), np.float64)
+    y = np.asarray(data.y_test, np.float64)
+    r2, y2 = np.sum((pred - y) ** 2, -1), np.sum(y * y, -1)
+    assert row["test_error_raw"] == pytest.approx(r2.mean(), rel=1e-4)
+    assert row["test_beta"] == pytest.approx(np.cov(r2, y2, bias=True)[0, 1] / y2.var(), rel=1e-4)
+    assert seed_keys(0)  # the same seed's keys drive both

@@ -169,9 +169,9 @@ def test_every_studys_learner_is_a_registered_learner_of_its_kind():
     offered = [(name, cc.parse_learner(name)[0], cc.learner(name)) for name in cc.LEARNERS]
     offered += [(name, lr.kind, learners.get(lr.shared)) for reg in (exp3.LEARNERS, hier.LEARNERS)
                 for name, lr in reg.items()]  # fmt: skip
-    assert len(offered) == len(cc.LEARNERS) + 6 + 7  # exp3: two-stage, giant-step, 2nn, ntk, nngp, rf; exp4: 4 deep, 2 kernels, 2nn
+    assert len(offered) == len(cc.LEARNERS) + 6 + 8  # exp3: two-stage, giant-step, 2nn, ntk, nngp, rf; exp4: 4 deep, 2 kernels, 2nn, two-stage
     for name, kind, shared in offered:
         assert shared.kind in fits[kind], (name, kind, shared.name)
     assert cc.learner("ntk-3resnet") is learners.LEARNERS["ntk"] and cc.learner("3nn") is learners.LEARNERS["sgd"]
     assert hier.LEARNERS["deep-progressive"].shared == "deep-progressive" and exp3.LEARNERS["2nn"].shared == "sgd"
-    assert exp3.LEARNERS["giant-step"].shared == "two-stage"
+    assert exp3.LEARNERS["giant-step"].shared == "two-stage" and hier.LEARNERS["two-stage"].shared == "two-stage"

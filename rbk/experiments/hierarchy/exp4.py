@@ -13,34 +13,52 @@ seed draws its own Gaussian data. Learners, all on the same data of a seed (the 
 * ``deep-stopgrad``     the stop-gradient ablation of ``deep-progressive`` (optional): the same
                         schedule, but no gradient from a level reaches the levels below
                         (``rbk.train.regime_model('stopgrad', ...)``; predictions unchanged);
-* ``ntk-deep``, ``nngp-deep``  kernel ridge with the exact NTK / NNGP of the same architecture;
+* ``ntk-deep``, ``nngp-deep``  kernel ridge with the exact NTK / NNGP of the same architecture
+                        (their own N grid, ``kernel_ns``; the matrix-free solver above N = 20000);
+* ``two-stage``         the control of Experiment 3 (:func:`rbk.train.two_stage`: one gradient
+                        step on a ReLU layer, a ridge read-out): the target is a polynomial of
+                        ``z = U x``, so this asks what depth buys over one step;
 * ``2nn``               rbk's ReLU two-layer network, the shallow reference.
 
 A network cell is one (learner, N): every (seed, lr) member in one compiled, vmapped call, each
-member recording its test error and the feature quality of every level (held-out ridge R^2 of
-the target's ``S_l`` from the network's ``h_l``, ``docs/hierarchy.md``) at the recorded epochs.
-A kernel cell is one (learner, N, seed), one row per ridge. Selection is by validation error per
-(learner, N, seed).
+member recording its test error and, per level and recorded epoch, two feature qualities: the
+held-out ridge R^2 of the target's ``S_l`` from the network's ``h_l`` (``feature_quality``; 1 at
+level 1 whenever the width is at least ``d``) and the span quality (``subspace_quality``: mean
+``cos^2`` of the principal angles between the teacher's ``S_l`` and the top ``k_l`` principal
+components of ``h_l``; not saturated by the width). A kernel or two-stage cell is one (learner,
+N, seed), one row per setting. Selection is by validation error per (learner, N, seed); a
+learner that selects among several settings counts the ``n_val`` validation labels in its
+``labels`` (``n*`` is in labels). Every test error is variance-reduced with the exact ``E[y^2]``
+as a control variate (``test_error_raw``: the plain MSE; ``test_beta``: the coefficient).
 
 The summary holds the per-level thresholds (``threshold``: the deepest level's, the error of
 the best predictor of degree at most that of the level below), test error against N per learner
 with Student-t 95 % CIs over seeds, ``n*`` (bootstrap, censored, as Experiments 1 and 3), the
-paired (by seed) ``ntk-deep - deep-joint`` difference per N, and per level the paired
-``deep-joint - deep-layerwise`` feature quality at the end of training at the largest N, and
-both regimes' quality over training (figure 2).
+paired (by seed) ``ntk-deep - deep-joint`` difference per N, per level the paired
+``deep-joint - deep-layerwise`` feature quality at the end of training, every deep regime's
+quality over training, ``correction`` (the backward feature correction: level ``l``'s quality
+gain after level ``l + 1`` starts training, minus the stop-gradient ablation's, paired by seed),
+``predicted`` (the NTK's curve from its Gaussian spectrum) and ``comparison`` (the deepest
+threshold's ``n*`` of every learner, measured and predicted, and the NTK's over the deep net's).
 
 Profiles
 --------
-``quick``  (17 minutes of wall time on a 2-core machine shared with other jobs, about 700 s of
-           CPU; on a quiet one, 2026-12-02: 3.8 minutes, 340 s of user CPU) ``d = 48``, widths (4, 4, 4), alphas (1, 0.8, 0.6), the
-           linear output map (``readout='linear'``; the learner reads ``h_l``), N in {2000,
-           4000, 8000}, 5 seeds, 10000 test points; DeepQuad width 64 (truncated quadratic,
-           clip 2), 90 epochs (30 per stage; lr/10 halfway through the run or the stage), lr in
-           {3e-3, 5e-3}; NTK relative ridges {1e-6, ..., 1e-2}; ``2nn`` of width 192 (as many
-           hidden units as the deep net) as the shallow reference, same lrs and epochs.
-``paper``  for an accelerator (``--dry-run``): the paper's output map (``readout='square'``),
-           ``d = 40``, 4 levels, N up to 50000, 5 seeds, width 256, 120 epochs, an lr grid
-           *(our choice: the paper's sizes were not verified)*.
+``quick``  the paper's output map (``readout='square'``: ``y = sum_l alpha_l std(|S_l|^2)``, degree
+           8 in ``z``), ``d = 32``, widths (4, 4, 4), alphas (1, 0.8, 0.6); networks at N in
+           {8000, 16000, 32000}, the NTK at {2000, 8000, 32000} (at 32000, by the matrix-free
+           solver, about 6 minutes a fit here: seeds 0 and 1 only), 8 seeds, 10000 test points;
+           DeepQuad width 64 (truncated quadratic, clip 2), 90 epochs (30 per stage; lr/10
+           halfway through the run or the stage), one learning rate 1e-3 (no selection: at 2e-3
+           and above members diverged in the sizing); NTK relative ridges {1e-4, 1e-3, 1e-2};
+           two-stage width 512, steps {0.25, 0.5, 1, 2} sqrt(d), read-out ridges {1e-4 .. 1};
+           ``2nn`` of width 192 (as many hidden units as the deep net), same lr and epochs.
+``linear`` the earlier quick profile, the mechanism's plainest form: the linear output map
+           (``readout='linear'``; the learner reads ``h_l``), ``d = 48``, N in {2000, 4000, 8000},
+           5 seeds, lr in {3e-3, 5e-3}, NTK ridges {1e-6, ..., 1e-2}; with zero-initialised heads
+           its layer-wise stage 1 sees a rank-1 gradient, so the layer-wise gap is built in
+           (``docs/hierarchy.md``).
+``paper``  for an accelerator (``--dry-run``): ``d = 40``, 4 levels, N up to 50000, 8 seeds,
+           width 256, 120 epochs, an lr grid *(our choice: the paper's sizes were not verified)*.
 
 Run ``rbk exp4 --help`` for the options (``python experiments/exp4_hierarchy.py`` in a clone takes the
 same).
@@ -59,6 +77,23 @@ from rbk.experiments.common import add_resource_arguments_of, entry_points
 
 PROFILES = {
     "quick": dict(
+        d=32,
+        widths=(4, 4, 4),
+        alphas=(1.0, 0.8, 0.6),
+        readout="square",
+        learners=("deep-joint", "deep-layerwise", "deep-progressive", "deep-stopgrad", "two-stage", "ntk-deep", "2nn"),
+        ns=(8000, 16000, 32000),
+        kernel_ns=(2000, 8000, 32000),
+        kernel_large_seeds=2,
+        seeds=(0, 1, 2, 3, 4, 5, 6, 7),
+        width=64,
+        epochs=90,
+        lrs=(1e-3,),
+        ridges=(1e-4, 1e-3, 1e-2),
+        n_val=2000,
+        n_test=10000,
+    ),
+    "linear": dict(
         d=48,
         widths=(4, 4, 4),
         alphas=(1.0, 0.8, 0.6),
@@ -78,12 +113,13 @@ PROFILES = {
         widths=(4, 4, 4, 4),
         alphas=(1.0, 0.8, 0.6, 0.4),
         readout="square",
-        learners=("deep-joint", "deep-layerwise", "deep-progressive", "ntk-deep", "nngp-deep", "2nn"),
+        learners=("deep-joint", "deep-layerwise", "deep-progressive", "deep-stopgrad", "two-stage", "ntk-deep",
+                  "nngp-deep", "2nn"),
         ns=(2000, 5000, 10000, 20000, 50000),
-        seeds=(0, 1, 2, 3, 4),
+        seeds=(0, 1, 2, 3, 4, 5, 6, 7),
         width=256,
         epochs=120,
-        lrs=(3e-4, 1e-3, 3e-3),
+        lrs=(3e-4, 1e-3),
         ridges=(1e-6, 1e-4, 1e-2, 1e-1, 1.0),
         kernel_max_n=20000,
     ),

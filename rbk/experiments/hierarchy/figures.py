@@ -1,5 +1,6 @@
-"""The figures of Experiment 4: test error against N per learner with the thresholds, and each
-level's feature quality over training for both regimes."""
+"""The figures of Experiment 4: test error against N per learner with the thresholds, each
+level's feature quality over training for the joint and layer-wise regimes, and the backward
+correction (every deep regime's span and ridge quality over training, the ablation beside)."""
 
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ def plot(summary, out_dir) -> list:
     names = list(dict.fromkeys(r["learner"] for r in summary["rows"]))
     styles = {"deep-joint": ("C0", "o", "-"), "deep-layerwise": ("C1", "s", "-"), "deep-progressive": ("C4", "v", "-"),
               "deep-stopgrad": ("C6", "P", "-."), "ntk-deep": ("C3", "^", "--"), "nngp-deep": ("C5", "D", "--"),
-              "2nn": ("C2", "x", ":")}  # fmt: skip
+              "2nn": ("C2", "x", ":"), "two-stage": ("C7", "*", "-")}  # fmt: skip
     for name in names:
         rs = sorted((r for r in summary["rows"] if r["learner"] == name), key=lambda r: r["n"])
         n = np.array([r["n"] for r in rs], float)
@@ -80,4 +81,47 @@ def plot(summary, out_dir) -> list:
         axes[0][0].set_ylabel(f"feature quality (held-out R², N={fqs[0]['n']})")
         axes[0][0].legend(fontsize=8)
         paths += list(save(fig, out_dir, f"{EXPERIMENT}_features"))
+    paths += _correction_figure(summary, out_dir, plt, save)
     return paths
+
+
+def _correction_figure(summary, out_dir, plt, save) -> list:
+    """``exp4_correction.png/.pdf``: per measure (rows) and level (columns), every deep regime's
+    quality over training (mean over seeds, 95 % CI band), the stage ends dotted; the panel title
+    gives the paired progressive - ablation difference of the gain after the next level starts."""
+    qot = summary.get("quality_over_training") or {}
+    if "stopgrad" not in qot:
+        return []
+    measures = [m for m in ("subspace", "ridge_r2") if any(m in v for v in qot.values())]
+    levels = len(summary["instance"]["widths"])
+    fig, axes = plt.subplots(len(measures), levels, figsize=(3.6 * levels, 3.0 * len(measures)), squeeze=False)
+    colours = {"joint": "C0", "layerwise": "C1", "progressive": "C4", "stopgrad": "C6"}
+    corr = {(c["level"], c["regime"], c["measure"]): c for c in summary.get("correction", [])}
+    for i, measure in enumerate(measures):
+        for lvl in range(1, levels + 1):
+            ax = axes[i][lvl - 1]
+            for regime, cur in qot.items():
+                cur = cur.get(measure)
+                if not cur:
+                    continue
+                e = np.array(cur["epochs"], float)
+                m = np.array([row[lvl - 1] for row in cur["mean"]], float)
+                lo = np.array([row[lvl - 1][0] for row in cur["ci95"]], float)
+                hi = np.array([row[lvl - 1][1] for row in cur["ci95"]], float)
+                ax.plot(e, m, marker=".", color=colours.get(regime, "0.3"), label=f"deep-{regime}",
+                        ls="-." if regime == "stopgrad" else "-")
+                ok = np.isfinite(lo) & np.isfinite(hi)
+                ax.fill_between(e[ok], lo[ok], hi[ok], color=colours.get(regime, "0.3"), alpha=0.15, lw=0)
+            for e in summary.get("stage_epochs", []):
+                ax.axvline(e, color="0.6", lw=0.8, ls=":")
+            c = corr.get((lvl, "progressive", measure))
+            title = f"level {lvl}, {measure}"
+            if c:
+                title += f"\nprogr. - ablation gain {fmt_ci(c['difference']['mean'], c['difference']['ci95'])}"
+            ax.set_title(title, fontsize=8)
+            ax.set_xlabel("epoch")
+            ax.set_ylim(-0.02, 1.02)  # both measures live in [0, 1] (the t bands of few seeds do not)
+        axes[i][0].set_ylabel("span quality (mean cos²)" if measure == "subspace" else "held-out R² of S_l")
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    return list(save(fig, out_dir, f"{EXPERIMENT}_correction"))

@@ -7,10 +7,12 @@ every value before anything is computed."""
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from functools import partial
 from typing import Callable
 
+import numpy as np
 
 from rbk._args import integer, option, optional, validate
 from rbk._checks import check_bool, check_choice, check_int, check_ints, check_list, check_real, check_reals
@@ -74,9 +76,14 @@ def _shallow_runner(spec, cell, devices=None, progress=None):
     return _run_2nn(spec, cell, devices, progress)
 
 
+def _two_stage_runner(spec, cell, devices=None, progress=None):
+    return _run_two_stage(spec, cell)
+
+
 _NET = ("width", "epochs", "lr", "wd", "record_epochs", "test_over_training", "compile_s", "run_s")
-_DEEP = _NET + ("feature_quality",)
+_DEEP = _NET + ("feature_quality", "subspace_quality")
 _KERNEL = ("ridge",)
+_TWO = ("width", "eta", "ridge")
 
 LEARNERS = {
     **{f"deep-{r}": Learner(f"deep-{r}", "net", False, _deep_runner(r), _DEEP)
@@ -84,11 +91,16 @@ LEARNERS = {
     "ntk-deep": Learner("ntk", "ntk", True, _kernel_runner("ntk"), _KERNEL),
     "nngp-deep": Learner("nngp", "nngp", True, _kernel_runner("nngp"), _KERNEL),
     "2nn": Learner("sgd", "net", False, _shallow_runner, _NET),
+    "two-stage": Learner("two-stage", "net", True, _two_stage_runner, _TWO),
 }
 
+#: The kinds of the exact-kernel learners (their N: ``kernel_ns``).
+KERNEL_KINDS = ("ntk", "nngp")
+
 #: The study's own columns (after :data:`rbk.sweep.CORE_FIELDS`).
-OWN_FIELDS = ("d", "levels", "widths", "alphas", "readout", "width", "epochs", "lr", "wd", "ridge", "threshold",
-              "record_epochs", "test_over_training", "feature_quality", "compile_s", "run_s")  # fmt: skip
+OWN_FIELDS = ("d", "levels", "widths", "alphas", "readout", "labels", "width", "epochs", "lr", "wd", "eta", "ridge",
+              "threshold", "test_error_raw", "test_beta", "record_epochs", "test_over_training", "feature_quality",
+              "subspace_quality", "compile_s", "run_s")  # fmt: skip
 
 
 # --------------------------------------------------------------------------------------------
@@ -148,6 +160,22 @@ class Exp4Spec(Study):
                          conv=integer)
     kernel_max_n: int = option(20000, check=partial(check_int, lo=1), flag="--kernel-max-n",
                                help="largest N of the exact kernels", conv=integer)
+    kernel_ns: tuple | None = option(None, check=optional(partial(check_ints, lo=1, order="sorted")),
+                                     flag="--kernel-n", help="training-set sizes N of the exact kernels (default: "
+                                     "those of --n up to --kernel-max-n)", conv=integer, many=True,
+                                     what="integers")  # fmt: skip
+    kernel_large_seeds: int | None = option(None, check=optional(partial(check_int, lo=1)), flag="--kernel-large-seeds",
+                                            help="run the exact kernels above N = 20000 (the matrix-free solver, "
+                                            "minutes per fit) for only the first this many seeds, >= 1 (default: "
+                                            "every seed)", conv=integer)  # fmt: skip
+    two_stage_width: int = option(512, check=partial(check_int, lo=2), flag="--two-stage-width",
+                                  help="the two-stage control's width, even >= 2", conv=integer)
+    etas: tuple = option((0.25, 0.5, 1.0, 2.0), check=partial(check_reals, lo=0.0, lo_open=True, order="sorted"),
+                         flag="--etas", help="the two-stage control's step sizes as multiples of sqrt(d), > 0 "
+                         "(selected on validation)", conv=float, many=True, what="numbers")  # fmt: skip
+    readout_ridges: tuple = option((1e-4, 1e-3, 1e-2, 1e-1, 1.0), check=partial(check_reals, lo=0.0, order="sorted"),
+                                   flag="--readout-ridges", help="the two-stage control's read-out ridges (relative), "
+                                   "1 to 5 values >= 0", conv=float, many=True, what="numbers")  # fmt: skip
     matmul_precision: str = option("highest", check=partial(check_choice, choices=MATMUL_PRECISIONS))
     max_members_per_call: int | None = member_chunking_option()
 
@@ -212,21 +240,34 @@ class Exp4Spec(Study):
 
     # -- the plan ----------------------------------------------------------------------------
 
+    def grid(self, learner: str) -> tuple:
+        """The training-set sizes of ``learner``: ``kernel_ns`` (default: the ``ns`` up to
+        ``kernel_max_n``) for the exact kernels, ``ns`` for the others."""
+        if LEARNERS[learner].kind not in KERNEL_KINDS:
+            return self.ns
+        return tuple(self.kernel_ns) if self.kernel_ns is not None else tuple(n for n in self.ns if n <= self.kernel_max_n)
+
+    def seeds_at(self, learner: str, n: int) -> tuple:
+        """The seeds ``learner`` runs at ``n``: all, but only the first ``kernel_large_seeds`` for an
+        exact kernel above ``rbk.kernels.DENSE_MAX_N`` (the matrix-free solver)."""
+        from rbk.kernels import DENSE_MAX_N
+
+        big = LEARNERS[learner].kind in KERNEL_KINDS and n > DENSE_MAX_N and self.kernel_large_seeds is not None
+        return self.seeds[: self.kernel_large_seeds] if big else self.seeds
+
     def plan(self) -> list[Cell]:
         cells = []
         for name in self.learners:
             lr = LEARNERS[name]
-            for n in self.ns:
+            for n in self.grid(name):
                 if lr.per_seed:
-                    if n > self.kernel_max_n:
-                        continue
-                    cells += [Cell(f"{name}_n{n}_s{s}", name, lr.kind, n, s) for s in self.seeds]
+                    cells += [Cell(f"{name}_n{n}_s{s}", name, lr.kind, n, s) for s in self.seeds_at(name, n)]
                 else:
                     cells.append(Cell(f"{name}_n{n}", name, lr.kind, n))
         return cells
 
     def member_epochs(self, cell) -> int | None:
-        if cell.kind != "net":
+        if cell.kind != "net" or LEARNERS[cell.learner].per_seed:
             return None
         return len(self.seeds) * len(self.lrs) * len(self.wds) * self.epochs
 
@@ -242,6 +283,10 @@ class Exp4Spec(Study):
         from rbk import sweep
 
         ev = self.n_val + self.n_test
+        if cell.learner == "two-stage":  # a gradient of the first layer, then a ridge read-out per step size
+            m, pts = self.two_stage_width, cell.n + ev
+            fl = len(self.etas) * (6.0 * m * self.d * cell.n + 2.0 * m * self.d * pts + 2.0 * m * m * cell.n)
+            return float(fl), float(len(self.etas)) * m**3 / 3.0, 0.0, ("two-stage", cell.n)
         if cell.kind == "net":
             members = len(self.seeds) * len(self.lrs) * len(self.wds)
             if cell.learner == "2nn":
@@ -252,7 +297,10 @@ class Exp4Spec(Study):
                 records = self.record_per_stage * self.levels
             fl = 6 * macs * cell.n * self.epochs * members + 2 * macs * (cell.n + ev) * records * members
             return float(fl), 0.0, 0.0, ("train", cell.learner, cell.n)
-        dense, entries = sweep.cost.kernel_fit_cost(cell.n, ev, len(self.ridges))
+        from rbk.kernels.solvers.cg import DENSE_MAX_N
+
+        fit = sweep.cost.cg_fit_cost if cell.n > DENSE_MAX_N else sweep.cost.kernel_fit_cost
+        dense, entries = fit(cell.n, ev, len(self.ridges))
         return 0.0, dense, entries * self.levels, (cell.learner, cell.n)
 
     def memory_problems(self, cells, memory_bytes, n_devices=1, host_bytes=None) -> list[str]:
@@ -261,14 +309,14 @@ class Exp4Spec(Study):
         from rbk import sweep
 
         out = []
-        nets = [c for c in cells if c.kind == "net"]
+        nets = [c for c in cells if c.kind == "net" and not LEARNERS[c.learner].per_seed]
         if nets:  # the floor: every seed's data (vmapped in one call), float32, with d inputs and one level's width
             n = max(c.n for c in nets)
             need = sweep.data_bytes(n + self.n_val + self.n_test, self.d + self.width, copies=len(self.seeds))
             out += sweep.too_big(f"a network call at N = {n} ({len(self.seeds)} seeds' data and one level's "
                                  f"activations, float32)", need, memory_bytes,
                                  "use a smaller --n (or --n-val, --n-test, --width, --seeds)")  # fmt: skip
-        ns = [c.n for c in cells if c.kind != "net"]
+        ns = [c.n for c in cells if c.kind in KERNEL_KINDS]
         if ns and host_bytes is not None and kernel_cell_bytes(max(ns)) > host_bytes:
             out.append(f"the exact kernels at N = {max(ns)} need about {kernel_cell_bytes(max(ns)) / 2**30:,.1f} GiB "
                        f"of host memory; lower --kernel-max-n")  # fmt: skip
@@ -283,12 +331,28 @@ class Exp4Spec(Study):
 
     # -- rows --------------------------------------------------------------------------------
 
+    def settings(self, learner: str) -> int:
+        """How many settings ``learner``'s selection chooses among (on the ``n_val`` validation labels)."""
+        if learner == "two-stage":
+            return len(self.etas) * len(self.readout_ridges)
+        if LEARNERS[learner].kind in KERNEL_KINDS:
+            return len(self.ridges)
+        return len(self.lrs) * len(self.wds)
+
+    def labels(self, cell) -> int:
+        """Every label a cell's learner reads: its N training points, and the ``n_val`` validation
+        labels when it selects among more than one setting (a network with one learning rate and
+        one weight decay reads none of them)."""
+        return cell.n + (self.n_val if self.settings(cell.learner) > 1 else 0)
+
     def base_row(self, cell, seed: int) -> dict:
         return {"experiment": self.experiment, "learner": cell.learner, "kind": cell.kind, "n": cell.n, "seed": seed,
                 "cell": cell.id, "d": self.d, "levels": self.levels, "widths": list(self.widths),
-                "alphas": list(self.alphas), "readout": self.readout, "width": None, "epochs": None, "lr": None,
-                "wd": None, "ridge": None, "threshold": self.target().threshold, "record_epochs": None,
-                "test_over_training": None, "feature_quality": None, "compile_s": None, "run_s": None}  # fmt: skip
+                "alphas": list(self.alphas), "readout": self.readout, "labels": self.labels(cell), "width": None,
+                "epochs": None, "lr": None, "wd": None, "eta": None, "ridge": None,
+                "threshold": self.target().threshold, "test_error_raw": None, "test_beta": None,
+                "record_epochs": None, "test_over_training": None, "feature_quality": None,
+                "subspace_quality": None, "compile_s": None, "run_s": None}  # fmt: skip
 
 
 _TARGETS: dict = {}
@@ -312,13 +376,48 @@ def _target(d, widths, alphas, readout, first, skip, rank, paper_regime, target_
 # --------------------------------------------------------------------------------------------
 
 
-def _net_rows(spec: Exp4Spec, cell: Cell, res, wall: float, width: int) -> list[dict]:
-    """One row per (seed, lr, wd) member of a network call (:func:`rbk.learners.train_rows`)."""
+def _control_variate(spec: Exp4Spec, row: dict, y_test, cov) -> dict:
+    """``row`` with its test error variance-reduced by the exact ``E[y^2]``: the plain test MSE
+    (kept as ``test_error_raw``) minus ``beta`` times the test set's own error in ``E[y^2]``, with
+    the least-variance ``beta = cov(r^2, y^2) / var(y^2)`` estimated on the test points (``beta =
+    1`` would be the identity ``E(f - y)^2 = E f^2 - 2 E f y + E y^2``; Experiment 3 does the
+    same). A diverged row, or one without ``cov``, keeps its plain error with ``beta = 0``."""
+    y2 = np.sum(np.square(np.asarray(y_test, np.float64)), axis=-1)
+    shift, var_y2 = float(y2.mean()) - float(spec.target().info["second_moment"]), float(y2.var())
+    ok = cov is not None and math.isfinite(cov) and var_y2 > 0 and math.isfinite(row.get("test_error") or math.nan)
+    beta = cov / var_y2 if ok else 0.0
+    raw = row.get("test_error")
+    return dict(row, test_error_raw=raw, test_beta=beta, test_error=raw - beta * shift if ok else raw)
+
+
+def _member_test_covs(model, res, data) -> np.ndarray:
+    """``(S, L, W)``: per (seed, lr, wd) member, the test points' sample covariance of the squared
+    error of its final parameters and the squared label (the control variate's ingredient)."""
+    import jax
+
+    apply = jax.jit(jax.vmap(jax.vmap(model.apply, in_axes=(0, None)), in_axes=(0, None)))
+    out = np.full(np.shape(res.diverged), np.nan)
+    for i in range(out.shape[0]):
+        pred = np.asarray(apply(jax.tree.map(lambda a: a[i], res.params), data.x_test[i]), np.float64)
+        y = np.asarray(data.y_test[i], np.float64)
+        r2, y2 = np.sum((pred - y) ** 2, axis=-1), np.sum(y * y, axis=-1)  # (L, W, n_test), (n_test,)
+        with np.errstate(invalid="ignore", over="ignore"):
+            out[i] = np.mean((r2 - r2.mean(-1, keepdims=True)) * (y2 - y2.mean()), axis=-1)
+    return out
+
+
+def _net_rows(spec: Exp4Spec, cell: Cell, model, res, data, wall: float, width: int) -> list[dict]:
+    """One row per (seed, lr, wd) member of a network call (:func:`rbk.learners.train_rows`), its
+    test error variance-reduced (:func:`_control_variate`)."""
     from rbk.learners import train_rows
 
-    return train_rows(res, lrs=spec.lrs, wds=spec.wds,
+    rows = train_rows(res, lrs=spec.lrs, wds=spec.wds,
                       base=lambda i: dict(spec.base_row(cell, spec.seeds[i]), width=width, epochs=spec.epochs),
                       record=("timing", "curve"), wall=wall)  # fmt: skip
+    covs = _member_test_covs(model, res, data)
+    members = [(i, j, m) for i in range(len(spec.seeds)) for j in range(len(spec.lrs)) for m in range(len(spec.wds))]
+    return [_control_variate(spec, r, data.y_test[i], None if r["diverged"] else float(covs[i, j, m]))
+            for r, (i, j, m) in zip(rows, members)]  # fmt: skip
 
 
 def _stacked(spec: Exp4Spec, n: int):
@@ -331,38 +430,46 @@ def _stacked(spec: Exp4Spec, n: int):
     return data, keys
 
 
+def _nested(values) -> list:
+    return [[float(v) for v in q] for q in values]
+
+
 def _run_deep(spec: Exp4Spec, cell: Cell, regime: str, devices=None, progress=None) -> list[dict]:
     """A deep regime (rbk.learners' ``deep-<regime>``, run here to keep the call's probes: each row
-    also records its ``feature_quality``; ``'stopgrad'`` trains :func:`rbk.train.regime_model`'s
-    stop-gradient network)."""
+    also records, per recorded epoch and level, its ``feature_quality`` (ridge R^2 of ``S_l`` from
+    ``h_l``) and ``subspace_quality`` (the span of ``h_l``'s top ``k_l`` components against the
+    teacher's); ``'stopgrad'`` trains :func:`rbk.train.regime_model`'s stop-gradient network)."""
     from rbk import train
 
     model = train.regime_model(regime, spec.deep_model(reference=spec.target()))
     data, keys = _stacked(spec, cell.n)
     t0 = time.perf_counter()
     res = train.train(model, data, keys, list(spec.lrs), list(spec.wds), spec.train_config(regime), devices=devices,
-                      progress=progress, max_members=spec.max_members_per_call)  # fmt: skip
+                      progress=progress, max_members=spec.max_members_per_call, return_params=True)  # fmt: skip
     wall = time.perf_counter() - t0
     quality = model.feature_quality_from_stats(res.probes)  # (S, Lr, W, R, levels)
-    rows = _net_rows(spec, cell, res, wall, spec.width)
+    span = model.subspace_quality_from_stats(res.probes)
+    rows = _net_rows(spec, cell, model, res, data, wall, spec.width)
     members = [(i, j, m) for i in range(len(spec.seeds)) for j in range(len(spec.lrs)) for m in range(len(spec.wds))]
     for r, (i, j, m) in zip(rows, members):
-        r["feature_quality"] = [[float(v) for v in q] for q in quality[i, j, m]]
+        r["feature_quality"] = _nested(quality[i, j, m])
+        r["subspace_quality"] = _nested(span[i, j, m])
     return rows
 
 
 def _run_2nn(spec: Exp4Spec, cell: Cell, devices=None, progress=None) -> list[dict]:
     """rbk's ReLU two-layer net with as many hidden units as the deep net has in all its levels."""
-    from rbk import learners, train
+    from rbk import train
     from rbk.models import get_model
 
     width = spec.width * spec.levels
+    model = get_model("2nn", width, spec.d, 1)
     data, keys = _stacked(spec, cell.n)
     cfg = train.config(spec.epochs, batch_size=spec.batch_size, matmul_precision=spec.matmul_precision)
-    return learners.get("sgd").run(
-        data, keys, model=get_model("2nn", width, spec.d, 1), lrs=list(spec.lrs), wds=list(spec.wds), cfg=cfg,
-        base=lambda i: dict(spec.base_row(cell, spec.seeds[i]), width=width, epochs=spec.epochs),
-        record=("timing", "curve"), devices=devices, progress=progress, max_members=spec.max_members_per_call)  # fmt: skip
+    t0 = time.perf_counter()
+    res = train.train(model, data, keys, list(spec.lrs), list(spec.wds), cfg, devices=devices, progress=progress,
+                      max_members=spec.max_members_per_call, return_params=True)  # fmt: skip
+    return _net_rows(spec, cell, model, res, data, time.perf_counter() - t0, width)
 
 
 def _run_kernel(spec: Exp4Spec, cell: Cell, get: str) -> list[dict]:
@@ -370,9 +477,34 @@ def _run_kernel(spec: Exp4Spec, cell: Cell, get: str) -> list[dict]:
     from rbk import kernels, learners
 
     kfn = spec.kernel_fn()
-    return learners.get(get).run(spec.dataset(cell.n, cell.seed), kernel=kfn, ridges=spec.ridges,
-                                 base=spec.base_row(cell, cell.seed), record=("diverged", "timing"),
-                                 block_size=learners.KERNEL_BLOCK, solver=kernels.choose_solver(cell.n, kfn))
+    data = spec.dataset(cell.n, cell.seed)
+    rows = learners.get(get).run(data, kernel=kfn, ridges=spec.ridges, base=spec.base_row(cell, cell.seed),
+                                 record=("diverged", "timing"), block_size=learners.KERNEL_BLOCK,
+                                 solver=kernels.choose_solver(cell.n, kfn))  # fmt: skip
+    return [_control_variate(spec, r, data.y_test, r.pop("test_cov", None)) for r in rows]
+
+
+def _run_two_stage(spec: Exp4Spec, cell: Cell) -> list[dict]:
+    """The control of Experiment 3 (:func:`rbk.train.two_stage`, Damian, Lee & Soltanolkotabi's
+    Algorithm 1: one gradient step on a ReLU layer, then a ridge read-out) on the same data: the
+    target is a polynomial of ``z = U x``, a multi-index function, so this asks what depth buys
+    over one step. One row per (step size, ridge), selected on validation like every learner."""
+    from rbk import learners, train
+    from rbk.data import seed_keys
+
+    data = spec.dataset(cell.n, cell.seed)
+    cfg = train.two_stage_config(spec.two_stage_width, tuple(e * math.sqrt(spec.d) for e in spec.etas),
+                                 ridges=spec.readout_ridges)  # fmt: skip
+    t0 = time.perf_counter()
+    rows = learners.get("two-stage").run(data, seed_keys(cell.seed)[1], cfg=cfg, eta_scale=math.sqrt(spec.d),
+                                         base=dict(spec.base_row(cell, cell.seed), width=spec.two_stage_width))  # fmt: skip
+    wall = time.perf_counter() - t0
+    out = []
+    for r in rows:
+        r = _control_variate(spec, r, data.y_test, r.pop("test_cov", None))
+        r["diverged"] = not all(math.isfinite(r[f"{sp}_error"]) for sp in ("train", "val", "test"))
+        out.append(dict(r, call_wall_s=wall))
+    return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -401,6 +533,12 @@ def make_spec(**kw) -> Exp4Spec:
                          f"stages), got {spec.epochs}")  # fmt: skip
     if len(spec.ridges) > 5:
         raise ValueError(f"ridges (--kernel-ridges) must hold 1 to 5 values >= 0, got {list(spec.ridges)}")
+    if spec.two_stage_width % 2:
+        raise ValueError(f"two_stage_width (--two-stage-width) must be an even integer >= 2 (the two-stage neurons "
+                         f"come in pairs), got {spec.two_stage_width}")  # fmt: skip
+    if len(spec.readout_ridges) > 5:
+        raise ValueError(f"readout_ridges (--readout-ridges) must hold 1 to 5 values >= 0, got "
+                         f"{list(spec.readout_ridges)}")  # fmt: skip
     if spec.batch_size > min(spec.ns):
         raise ValueError(f"ns (--n, training-set sizes) must each be >= the batch size {spec.batch_size}, "
                          f"got N = {min(spec.ns)}")  # fmt: skip

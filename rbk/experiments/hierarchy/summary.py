@@ -1,6 +1,7 @@
-"""The summary of Experiment 4 (``summary.json``: thresholds, test error against N, ``n*``, the
-paired ``ntk-deep - deep-joint`` difference, per-level feature quality of both regimes) and its
-printed table (:func:`format_table`)."""
+"""The summary of Experiment 4 (``summary.json``: thresholds, test error against N, ``n*`` in
+labels, the paired ``ntk-deep - deep-joint`` difference, per-level feature quality of every deep
+regime over training, the backward correction against its stop-gradient ablation, the kernel's
+predicted curve and the comparison of ``n*``) and its printed table (:func:`format_table`)."""
 
 from __future__ import annotations
 
@@ -48,13 +49,14 @@ def summarize(spec: Exp4Spec, rows, *, quiet: bool = False) -> dict:
             tests = [cell[s]["test_error"] for s in sorted(cell)]
             fin = [t for t in tests if math.isfinite(t)]
             m, lo, hi = stats.t_ci(fin)
-            chosen = [cell[s].get("lr") if LEARNERS[name].kind == "net" else cell[s].get("ridge") for s in sorted(cell)]
+            chosen = [_chosen(name, cell[s]) for s in sorted(cell)]
             out_rows.append({"learner": name, "kind": LEARNERS[name].kind, "n": n, "test_error_mean": m,
                              "test_error_ci95": [lo, hi], "seeds": len(fin), "diverged_seeds": len(tests) - len(fin),
                              "per_seed": tests, "chosen": chosen,
                              "below_threshold": bool(math.isfinite(hi) and hi < thr),
                              "above_threshold": bool(math.isfinite(lo) and lo > thr)})  # fmt: skip
-        nstar[name] = stats.n_star([r for r in sel if r["learner"] == name], thr)
+        # every label the learner read: its N training points and the n_val it selected on
+        nstar[name] = stats.n_star([dict(r, n=r.get("labels") or r["n"]) for r in sel if r["learner"] == name], thr)
     summary = {
         "experiment": spec.experiment,
         "instance": {"d": spec.d, "widths": list(spec.widths), "alphas": list(spec.alphas), "readout": spec.readout,
@@ -65,6 +67,8 @@ def summarize(spec: Exp4Spec, rows, *, quiet: bool = False) -> dict:
         "degree_energy": [float(v) for v in np.asarray(target.info["degree_energy"])],
         "rows": out_rows,
         "n_star": nstar,
+        "n_star_counts": f"labels: the N training points, plus the n_val = {spec.n_val} validation labels for a "
+                         "learner that selects among several settings",
         "stage_epochs": [spec.epochs * l // spec.levels for l in range(1, spec.levels)],
     }
     nmax = max(r["n"] for r in sel)
@@ -78,13 +82,118 @@ def summarize(spec: Exp4Spec, rows, *, quiet: bool = False) -> dict:
             {"n": n, **_paired(test_of("ntk-deep", n), test_of("deep-joint", n))}
             for n in spec.ns if (("ntk-deep", n) in by and ("deep-joint", n) in by)
         ]  # fmt: skip
-        at = [p for p in summary["ntk_minus_joint"] if p["n"] == nmax]
+        at = summary["ntk_minus_joint"][-1:]  # the largest N both ran at
         summary["ntk_minus_joint_at_largest_n"] = at[0] if at else None
+    net_nmax = max([r["n"] for r in sel if LEARNERS[r["learner"]].kind == "net"] or [nmax])
+    summary["largest_network_n"] = net_nmax
     if "deep-joint" in spec.learners and "deep-layerwise" in spec.learners:
-        summary["feature_quality"] = _feature_quality(spec, by, nmax)
+        summary["feature_quality"] = _feature_quality(spec, by, net_nmax)
+    summary["quality_over_training"] = _quality_over_training(spec, by, net_nmax)
+    summary["correction"] = correction(spec, by, net_nmax)
     summary["predicted"] = predictions(spec)
+    summary["comparison"] = _comparison(summary)
     summary["bar"] = _bar(summary)
     return summary
+
+
+def _chosen(name: str, row: dict):
+    """The selected setting of a row: the learning rate (networks), ``[eta, ridge]`` (two-stage), the ridge (kernels)."""
+    if name == "two-stage":
+        return [row.get("eta"), row.get("ridge")]
+    return row.get("lr") if LEARNERS[name].kind == "net" else row.get("ridge")
+
+
+#: The measures of a level's quality in the rows: the span of ``h_l``'s top ``k_l`` components
+#: against the teacher's (not saturated by the width) and the ridge R^2 of ``S_l`` from all of ``h_l``.
+MEASURES = {"subspace": "subspace_quality", "ridge_r2": "feature_quality"}
+
+
+def _level_quality(row: dict, field: str, level: int, epoch: int | None = None) -> float:
+    """Level ``level``'s quality in ``row`` at the recorded ``epoch`` (``None``: the end of training)."""
+    q = row.get(field)
+    if q is None or row.get("diverged"):
+        return math.nan
+    i = -1 if epoch is None else list(row["record_epochs"]).index(epoch)
+    v = q[i][level - 1]
+    return math.nan if v is None else float(v)
+
+
+def correction(spec: Exp4Spec, by: dict, n: int) -> list[dict]:
+    """The backward feature correction at ``n``, per level ``l < L``, regime (``progressive``, and
+    ``joint``) and measure (:data:`MEASURES`): ``gain`` is level ``l``'s quality at the end of
+    training minus at the epoch level ``l + 1`` starts training in the progressive schedule (the
+    end of stage ``l``; joint training trains every level from epoch 0, so its gain is taken over
+    the same epochs), ``ablation_gain`` the same for ``deep-stopgrad`` (the progressive schedule
+    with no gradient from level ``l + 1`` into levels ``<= l``), and ``difference`` = gain minus
+    ablation gain, paired by seed (each regime's own selected learning rate): what the backward
+    path adds to level ``l``'s features. Empty without ``deep-stopgrad``."""
+    ablation = by.get(("deep-stopgrad", n), {})
+    if not ablation:
+        return []
+    out = []
+    for measure, field in MEASURES.items():
+        for regime in ("progressive", "joint"):
+            cell = by.get((f"deep-{regime}", n), {})
+            if not cell:
+                continue
+            for lvl in range(1, spec.levels):
+                start = spec.epochs * lvl // spec.levels
+
+                def gain(c):
+                    return {s: _level_quality(r, field, lvl) - _level_quality(r, field, lvl, start) for s, r in c.items()}
+
+                g, a = gain(cell), gain(ablation)
+                out.append({"level": lvl, "regime": regime, "measure": measure, "n": n, "from_epoch": start,
+                            "gain": _ci(g.values()), "ablation_gain": _ci(a.values()), "difference": _paired(g, a)})
+    return out
+
+
+def _quality_over_training(spec: Exp4Spec, by: dict, n: int) -> dict:
+    """``{regime: {measure: {"epochs", "mean": (R, L), "ci95": (R, L, 2)}}}`` of every deep regime run, at ``n``."""
+    out = {}
+    for name in [lr for lr in spec.learners if lr.startswith("deep-")]:
+        cell = by.get((name, n), {})
+        seeds = sorted(s for s, r in cell.items() if _has_quality(r))
+        if not seeds:
+            continue
+        epochs = list(cell[seeds[0]]["record_epochs"])
+        entry = {}
+        for measure, field in MEASURES.items():
+            if any(cell[s].get(field) is None for s in seeds):
+                continue
+            q = np.array([cell[s][field] for s in seeds], dtype=float)  # (seeds, R, L)
+            cis = [[_ci(q[:, i, l]) for l in range(q.shape[2])] for i in range(q.shape[1])]
+            entry[measure] = {"epochs": epochs, "seeds": len(seeds), "mean": [[c["mean"] for c in r] for r in cis],
+                              "ci95": [[c["ci95"] for c in r] for r in cis]}
+        out[name.removeprefix("deep-")] = entry
+    return out
+
+
+def _comparison(summary: dict) -> dict:
+    """The deepest threshold's ``n*`` side by side: the deep networks' and the two-stage control's
+    (measured, in labels), the NTK's (measured where its curve crosses, and predicted from its
+    spectrum, in training points with the best ridge: no selection labels, in the kernel's
+    favour), and the ratio of the NTK's to the best deep network's."""
+    d = str(summary["instance"]["d"])
+    ns = summary["n_star"]
+
+    def measured(name):
+        v = ns.get(name)
+        if v is None:
+            return None
+        est = v.get("estimate")
+        return {"estimate": est, "ci95": v.get("ci95"), "censored": v.get("censored"), "bound": v.get("bound")}
+
+    out = {name: measured(name) for name in ns}
+    pred = summary.get("predicted", {}).get("ntk-deep", {}).get(d)
+    out["ntk-deep (predicted)"] = None if pred is None else {"estimate": pred["n_star"]}
+    deep = [v["estimate"] for k, v in out.items() if k in ("deep-joint", "deep-progressive") and v is not None
+            and isinstance(v.get("estimate"), float) and math.isfinite(v["estimate"])]  # fmt: skip
+    kern = [v["estimate"] for k, v in out.items() if k.startswith("ntk-deep") and v is not None
+            and isinstance(v.get("estimate"), float) and math.isfinite(v["estimate"])]  # fmt: skip
+    best = min(deep) if deep else math.nan
+    out["ntk_over_deep"] = min(kern) / best if deep and kern else math.nan
+    return out
 
 
 def predictions(spec: Exp4Spec) -> dict:
@@ -149,15 +258,28 @@ def _feature_quality(spec: Exp4Spec, by: dict, n: int) -> list[dict]:
 
 
 def _bar(summary: dict) -> dict:
-    """The issue's three checks, as read from the summary (at the largest N)."""
-    n = summary["largest_n"]
+    """The checks, as read from the summary: the deep networks at their largest N, the NTK at its
+    own, the correction's paired differences, the ratio of ``n*``."""
     thr = summary["threshold"]
-    rows = {r["learner"]: r for r in summary["rows"] if r["n"] == n}
+    net_n = summary.get("largest_network_n", summary["largest_n"])
+    last = {}
+    for r in summary["rows"]:
+        if r["learner"] not in last or r["n"] > last[r["learner"]]["n"]:
+            last[r["learner"]] = r
+    rows = {k: v for k, v in last.items() if v["n"] == net_n or LEARNERS[k].kind != "net"}
     out = {}
-    if "deep-joint" in rows:
-        out["joint_below_threshold"] = rows["deep-joint"]["below_threshold"]
+    for name in ("deep-joint", "deep-progressive"):
+        if name in rows:
+            out[f"{name.removeprefix('deep-')}_below_threshold"] = rows[name]["below_threshold"]
     if "ntk-deep" in rows:
         out["ntk_above_threshold"] = rows["ntk-deep"]["above_threshold"]
+    corr = [c for c in summary.get("correction", []) if math.isfinite(c["difference"]["ci95"][0])]
+    if corr:
+        out["correction_ci_above_zero"] = sorted({f"level {c['level']} {c['regime']} ({c['measure']})" for c in corr
+                                                  if c["difference"]["ci95"][0] > 0})  # fmt: skip
+    ratio = summary.get("comparison", {}).get("ntk_over_deep")
+    if ratio is not None:
+        out["ntk_n_star_over_deep"] = ratio
     p = summary.get("ntk_minus_joint_at_largest_n")
     if p:
         out["ntk_minus_joint_ci_above_zero"] = bool(math.isfinite(p["ci95"][0]) and p["ci95"][0] > 0)
@@ -217,5 +339,28 @@ def format_table(summary) -> str:
             lines.append(f"| {fq['level']} | {fmt_ci(fq['joint']['mean'], fq['joint']['ci95'])} | "
                          f"{fmt_ci(fq['layerwise']['mean'], fq['layerwise']['ci95'])} | "
                          f"{fmt_ci(fq['joint_minus_layerwise']['mean'], fq['joint_minus_layerwise']['ci95'])} |")  # fmt: skip
+    corr = summary.get("correction") or []
+    if corr:
+        lines.append(f"\nbackward correction at N={corr[0]['n']}: level l's quality gain after level l+1 starts, "
+                     "minus the stop-gradient ablation's (paired by seed):")
+        lines.append("| level | regime | measure | gain | ablation gain | difference |")
+        lines.append("|---|---|---|---|---|---|")
+        for c in corr:
+            lines.append(f"| {c['level']} | {c['regime']} | {c['measure']} | {fmt_ci(c['gain']['mean'], c['gain']['ci95'])} | "
+                         f"{fmt_ci(c['ablation_gain']['mean'], c['ablation_gain']['ci95'])} | "
+                         f"{fmt_ci(c['difference']['mean'], c['difference']['ci95'])} |")  # fmt: skip
+    comp = summary.get("comparison") or {}
+    if comp:
+        def _est(v):
+            if not v:
+                return "-"
+            e = v.get("estimate")
+            if isinstance(e, float) and math.isfinite(e):
+                return f"{e:.4g}"
+            return f"{v.get('censored')} (bound {v.get('bound')})"
+
+        lines.append("\nn* at the deepest threshold (labels; the prediction: training points, best ridge): "
+                     + ", ".join(f"{k} {_est(v)}" for k, v in comp.items() if k != "ntk_over_deep")
+                     + f"; NTK / deep: {comp.get('ntk_over_deep', math.nan):.3g}")  # fmt: skip
     lines.append("\nbar: " + ", ".join(f"{k}={v}" for k, v in summary.get("bar", {}).items() if k != "threshold"))
     return "\n".join(lines)
