@@ -13,6 +13,7 @@ from scipy import stats as sps
 
 from rbk import experiments
 from rbk.experiments import exp4
+from rbk.experiments.hierarchy import study
 
 TINY = dict(d=6, widths=(2, 2), alphas=(1.0, 0.5), readout="linear", ns=(60, 120), seeds=(0, 1, 2), width=8,
             epochs=2, lrs=(3e-3,), ridges=(1e-2,), n_val=40, n_test=50, batch_size=20, record_per_stage=1)  # fmt: skip
@@ -375,3 +376,18 @@ def test_network_rows_beta_from_the_final_parameters(monkeypatch):
     assert row["test_error_raw"] == pytest.approx(r2.mean(), rel=1e-4)
     assert row["test_beta"] == pytest.approx(np.cov(r2, y2, bias=True)[0, 1] / y2.var(), rel=1e-4)
     assert seed_keys(0)  # the same seed's keys drive both
+
+
+def test_importance_sampled_test_set_is_unbiased_and_scores_the_networks(monkeypatch):
+    """The importance-sampled test set: its weights integrate to 1 and its weighted mean of y^2 is
+    the exact E[y^2] (within 5 standard errors); a network row's test error is then the weighted
+    mean of its squared errors on those points, the control-variate one kept in test_error_cv."""
+    spec = exp4.make_spec(**{**TINY, "ns": (60,), "seeds": (0,), "learners": ("deep-joint",),
+                             "n_test_importance": 20000})  # fmt: skip
+    x, y, w = study.importance_test_set(spec, 0)
+    assert x.shape == (20000, spec.d) and np.mean(w) == pytest.approx(1.0, abs=5 * np.std(w) / math.sqrt(w.size))
+    v = w * np.sum(y * y, -1)
+    assert np.mean(v) == pytest.approx(spec.target().info["second_moment"], abs=5 * np.std(v) / math.sqrt(v.size))
+    (row,) = spec.run_cell(spec.plan()[0])
+    assert row["test_estimator"] == "importance" and row["test_error_se"] > 0
+    assert row["test_error_cv"] != row["test_error"] and math.isfinite(row["test_error_cv"])

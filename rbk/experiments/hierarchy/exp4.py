@@ -92,6 +92,7 @@ PROFILES = {
         ridges=(1e-4, 1e-3, 1e-2),
         n_val=2000,
         n_test=10000,
+        n_test_importance=100000,
     ),
     "linear": dict(
         d=48,
