@@ -81,7 +81,7 @@ def test_cg_takes_a_described_kernel():
     assert kernels.choose_solver(kernels.DENSE_MAX_N + 1, kfn) == "cg"
 
 
-@pytest.mark.parametrize("cube", [False, True])
+@pytest.mark.parametrize("cube", [False, pytest.param(True, marks=pytest.mark.slow)])
 def test_stored_float32_gram_and_on_the_fly_blocks_agree(monkeypatch, cube):
     """precision='mixed' keeps the float32 Gram when it fits (CG_STORE_FRACTION of the memory) and
     multiplies by it; with no room it assembles the float32 blocks on the fly. Both reach the

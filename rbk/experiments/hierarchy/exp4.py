@@ -46,7 +46,8 @@ Profiles
 ``quick``  the paper's output map (``readout='square'``: ``y = sum_l alpha_l std(|S_l|^2)``, degree
            8 in ``z``), ``d = 32``, widths (4, 4, 4), alphas (1, 0.8, 0.6); networks at N in
            {8000, 16000, 32000}, the NTK at {2000, 8000, 32000} (at 32000, by the matrix-free
-           solver, about 6 minutes a fit here: seeds 0 and 1 only), 8 seeds, 10000 test points;
+           solver, about 6 minutes a fit here: seeds 0 and 1 only), 8 seeds, 10000 test points
+           and, for the networks, 100000 importance-sampled ones (21 minutes on 2 cores);
            DeepQuad width 64 (truncated quadratic, clip 2), 90 epochs (30 per stage; lr/10
            halfway through the run or the stage), one learning rate 1e-3 (no selection: at 2e-3
            and above members diverged in the sizing); NTK relative ridges {1e-4, 1e-3, 1e-2};
