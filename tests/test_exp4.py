@@ -349,14 +349,10 @@ def test_kernel_grid_two_stage_control_and_variance_reduced_errors(tmp_path, mon
     assert s["comparison"]["two-stage"] is not None and "ntk-deep (predicted)" in s["comparison"]
 
 
-@pytest.mark.slow
-def test_network_rows_beta_from_the_final_parameters(monkeypatch):
-    """A network row's control variate: the raw error is the trainer's final test MSE, and beta is
-    cov(r^2, y^2) / var(y^2) of the final parameters' test predictions, recomputed here."""
+def _one_cell_keeping_the_result(spec, monkeypatch):
+    """The single row of ``spec``'s first cell and ``{"res": the TrainResult it was computed from}``."""
     from rbk import train
-    from rbk.data import seed_keys
 
-    spec = exp4.make_spec(**{**TINY, "ns": (60,), "seeds": (0,), "learners": ("deep-joint",)})
     kept = {}
     real = train.train
 
@@ -366,6 +362,18 @@ def test_network_rows_beta_from_the_final_parameters(monkeypatch):
 
     monkeypatch.setattr(train, "train", keep)
     (row,) = spec.run_cell(spec.plan()[0])
+    return row, kept
+
+
+@pytest.mark.slow
+def test_network_rows_beta_from_the_final_parameters(monkeypatch):
+    """A network row's control variate: the raw error is the trainer's final test MSE, and beta is
+    cov(r^2, y^2) / var(y^2) of the final parameters' test predictions, recomputed here."""
+    from rbk import train
+    from rbk.data import seed_keys
+
+    spec = exp4.make_spec(**{**TINY, "ns": (60,), "seeds": (0,), "learners": ("deep-joint",)})
+    row, kept = _one_cell_keeping_the_result(spec, monkeypatch)
     assert kept["res"].params is not None
     data = spec.dataset(60, 0)
     model = train.regime_model("joint", spec.deep_model(reference=spec.target()))
@@ -397,15 +405,7 @@ def test_a_network_row_takes_the_importance_sampled_error(monkeypatch):
     from rbk import train
 
     spec = exp4.make_spec(**{**TINY, "ns": (60,), "seeds": (0,), "learners": ("deep-joint",), "n_test_importance": 5000})
-    kept = {}
-    real = train.train
-
-    def keep(*a, **kw):
-        kept["res"] = real(*a, **kw)
-        return kept["res"]
-
-    monkeypatch.setattr(train, "train", keep)
-    (row,) = spec.run_cell(spec.plan()[0])
+    row, kept = _one_cell_keeping_the_result(spec, monkeypatch)
     x, y, w = study.importance_test_set(spec, 0)
     model = train.regime_model("joint", spec.deep_model(reference=spec.target()))
     p = {k: v[0, 0, 0] for k, v in kept["res"].params.items()}
