@@ -162,6 +162,7 @@ def _env():
     return dict(os.environ, JAX_PLATFORMS="cpu")
 
 
+@pytest.mark.slow  # ~20 s of subprocess imports: the default lane's budget (its exp1 run still goes through main())
 def test_console_script_and_experiments_import_from_any_folder(tmp_path):
     exe = Path(sys.executable).with_name("rbk")
     cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "rbk.cli"]
