@@ -21,6 +21,7 @@ agree with (b), give the network's test error.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 
@@ -40,7 +41,8 @@ def main(argv=None) -> None:
 
     from rbk import data, train
     from rbk.experiments.hierarchy import exp4
-    from rbk.experiments.hierarchy.study import _control_variate
+    from rbk.experiments.hierarchy.study import _control_variate, importance_test_set
+    from rbk.kernels.predict import _test_cov
 
     spec = exp4.spec(a.profile, seeds=tuple(sorted(a.seeds)), ns=(a.n,))
     regime = a.learner.removeprefix("deep-")
@@ -67,22 +69,10 @@ def main(argv=None) -> None:
         v = np.sum(f * f - 2 * f * yy, axis=-1)
         return float(v.mean() + m2), float(v.std() / math.sqrt(v.size))
 
-    # importance sampling of the target's subspace: z = Q^T x ~ N(0, scale^2 I_r) instead of N(0, I_r)
-    # (the rest of x as before), each point weighted by the density ratio; unbiased for E(f - y)^2
-    # and far lighter-tailed, since the squared error is dominated by points of large |z|
-    x1 = np.asarray(spec.target().parts["levels"](jnp.eye(spec.d + 1, spec.d, -1, jnp.float32))[0], np.float64)
-    q_basis = np.linalg.qr(x1[1:] - x1[0])[0]  # (d, r): the span the target reads (S_1 is linear in x)
-    rank = q_basis.shape[1]
-    rng = np.random.default_rng(20261203)
-
-    def importance(params, scale: float, n: int):
-        g = rng.standard_normal((n, spec.d))
-        z = rng.standard_normal((n, rank)) * scale
-        x = g - (g @ q_basis) @ q_basis.T + z @ q_basis.T
-        logw = rank * math.log(scale) - 0.5 * np.sum(z * z, -1) * (1 - 1 / scale**2)
-        xj = jnp.asarray(x, jnp.float32)
-        y = np.concatenate([np.asarray(spec.target()(xj[i : i + 50000]), np.float64) for i in range(0, n, 50000)])
-        v = np.exp(logw) * sq_errors(params, xj, y)
+    def importance(params, seed: int, scale: float, n: int):
+        """The experiment's own estimator (rbk.experiments.hierarchy.study.importance_test_set) at ``scale``."""
+        x, y, w = importance_test_set(dataclasses.replace(spec, importance_scale=scale, n_test_importance=n), seed)
+        v = w * sq_errors(params, jnp.asarray(x), y)
         return float(v.mean()), float(v.std() / math.sqrt(n))
 
     yb = np.asarray(big.y_test, np.float64)
@@ -90,14 +80,13 @@ def main(argv=None) -> None:
     for i, s in enumerate(spec.seeds):
         params = jax.tree.map(lambda v: v[i, 0, 0], res.params)
         ds = spec.dataset(a.n, s)
-        r2 = sq_errors(params, ds.x_test, ds.y_test)
-        y2 = np.sum(np.square(np.asarray(ds.y_test, np.float64)), -1)
-        cov = float(np.mean((r2 - r2.mean()) * (y2 - y2.mean())))
-        row = _control_variate(spec, {"test_error": float(r2.mean())}, ds.y_test, cov)
+        pred = predictions(params, ds.x_test)
+        row = _control_variate(spec, {"test_error": float(sq_errors(params, ds.x_test, ds.y_test).mean())}, ds.y_test,
+                               _test_cov(pred, np.asarray(ds.y_test, np.float64)))  # fmt: skip
         rb = sq_errors(params, big.x_test, big.y_test)
         id_small, id_small_se = identity(params, ds.x_test, ds.y_test)
         id_big, id_big_se = identity(params, big.x_test, big.y_test)
-        imp = {f"importance_{sc:g}": importance(params, sc, a.big) for sc in (1.5, 2.0)}
+        imp = {f"importance_{sc:g}": importance(params, s, sc, a.big) for sc in (1.5, 2.0)}
         out = {"learner": a.learner, "n": a.n, "seed": s, "plain_10k": row["test_error_raw"],
                "variance_reduced_10k": row["test_error"], "beta": row["test_beta"], "fresh_mean": float(rb.mean()),
                "fresh_se": float(rb.std() / math.sqrt(rb.size)), "fresh_points": int(rb.size),

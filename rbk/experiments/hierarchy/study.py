@@ -99,8 +99,8 @@ KERNEL_KINDS = ("ntk", "nngp")
 
 #: The study's own columns (after :data:`rbk.sweep.CORE_FIELDS`).
 OWN_FIELDS = ("d", "levels", "widths", "alphas", "readout", "labels", "width", "epochs", "lr", "wd", "eta", "ridge",
-              "threshold", "test_error_raw", "test_beta", "test_error_cv", "test_error_se", "test_estimator", "record_epochs", "test_over_training", "feature_quality",
-              "subspace_quality", "compile_s", "run_s")  # fmt: skip
+              "threshold", "test_error_raw", "test_beta", "test_error_cv", "test_error_se", "test_estimator",
+              "record_epochs", "test_over_training", "feature_quality", "subspace_quality", "compile_s", "run_s")  # fmt: skip
 
 
 # --------------------------------------------------------------------------------------------
@@ -437,25 +437,28 @@ def _member_predictions(model, res, x, seeds=None) -> np.ndarray:
     return np.stack(out)
 
 
+def _members(spec: Exp4Spec) -> list[tuple]:
+    """``(seed, lr, wd)`` indices of a network call's members, in its rows' (seed-major) order."""
+    return [(i, j, m) for i in range(len(spec.seeds)) for j in range(len(spec.lrs)) for m in range(len(spec.wds))]
+
+
 def _net_rows(spec: Exp4Spec, cell: Cell, model, res, data, wall: float, width: int) -> list[dict]:
     """One row per (seed, lr, wd) member of a network call (:func:`rbk.learners.train_rows`), its
     test error variance-reduced (:func:`_control_variate`) and, with ``n_test_importance``,
     replaced by the importance-sampled one (:func:`importance_test_set`; the control-variate
     estimate stays in ``test_error_cv``)."""
+    from rbk.kernels.predict import _test_cov  # the kernels' control-variate ingredient, the same for networks
     from rbk.learners import train_rows
 
     rows = train_rows(res, lrs=spec.lrs, wds=spec.wds,
                       base=lambda i: dict(spec.base_row(cell, spec.seeds[i]), width=width, epochs=spec.epochs),
                       record=("timing", "curve"), wall=wall)  # fmt: skip
     pred = _member_predictions(model, res, np.asarray(data.x_test))
-    members = [(i, j, m) for i in range(len(spec.seeds)) for j in range(len(spec.lrs)) for m in range(len(spec.wds))]
+    members = _members(spec)
     out = []
     for r, (i, j, m) in zip(rows, members):
-        y = np.asarray(data.y_test[i], np.float64)
-        r2, y2 = np.sum((pred[i, j, m] - y) ** 2, axis=-1), np.sum(y * y, axis=-1)
-        with np.errstate(invalid="ignore", over="ignore"):
-            cov = float(np.mean((r2 - r2.mean()) * (y2 - y2.mean())))
-        out.append(_control_variate(spec, r, data.y_test[i], None if r["diverged"] else cov))
+        cov = None if r["diverged"] else _test_cov(pred[i, j, m], np.asarray(data.y_test[i], np.float64))
+        out.append(_control_variate(spec, r, data.y_test[i], cov))
     if spec.n_test_importance and spec.first == "linear":
         for i, seed in enumerate(spec.seeds):
             x, y, w = importance_test_set(spec, seed)
@@ -500,7 +503,7 @@ def _run_deep(spec: Exp4Spec, cell: Cell, regime: str, devices=None, progress=No
     quality = model.feature_quality_from_stats(res.probes)  # (S, Lr, W, R, levels)
     span = model.subspace_quality_from_stats(res.probes)
     rows = _net_rows(spec, cell, model, res, data, wall, spec.width)
-    members = [(i, j, m) for i in range(len(spec.seeds)) for j in range(len(spec.lrs)) for m in range(len(spec.wds))]
+    members = _members(spec)
     for r, (i, j, m) in zip(rows, members):
         r["feature_quality"] = _nested(quality[i, j, m])
         r["subspace_quality"] = _nested(span[i, j, m])
