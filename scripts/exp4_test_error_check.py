@@ -42,7 +42,7 @@ def main(argv=None) -> None:
     from rbk import data, train
     from rbk.experiments.hierarchy import exp4
     from rbk.experiments.hierarchy.study import _control_variate, importance_test_set
-    from rbk.kernels.predict import _test_cov
+    from rbk.kernels.predict import error_label_covariance
 
     spec = exp4.spec(a.profile, seeds=tuple(sorted(a.seeds)), ns=(a.n,))
     regime = a.learner.removeprefix("deep-")
@@ -82,7 +82,7 @@ def main(argv=None) -> None:
         ds = spec.dataset(a.n, s)
         pred = predictions(params, ds.x_test)
         row = _control_variate(spec, {"test_error": float(sq_errors(params, ds.x_test, ds.y_test).mean())}, ds.y_test,
-                               _test_cov(pred, np.asarray(ds.y_test, np.float64)))  # fmt: skip
+                               error_label_covariance(pred, np.asarray(ds.y_test, np.float64)))  # fmt: skip
         rb = sq_errors(params, big.x_test, big.y_test)
         id_small, id_small_se = identity(params, ds.x_test, ds.y_test)
         id_big, id_big_se = identity(params, big.x_test, big.y_test)

@@ -45,7 +45,7 @@ def _apply_coefs(K_rows: np.ndarray, coefs: np.ndarray) -> np.ndarray:
     return (K_rows @ flat).reshape(K_rows.shape[0], L, c).transpose(1, 0, 2)
 
 
-def _test_cov(pred: np.ndarray, y: np.ndarray) -> float:
+def error_label_covariance(pred: np.ndarray, y: np.ndarray) -> float:
     """Sample covariance over test points of the squared error and the squared label (each summed
     over outputs): a control variate's ingredient (with an exact ``E y^2``, the test error
     ``mean r^2 - beta (mean y^2 - E y^2)``, ``beta = cov / var(y^2)``, has the least variance)."""
@@ -69,7 +69,7 @@ def _select(lams, ridges, scale, solvers, pred, ys, t, learning_rate, extra) -> 
         "val_errors": errs["val"],
         "test_errors": errs["test"],
         "train_errors": errs["train"],
-        "test_covs": [_test_cov(p, ys["test"]) for p in pred["test"]],
+        "test_covs": [error_label_covariance(p, ys["test"]) for p in pred["test"]],
         "solvers": list(solvers),
         "n_train": int(ys["train"].shape[0]),
         "n_val": int(ys["val"].shape[0]),

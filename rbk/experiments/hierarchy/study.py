@@ -447,7 +447,7 @@ def _net_rows(spec: Exp4Spec, cell: Cell, model, res, data, wall: float, width: 
     test error variance-reduced (:func:`_control_variate`) and, with ``n_test_importance``,
     replaced by the importance-sampled one (:func:`importance_test_set`; the control-variate
     estimate stays in ``test_error_cv``)."""
-    from rbk.kernels.predict import _test_cov  # the kernels' control-variate ingredient, the same for networks
+    from rbk.kernels.predict import error_label_covariance  # the kernels' control-variate ingredient, the same for networks
     from rbk.learners import train_rows
 
     rows = train_rows(res, lrs=spec.lrs, wds=spec.wds,
@@ -457,7 +457,7 @@ def _net_rows(spec: Exp4Spec, cell: Cell, model, res, data, wall: float, width: 
     members = _members(spec)
     out = []
     for r, (i, j, m) in zip(rows, members):
-        cov = None if r["diverged"] else _test_cov(pred[i, j, m], np.asarray(data.y_test[i], np.float64))
+        cov = None if r["diverged"] else error_label_covariance(pred[i, j, m], np.asarray(data.y_test[i], np.float64))
         out.append(_control_variate(spec, r, data.y_test[i], cov))
     if spec.n_test_importance and spec.first == "linear":
         for i, seed in enumerate(spec.seeds):
