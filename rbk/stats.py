@@ -425,6 +425,24 @@ def first_crossing(ns, log_err, log_threshold) -> tuple[str, float]:
     return "never_below", math.nan
 
 
+def seed_bounds(sel_rows, thresholds: Mapping) -> dict:
+    """``{(d, seed): (lo, hi)}``: each seed's ``n*`` at ``thresholds[d]`` as a bound for interval
+    regression (:mod:`rbk.scaling`): the first crossing of that seed's curve
+    (:func:`first_crossing`) as ``(n, n)``, ``(N_max, inf)`` where it never crosses, ``(0, N_min)``
+    where it is below at once. ``sel_rows``: one selected row per (d, seed, n), with ``n`` in the
+    unit ``n*`` is counted in (labels, where selection read some)."""
+    out = {}
+    for (d, seed), rows in group_by(sel_rows, "d", "seed").items():
+        ns = sorted(r["n"] for r in rows)
+        err = {r["n"]: test_value(r) for r in rows}
+        log_err = [math.inf if math.isinf(err[n]) else math.log(max(err[n], 1e-300)) if math.isfinite(err[n])
+                   else math.nan for n in ns]  # fmt: skip
+        status, v = first_crossing(ns, log_err, math.log(thresholds[d]))
+        out[(d, seed)] = {"none": (v, v), "never_below": (float(ns[-1]), math.inf),
+                          "below_at_min_n": (0.0, float(ns[0]))}[status]
+    return out
+
+
 def _log_error_matrix(sel_rows) -> tuple[np.ndarray, list, np.ndarray]:
     """``(ns, seeds, L)`` with ``L[s, j]`` the log test error of seed s at N_j (NaN: missing)."""
     ns = sorted({r["n"] for r in sel_rows})

@@ -5,7 +5,7 @@ For each threshold ``theta E_p`` (``E_p`` the target's degree-``p`` energy; ``th
 ``theta`` and ``thetas``):
 
 * every learner's ``n*`` per ``(d, seed)``, the first crossing of that seed's curve
-  (:func:`rbk.stats.first_crossing`), as a *bound* ``(lo, hi)``: ``lo == hi`` where it crosses,
+  (:func:`rbk.stats.seed_bounds`), as a *bound* ``(lo, hi)``: ``lo == hi`` where it crosses,
   ``(N_max, inf)`` where it never does, ``(0, N_min)`` where it is below at once;
 * its exponent by interval regression over those bounds (:func:`rbk.scaling.interval_slope`: a
   censored point is an interval, not a value);
@@ -49,22 +49,6 @@ def theory_exponent(kind: str, theta: float, p: int) -> float:
     if kind not in KERNEL_KINDS:
         return 2.0
     return float(p) if theta < 1.0 else (2.0 + p) / 2.0
-
-
-def seed_bounds(sel_rows, thresholds: dict) -> dict:
-    """``{(d, seed): (lo, hi)}``: each seed's ``n*`` bound at ``thresholds[d]`` (module docstring)."""
-    from rbk import stats
-
-    out = {}
-    for (d, seed), rows in stats.group_by(sel_rows, "d", "seed").items():
-        ns = sorted(r["n"] for r in rows)
-        err = {r["n"]: stats.test_value(r) for r in rows}
-        log_err = [math.inf if math.isinf(err[n]) else math.log(max(err[n], 1e-300)) if math.isfinite(err[n])
-                   else math.nan for n in ns]  # fmt: skip
-        status, v = stats.first_crossing(ns, log_err, math.log(thresholds[d]))
-        out[(d, seed)] = {"none": (v, v), "never_below": (float(ns[-1]), math.inf),
-                          "below_at_min_n": (0.0, float(ns[0]))}[status]
-    return out
 
 
 def predicted_bounds(by_d: dict, theta: float, keys, n_max: float) -> dict:
@@ -163,7 +147,7 @@ def by_threshold(spec, sel_rows, kinds: dict, predicted: dict, *, n_boot: int) -
             groups = stats.group_by(mine, "d")
             entry["n_star"][lr] = {str(d): dict(stats.n_star(rows, thr[d], n_boot=n_boot),
                                                 ns=sorted({r["n"] for r in rows})) for (d,), rows in sorted(groups.items())}
-            bounds[lr] = seed_bounds(mine, thr)
+            bounds[lr] = stats.seed_bounds(mine, thr)
             fit = _slope_entry(bounds[lr])
             entry["theory"][lr] = theory_exponent(kind, th, spec.p)
             if fit is not None:
