@@ -43,6 +43,16 @@ def test_kernel_rows_are_fit_predicts_numbers(ds, kfn):
     assert learners.selected_row(out) == {k: v for k, v in best.items() if k != "test_cov"}
 
 
+def test_kernel_rows_pass_the_cg_tolerance_on(ds, kfn):
+    """``tol`` reaches the matrix-free solver: a loose one stops it sooner, with a larger residual."""
+    rec = ("solver",)
+    tight = learners.kernel_rows(kfn, ds, RIDGES[:1], get="ntk", record=rec, solver="cg", tol=1e-8)
+    loose = learners.kernel_rows(kfn, ds, RIDGES[:1], get="ntk", record=rec, solver="cg", tol=1e-2)
+    assert tight[0]["solver"] == loose[0]["solver"] == "cg"
+    assert loose[0]["iterations"] < tight[0]["iterations"]
+    assert tight[0]["residual"] <= 1e-8 < loose[0]["residual"] <= 1e-2
+
+
 def test_kernel_rows_match_a_hand_written_kernel_ridge(ds, kfn):
     """Absolute ridge lam * mean(diag K), float64 solve, error = mean over points of the summed squares."""
     rows = learners.kernel_rows(kfn, ds, RIDGES, get="nngp")

@@ -38,14 +38,15 @@ def kernel_cell_bytes(n: int) -> int:
 
 
 def kernel_fit(kernel, data, ridges: Sequence[float], *, get: str = "ntk", block_size: int | None = None,
-               solver: str | None = None) -> tuple[dict, float]:
+               solver: str | None = None, tol: float | None = None) -> tuple[dict, float]:
     """``(rbk.kernels.fit_predict(kernel, data, ridges, get=get, ...), wall seconds)``.
 
-    ``block_size`` and ``solver`` are passed on only when given (else ``fit_predict``'s defaults:
-    ``solver='auto'`` is :func:`rbk.kernels.choose_solver`'s choice)."""
+    ``block_size``, ``solver`` and ``tol`` (the matrix-free solver's relative residual) are passed
+    on only when given (else ``fit_predict``'s defaults: ``solver='auto'`` is
+    :func:`rbk.kernels.choose_solver`'s choice)."""
     from rbk import kernels
 
-    kw = {k: v for k, v in (("block_size", block_size), ("solver", solver)) if v is not None}
+    kw = {k: v for k, v in (("block_size", block_size), ("solver", solver), ("tol", tol)) if v is not None}
     t0 = time.perf_counter()
     out = kernels.fit_predict(kernel, data, ridges, get=get, **kw)
     return out, time.perf_counter() - t0
@@ -101,10 +102,11 @@ def selected_row(out: Mapping) -> dict:
 
 
 def kernel_rows(kernel, data, ridges: Sequence[float], *, get: str = "ntk", base: Mapping | None = None,
-                record: Sequence[str] = (), block_size: int | None = None, solver: str | None = None) -> list[dict]:
+                record: Sequence[str] = (), block_size: int | None = None, solver: str | None = None,
+                tol: float | None = None) -> list[dict]:
     """Kernel ridge with ``kernel`` (a kernel function, e.g. :func:`rbk.kernels.kernel_fn`) on
     ``data``: :func:`kernel_fit`, then :func:`ridge_rows`."""
-    out, wall = kernel_fit(kernel, data, ridges, get=get, block_size=block_size, solver=solver)
+    out, wall = kernel_fit(kernel, data, ridges, get=get, block_size=block_size, solver=solver, tol=tol)
     return ridge_rows(out, base, record=record, wall=wall)
 
 

@@ -172,6 +172,9 @@ class Exp4Spec(Study):
                                             help="run the exact kernels above N = 20000 (the matrix-free solver, "
                                             "minutes per fit) for only the first this many seeds, >= 1 (default: "
                                             "every seed)", conv=integer)  # fmt: skip
+    kernel_tol: float = option(1e-6, check=partial(check_real, lo=0.0, lo_open=True, hi=0.1),
+                               flag="--kernel-tol", help="the matrix-free solver's relative residual (the exact "
+                               "kernels above N = 20000), in (0, 0.1]", conv=float)  # fmt: skip
     two_stage_width: int = option(512, check=partial(check_int, lo=2), flag="--two-stage-width",
                                   help="the two-stage control's width, even >= 2", conv=integer)
     etas: tuple = option((0.25, 0.5, 1.0, 2.0), check=partial(check_reals, lo=0.0, lo_open=True, order="sorted"),
@@ -533,7 +536,7 @@ def _run_kernel(spec: Exp4Spec, cell: Cell, get: str) -> list[dict]:
     data = spec.dataset(cell.n, cell.seed)
     rows = learners.get(get).run(data, kernel=kfn, ridges=spec.ridges, base=spec.base_row(cell, cell.seed),
                                  record=("diverged", "timing"), block_size=learners.KERNEL_BLOCK,
-                                 solver=kernels.choose_solver(cell.n, kfn))  # fmt: skip
+                                 solver=kernels.choose_solver(cell.n, kfn), tol=spec.kernel_tol)  # fmt: skip
     return [_control_variate(spec, r, data.y_test, r.pop("test_cov", None)) for r in rows]
 
 
