@@ -78,7 +78,11 @@ def test_cg_takes_a_described_kernel():
     ys = [(x[:, :1] ** 2 - 1) + x[:, 1:2] * x[:, 2:3] for x in xs]
     ds = data.Dataset(xs[0], ys[0], xs[1], ys[1], xs[2], ys[2])
     dense, mf = _fits(kfn, ds, "ntk", rank=30, precision="float64")
-    assert mf["solver"] == "cg" and _max_rel(mf["pred_test"], dense["pred_test"]) < 1e-4
+    # against the predictions' scale, not point by point: one of these 50 test predictions is
+    # 6.6e-4 (the largest 3.1), so a point-wise relative bound measures that point's rounding
+    # (it moved from under 1e-4 to 2.8e-4 with jax 0.10.2) rather than the solve (tol 1e-6)
+    p, q = mf["pred_test"], dense["pred_test"]
+    assert mf["solver"] == "cg" and np.max(np.abs(p - q)) < 1e-5 * np.max(np.abs(q))
     assert kernels.choose_solver(kernels.DENSE_MAX_N + 1, kfn) == "cg"
 
 

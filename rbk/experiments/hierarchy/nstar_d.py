@@ -165,6 +165,9 @@ def format_table(out: dict) -> str:
                      + (" (left out)" if out.get("drop_diverged") else " (their n* censored above the grid)"))
     for c in out["comparisons"]:
         ci = c["difference"]["ci95"] or [math.nan, math.nan]
+        if c["difference"]["mean"] is None:
+            lines.append(f"slope {c['first']} - {c['second']}: no slope (a learner's points are all censored)")
+            continue
         lines.append(f"slope {c['first']} - {c['second']}: {c['difference']['mean']:.2f} [{ci[0]:.2f}, {ci[1]:.2f}]"
                      f" ({c['pairs']} (d, seed) pairs)")
     return "\n".join(lines)
