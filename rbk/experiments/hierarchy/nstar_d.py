@@ -140,7 +140,7 @@ def format_table(out: dict) -> str:
     """The printed table of :func:`combine`'s output."""
     ds = out["ds"]
     lines = ["n*(d) at the deepest threshold (labels; NTK: predicted from its spectrum)",
-             f"{'learner':24s}" + "".join(f"{'d=' + str(d):>26s}" for d in ds) + f"{'slope':>16s}"]  # fmt: skip
+             f"{'learner':22s}" + "".join(f" | {'d=' + str(d):>30s}" for d in ds) + f" | {'slope':>6s}"]  # fmt: skip
     for lr, by_d in out["n_star"].items():
         cells = []
         for d in ds:
@@ -155,7 +155,7 @@ def format_table(out: dict) -> str:
                 ci = v.get("ci95") or [math.nan, math.nan]
                 cells.append(f"{v['estimate']:.3g} [{ci[0]:.3g}, {ci[1]:.3g}]")
         sl = out["slopes"].get(lr, {}).get("slope")
-        lines.append(f"{lr:24s}" + "".join(f"{c:>26s}" for c in cells) + (f"{sl:16.2f}" if sl is not None else f"{'-':>16s}"))
+        lines.append(f"{lr:22s}" + "".join(f" | {c:>30s}" for c in cells) + (f" | {sl:6.2f}" if sl is not None else f" | {'-':>6s}"))
     lines.append("NTK / best deep: " + ", ".join(f"d={d}: {v:.1f}x" if v else f"d={d}: -"
                                                  for d, v in out["ratio_ntk_over_deep"].items()))  # fmt: skip
     bad = {lr: v for lr, v in out.get("diverged", {}).items() if v}
