@@ -43,6 +43,7 @@ TINY = dict(d=6, widths=(2, 2), alphas=(1.0, 0.5), readout="linear", ns=(60, 120
         (dict(skip=1), "skip must be True or False"),
         (dict(rank=0), "rank must be an integer >= 1"),
         (dict(seeds=(0, 0)), "seeds must not repeat"),
+        (dict(clip_norm=0.0), "clip_norm (--clip-norm) must be a finite number > 0.0"),
         (dict(kernel_tol=0.0), "kernel_tol (--kernel-tol) must be a finite number in (0.0, 0.1]"),
     ],
 )

@@ -42,6 +42,41 @@ def test_optimizer_is_pytorch_sgd_with_coupled_l2_and_step_decay():
         np.testing.assert_allclose(np.asarray(p[k]), p_ref[k], rtol=1e-6, atol=1e-7)
 
 
+def test_clip_norm_bounds_the_gradient_before_momentum_and_decay():
+    """``clip_norm``: torch's ``clip_grad_norm_`` then SGD, written out; a bound above every gradient
+    changes nothing; a bad bound is named."""
+    m = models.get_model("2nn", 3, 2, 1)
+    params = {"W": jnp.array([[0.5, -1.0, 2.0], [1.5, 0.2, -0.3]]), "b1": jnp.zeros(3), "A": jnp.ones((3, 1))}
+    lr, wd, mom, c = 0.1, 0.01, 0.9, 0.5
+    grads = [jax.tree_util.tree_map(lambda a, s=s: jnp.full_like(a, 3.0 * (s + 1) * (-1) ** s), params) for s in range(3)]
+    opt = train.optimizer(m, params, lr, wd, train.config(2, clip_norm=c), steps_per_epoch=10)
+    plain = train.optimizer(m, params, lr, wd, train.config(2, clip_norm=1e9), steps_per_epoch=10)
+    ref = train.optimizer(m, params, lr, wd, train.config(2), steps_per_epoch=10)
+    state, s_plain, s_ref = opt.init(params), plain.init(params), ref.init(params)
+    p = q = r = params
+    p_ref = {k: np.asarray(v, np.float64) for k, v in params.items()}
+    buf = {k: np.zeros_like(v) for k, v in p_ref.items()}
+    for step, g in enumerate(grads):
+        upd, state = opt.update(g, state, p)
+        p = optax.apply_updates(p, upd)
+        u2, s_plain = plain.update(g, s_plain, q)
+        q = optax.apply_updates(q, u2)
+        u3, s_ref = ref.update(g, s_ref, r)
+        r = optax.apply_updates(r, u3)
+        norm = np.sqrt(sum(np.sum(np.asarray(v, np.float64) ** 2) for v in g.values()))
+        for k in p_ref:  # torch: clip_grad_norm_(c), then d_p = g + wd * p; buf = mom * buf + d_p; p -= lr * buf
+            d_p = np.asarray(g[k], np.float64) * min(1.0, c / norm) + wd * p_ref[k]
+            buf[k] = mom * buf[k] + d_p if step else d_p
+            p_ref[k] = p_ref[k] - lr * buf[k]
+    for k in p_ref:
+        np.testing.assert_allclose(np.asarray(p[k]), p_ref[k], rtol=1e-6, atol=1e-7)
+        np.testing.assert_array_equal(np.asarray(q[k]), np.asarray(r[k]))
+    assert not np.allclose(np.asarray(p["W"]), np.asarray(r["W"]))
+    for bad in (0.0, -1.0, float("nan")):
+        with pytest.raises(ValueError, match="clip_norm"):
+            train.config(2, clip_norm=bad)
+
+
 @pytest.fixture(scope="module")
 def members():
     """One vmapped training shared by the tests below (one compilation): 2 seeds x 3 learning

@@ -6,6 +6,7 @@ Recipe (the paper's, ``docs/paper.md``; with PyTorch's SGD semantics)::
     update   = optax.chain(add_decayed_weights(wd), sgd(lr_t, momentum=0.9))   # coupled L2
     lr_t     = lr, divided by 10 from epoch ``decay_epoch`` (default E/2) on
     batches  = 50 examples, a fresh permutation each epoch, the last partial batch dropped
+    (opt-in) clip_by_global_norm(clip_norm) of each batch gradient first (``config(clip_norm=...)``)
 
 The reported error is that of the final epoch (no early stopping): the mean over points of
 the squared error summed over the ``k`` outputs, on the training, validation and test split.

@@ -47,6 +47,10 @@ class TrainConfig:
         so its parameters stay bit-identical there), with the recipe's decay placed at the same
         fraction of its own phase as ``decay_epoch`` is of the run. Labels not listed train
         throughout. Layer-wise training of :class:`rbk.models.DeepQuad`: one phase per level.
+      clip_norm: ``None`` (the default: plain SGD) or a bound on the global norm of each
+        mini-batch gradient (all parameters, before momentum, weight decay and any phase gate:
+        ``optax.clip_by_global_norm``); a safety net for heavy-tailed labels, where one extreme
+        label can make a step diverge.
     """
 
     epochs: int = 60
@@ -60,6 +64,7 @@ class TrainConfig:
     eval_chunk: int = 4096
     matmul_precision: str = "highest"
     phases: tuple[tuple[str, int, int], ...] = ()
+    clip_norm: float | None = None
 
     def describe(self) -> dict:
         out = dataclasses.asdict(self)
@@ -83,6 +88,7 @@ def config(
     eval_chunk: int = 4096,
     matmul_precision: str = "highest",
     phases: Mapping[str, tuple[int, int]] | None = None,
+    clip_norm: float | None = None,
 ) -> TrainConfig:
     """Validated :class:`TrainConfig`. ``record_epochs`` defaults to ``(E/4, E/2, 3E/4, E)``.
 
@@ -97,7 +103,8 @@ def config(
     by its JAX name (``'high'`` for ``'tensorfloat32'``); see ``docs/devices.md``.
 
     ``phases``: ``{label: (start_epoch, stop_epoch)}`` with ``0 <= start < stop <= epochs`` (see
-    :class:`TrainConfig`); labels are the model's (:meth:`rbk.models.Model.labels`)."""
+    :class:`TrainConfig`); labels are the model's (:meth:`rbk.models.Model.labels`).
+    ``clip_norm``: ``None`` or a finite number > 0 (see :class:`TrainConfig`)."""
     epochs = check_int("epochs", epochs, lo=1)
     batch_size = check_int("batch_size", batch_size, lo=1)
     momentum = check_real("momentum", momentum, lo=0.0, hi=1.0, hi_open=True)
@@ -125,8 +132,10 @@ def config(
         a = check_int(f"phases[{label!r}] start", span[0], lo=0, hi=epochs - 1)
         b = check_int(f"phases[{label!r}] stop", span[1], lo=a + 1, hi=epochs)
         phase_list.append((label, a, b))
+    if clip_norm is not None:
+        clip_norm = check_real("clip_norm", clip_norm, lo=0.0, lo_open=True)
     return TrainConfig(epochs, batch_size, momentum, decay_epoch, decay_factor, tuple(rec), pairs[0], pairs[1], eval_chunk,
-                       precision, tuple(sorted(phase_list)))  # fmt: skip
+                       precision, tuple(sorted(phase_list)), clip_norm)  # fmt: skip
 
 
 @dataclasses.dataclass

@@ -44,7 +44,8 @@ def optimizer(model: Model, params: dict, lr, wd, cfg: TrainConfig, steps_per_ep
             optax.add_decayed_weights(wd * wd_mult.get(label, 1.0)),
             optax.sgd(schedule, momentum=cfg.momentum or None),
         )
-    return optax.multi_transform(transforms, labels)
+    per_label = optax.multi_transform(transforms, labels)
+    return per_label if cfg.clip_norm is None else optax.chain(optax.clip_by_global_norm(cfg.clip_norm), per_label)
 
 
 def _phased(lr, wd, phase: tuple[int, int], cfg: TrainConfig, steps_per_epoch: int):

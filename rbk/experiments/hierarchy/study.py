@@ -149,6 +149,9 @@ class Exp4Spec(Study):
     wds: tuple = option((0.0,), check=partial(check_reals, lo=0.0, order="sorted"), flag="--wd",
                         help="weight decays, each >= 0 (selected on validation)", conv=float, many=True,
                         what="numbers")  # fmt: skip
+    clip_norm: float | None = option(None, check=optional(partial(check_real, lo=0.0, lo_open=True)),
+                                     flag="--clip-norm", help="bound the global norm of each mini-batch gradient of "
+                                     "the networks, > 0 (default: none, plain SGD)", conv=float)  # fmt: skip
     record_per_stage: int = option(2, check=partial(check_int, lo=1))
     ridges: tuple = option((1e-6, 1e-5, 1e-4, 1e-3, 1e-2), check=partial(check_reals, lo=0.0, order="sorted"),
                            flag="--kernel-ridges", aliases=("--ridges",),
@@ -243,7 +246,8 @@ class Exp4Spec(Study):
         from rbk import train
 
         return train.regime_config(regime, self.levels, self.epochs, record_per_stage=self.record_per_stage,
-                                   batch_size=self.batch_size, matmul_precision=self.matmul_precision)  # fmt: skip
+                                   batch_size=self.batch_size, matmul_precision=self.matmul_precision,
+                                   clip_norm=self.clip_norm)  # fmt: skip
 
     # -- the plan ----------------------------------------------------------------------------
 
@@ -521,7 +525,8 @@ def _run_2nn(spec: Exp4Spec, cell: Cell, devices=None, progress=None) -> list[di
     width = spec.width * spec.levels
     model = get_model("2nn", width, spec.d, 1)
     data, keys = _stacked(spec, cell.n)
-    cfg = train.config(spec.epochs, batch_size=spec.batch_size, matmul_precision=spec.matmul_precision)
+    cfg = train.config(spec.epochs, batch_size=spec.batch_size, matmul_precision=spec.matmul_precision,
+                       clip_norm=spec.clip_norm)
     t0 = time.perf_counter()
     res = train.train(model, data, keys, list(spec.lrs), list(spec.wds), cfg, devices=devices, progress=progress,
                       max_members=spec.max_members_per_call, return_params=True)  # fmt: skip
