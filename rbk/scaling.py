@@ -168,6 +168,15 @@ def interval_slope(ds, lo, hi, *, min_sigma: float = 1e-3) -> dict:
         return _fit(*_prepare(ds, lo, hi), min_sigma)
 
 
+def bounds_slope(bounds: Mapping) -> dict | None:
+    """:func:`interval_slope` of ``{(d, seed): (lo, hi)}`` bounds (keys in sorted order), or
+    ``None`` when they span fewer than two ``d``."""
+    if len({k[0] for k in bounds}) < 2:
+        return None
+    keys = sorted(bounds)
+    return interval_slope([k[0] for k in keys], [bounds[k][0] for k in keys], [bounds[k][1] for k in keys])
+
+
 def _prepared(name, bounds: Mapping, keys, ds):
     try:
         return _prepare(ds, [bounds[k][0] for k in keys], [bounds[k][1] for k in keys])

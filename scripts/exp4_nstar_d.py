@@ -6,7 +6,9 @@ ratio to the deep network's, the exponents (interval regression over seeds) and 
 bootstrap of the slope differences, and writes them as JSON
 (:func:`rbk.experiments.hierarchy.nstar_d.combine`). For example::
 
-    for d in 24 32 40; do rbk exp4 --profile quick --d $d --learners deep-joint two-stage --out runs/d$d; done
+    rbk exp4 --profile quick --d 24 --lr 7e-4 1.4e-3 --learners deep-joint two-stage --n 8000 16000 32000 --out runs/d24
+    rbk exp4 --profile quick --d 32 --lr 7e-4 1.4e-3 --learners deep-joint two-stage --n 16000 32000 64000 --out runs/d32
+    rbk exp4 --profile quick --d 40 --lr 7e-4 1.4e-3 --learners deep-joint two-stage --n 16000 32000 64000 --out runs/d40
     python scripts/exp4_nstar_d.py runs/d24 runs/d32 runs/d40 --out runs/nstar_d.json
 """
 

@@ -9,12 +9,13 @@ rows (``results.jsonl``) and ``summary.json`` (the deepest threshold at that ``d
 exact where the seed's curve crosses inside the grid, an interval where it does not. Then:
 
 * ``n_star``: per learner and ``d`` the seed-mean ``n*`` with its bootstrap CI
-  (:func:`rbk.stats.n_star`, as in each run's own summary), and the NTK's predicted ``n*`` (training points at the best ridge: no
-  selection labels, in the kernel's favour);
+  (:func:`rbk.stats.n_star`, as in each run's own summary), and the NTK's predicted ``n*``
+  (training points at the best ridge: no selection labels, in the kernel's favour);
 * ``ratio``: per ``d``, the NTK's ``n*`` (predicted) over the best deep network's (measured);
 * ``slopes``: per learner, the exponent ``b`` of ``log n* = a + b log d`` (``slope``,
-  ``intercept``) by interval regression over the seed bounds (``bounds``: ``[d, seed, lo, hi]``) (:func:`rbk.scaling.interval_slope`: a censored point is an interval), and the
-  least-squares slope of the NTK's predicted ``log n*`` on ``log d``;
+  ``intercept``) by interval regression over the seed bounds (``bounds``: ``[d, seed, lo, hi]``;
+  :func:`rbk.scaling.bounds_slope`: a censored point is an interval), and the least-squares
+  slope of the NTK's predicted ``log n*`` on ``log d``;
 * ``comparisons``: ``paired_slope_difference`` of the NTK (predicted; the same value for every
   seed of a ``d``: its spectrum and the target's power do not depend on the seed's data) and of
   the two-stage control against each deep network, the seeds of a ``d`` resampled together.
@@ -53,9 +54,9 @@ def combine(run_dirs, *, n_boot: int = 2000, seed: int = 0, drop_diverged: bool 
     A seed whose training diverged at some N has an infinite test error there: its curve is
     above the threshold at that N (its ``n*`` is at a larger N, or censored above the grid when
     it diverges at the largest), and so is the seed-mean curve (``diverged`` lists them per
-    learner and ``d``). ``drop_diverged=True`` leaves those
-    ``(d, seed)`` out of that learner's points instead: the sample complexity of the runs that
-    trained, a different (and more favourable) quantity, to be reported beside the first.
+    learner and ``d``). ``drop_diverged=True`` leaves those ``(d, seed)`` out of that learner's
+    points instead: the sample complexity of the runs that trained, a different (and more
+    favourable) quantity, to be reported beside the first.
 
     Raises:
         ValueError: fewer than two runs, two runs at the same ``d``, runs of different
@@ -85,10 +86,10 @@ def combine(run_dirs, *, n_boot: int = 2000, seed: int = 0, drop_diverged: bool 
         for i in order:
             sel = stats.select([r for r in runs[i][1] if r["learner"] == lr], keys=("experiment", "learner", "n", "seed"))
             mine += [dict(r, n=r.get("labels") or r["n"]) for r in sel]
-        bad = sorted({(r["d"], r["seed"]) for r in mine if r["diverged"]})
-        diverged[lr] = {str(d): [s_ for d_, s_ in bad if d_ == d] for d in sorted({d for d, _ in bad})}
+        bad = {(r["d"], r["seed"]) for r in mine if r["diverged"]}
+        diverged[lr] = {str(d): sorted(s_ for d_, s_ in bad if d_ == d) for d in sorted({d for d, _ in bad})}
         if drop_diverged:
-            mine = [r for r in mine if (r["d"], r["seed"]) not in set(bad)]
+            mine = [r for r in mine if (r["d"], r["seed"]) not in bad]
         if mine:
             bounds[lr] = stats.seed_bounds(mine, thr)
             n_star[lr] = {str(d): stats.n_star(rows, thr[d], n_boot=n_boot)
@@ -111,10 +112,9 @@ def combine(run_dirs, *, n_boot: int = 2000, seed: int = 0, drop_diverged: bool 
         ratio[str(d)] = pred[d] / min(deep) if deep and d in pred else None
     slopes = {}
     for lr, b in bounds.items():
-        keys = sorted(b)
-        if len({k[0] for k in keys}) >= 2 and not all(math.isinf(b[k][1]) for k in keys):
-            fit = scaling.interval_slope([k[0] for k in keys], [b[k][0] for k in keys], [b[k][1] for k in keys])
-            slopes[lr] = dict(fit, bounds=[[k[0], k[1], *b[k]] for k in keys])
+        fit = None if all(math.isinf(hi) for _, hi in b.values()) else scaling.bounds_slope(b)
+        if fit is not None:
+            slopes[lr] = dict(fit, bounds=[[k[0], k[1], *b[k]] for k in sorted(b)])
     if len(pred) >= 2:
         s, a = stats.loglog_slope(sorted(pred), [pred[d] for d in sorted(pred)])
         slopes["ntk-deep (predicted)"] = {"slope": s, "intercept": a, "ds": sorted(pred)}
@@ -198,7 +198,8 @@ def plot(out: dict, out_dir) -> tuple:
             cens = ~exact & np.isinf(pts[:, 3])
             ax.scatter(pts[cens, 0] * jit[cens], pts[cens, 2], facecolors="none", edgecolors=c, s=20, marker="^")
         if fit.get("slope") is not None:
-            ax.plot(ds, np.exp(fit["intercept"]) * ds ** fit["slope"], color=c, ls="--" if "predicted" in lr else "-", label=f"{lr}: slope {fit['slope']:.2f}")
+            ax.plot(ds, np.exp(fit["intercept"]) * ds ** fit["slope"], color=c, ls="--" if "predicted" in lr else "-",
+                    label=f"{lr}: slope {fit['slope']:.2f}")
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("input dimension d")

@@ -84,11 +84,8 @@ def _loglog(pts: dict, ds) -> dict | None:
 def _slope_entry(bounds: dict) -> dict | None:
     from rbk import scaling
 
-    if len({d for d, _ in bounds}) < 2:
-        return None
-    keys = sorted(bounds)
-    fit = scaling.interval_slope([k[0] for k in keys], [bounds[k][0] for k in keys], [bounds[k][1] for k in keys])
-    return fit if fit["slope"] is not None else None
+    fit = scaling.bounds_slope(bounds)
+    return fit if fit is not None and fit["slope"] is not None else None
 
 
 def separation_entry(kernel: str, network: str, theta: float, basis: str, kb: dict, nb: dict, *, n_boot: int,
